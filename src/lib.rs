@@ -1,0 +1,9 @@
+//! ScoreStream: a Kafka Streams-style stateful stream processor.
+//!
+//! # Layout
+//! (filled in as modules land)
+
+pub mod engine;
+pub mod ingest;
+pub mod metrics;
+pub mod runtime;
