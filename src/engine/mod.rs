@@ -1,1 +1,19 @@
-//! placeholder
+//! The generic, broker-free engine: records, processors, topologies, tasks and a test
+//! driver. Knows nothing about customers or Kafka clients.
+
+pub mod processor;
+pub mod record;
+pub mod task;
+pub mod test_driver;
+pub mod topology;
+
+pub use processor::{
+    Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, ScheduleId,
+};
+pub use record::{Headers, Record, SourcePosition};
+pub use task::{SinkRecord, StreamTask, TaskError, TaskId};
+pub use test_driver::TopologyTestDriver;
+pub use topology::{
+    changelog_topic, InternalTopic, InternalTopicKind, Partitioning, SinkTarget, SinkTopic,
+    StoreDecl, SubTopology, TopicRef, Topology, TopologyBuilder, TopologyError,
+};

@@ -1,0 +1,385 @@
+//! A task: one sub-topology instantiated for one partition. Synchronous; the runtime and
+//! the test driver both feed it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::processor::{
+    Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Schedule,
+};
+use super::record::{Record, SourcePosition};
+use super::topology::{NodeKind, Partitioning, SinkTopic, Topology};
+
+/// `(sub-topology, partition)`, printed `0_3` as in Kafka Streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    pub subtopology: usize,
+    pub partition: i32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// A record a sink emitted, for the runtime to produce.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinkRecord {
+    pub topic: Arc<str>,
+    pub partitioning: Partitioning,
+    pub record: Record,
+}
+
+/// Errors from running a task.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("task {task}: topic '{topic}' is not a source of this task")]
+    UnknownTopic { task: TaskId, topic: String },
+    #[error("task {task}: processor '{processor}' failed at {position}: {source}")]
+    Processor {
+        task: TaskId,
+        processor: String,
+        position: String,
+        #[source]
+        source: ProcessorError,
+    },
+}
+
+enum Slot {
+    Source,
+    Processor(Box<dyn Processor>),
+    Sink {
+        topic: SinkTopic,
+        fixed: Option<Arc<str>>,
+        partitioning: Partitioning,
+    },
+}
+
+struct TaskNode {
+    name: String,
+    slot: Slot,
+    children: Vec<usize>,
+    child_names: Vec<String>,
+}
+
+/// One running instance of a sub-topology.
+pub struct StreamTask {
+    id: TaskId,
+    nodes: Vec<TaskNode>,
+    sources: Vec<(Arc<str>, usize)>,
+    schedules: Vec<Schedule>,
+    stream_time: Option<i64>,
+    outputs: Vec<SinkRecord>,
+    buffers: Vec<Vec<(usize, Record)>>,
+    suffix_topics: Vec<(Arc<str>, String, Arc<str>)>,
+}
+
+impl StreamTask {
+    /// Instantiates the processors of `subtopology` (one fresh instance each) for `partition`.
+    pub fn new(topology: &Topology, subtopology: usize, partition: i32) -> StreamTask {
+        let inner = &topology.inner;
+        let st = &inner.subtopologies[subtopology];
+        let local: std::collections::HashMap<usize, usize> = st
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(local, &global)| (global, local))
+            .collect();
+        let mut sources = Vec::new();
+        let nodes = st
+            .nodes
+            .iter()
+            .map(|&g| {
+                let n = &inner.nodes[g];
+                let slot = match &n.kind {
+                    NodeKind::Source { topics } => {
+                        for t in topics {
+                            sources.push((Arc::<str>::from(t.as_str()), local[&g]));
+                        }
+                        Slot::Source
+                    }
+                    NodeKind::Processor { supplier, .. } => Slot::Processor(supplier()),
+                    NodeKind::Sink {
+                        topic,
+                        partitioning,
+                    } => Slot::Sink {
+                        fixed: match topic {
+                            SinkTopic::Fixed(t) => Some(Arc::from(t.as_str())),
+                            SinkTopic::SourceSuffix(_) => None,
+                        },
+                        topic: topic.clone(),
+                        partitioning: *partitioning,
+                    },
+                };
+                TaskNode {
+                    name: n.name.clone(),
+                    slot,
+                    children: n.children.iter().map(|c| local[c]).collect(),
+                    child_names: n
+                        .children
+                        .iter()
+                        .map(|&c| inner.nodes[c].name.clone())
+                        .collect(),
+                }
+            })
+            .collect();
+        StreamTask {
+            id: TaskId {
+                subtopology,
+                partition,
+            },
+            nodes,
+            sources,
+            schedules: Vec::new(),
+            stream_time: None,
+            outputs: Vec::new(),
+            buffers: Vec::new(),
+            suffix_topics: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    pub fn stream_time(&self) -> Option<i64> {
+        self.stream_time
+    }
+
+    /// Calls `init` on every processor, in declaration order.
+    pub fn init(&mut self, wall_clock: i64) -> Result<(), TaskError> {
+        for i in 0..self.nodes.len() {
+            self.run_node(i, wall_clock, None, |p, ctx| p.init(ctx))?;
+        }
+        Ok(())
+    }
+
+    /// Feeds one record read from `topic`. Advances stream time to the record's timestamp
+    /// (never backwards) and fires due stream-time punctuations afterwards.
+    pub fn process(
+        &mut self,
+        topic: &str,
+        record: Record,
+        wall_clock: i64,
+    ) -> Result<(), TaskError> {
+        let Some(&(_, source)) = self.sources.iter().find(|(t, _)| &**t == topic) else {
+            return Err(TaskError::UnknownTopic {
+                task: self.id,
+                topic: topic.to_string(),
+            });
+        };
+        let ts = record.timestamp;
+        let first = self.stream_time.is_none();
+        if self.stream_time.is_none_or(|t| ts > t) {
+            self.stream_time = Some(ts);
+        }
+        if first {
+            let now = self.stream_time.unwrap_or(ts);
+            for s in &mut self.schedules {
+                if s.kind == PunctuationType::StreamTime && s.next.is_none() {
+                    s.next = Some(now + s.interval_ms);
+                }
+            }
+        }
+        self.dispatch(source, record, wall_clock)?;
+        if let Some(now) = self.stream_time {
+            self.punctuate(PunctuationType::StreamTime, now, wall_clock)?;
+        }
+        Ok(())
+    }
+
+    /// Fires wall-clock punctuations due at `wall_clock`. Returns how many fired.
+    pub fn punctuate_wall_clock(&mut self, wall_clock: i64) -> Result<usize, TaskError> {
+        self.punctuate(PunctuationType::WallClock, wall_clock, wall_clock)
+    }
+
+    fn punctuate(
+        &mut self,
+        kind: PunctuationType,
+        now: i64,
+        wall_clock: i64,
+    ) -> Result<usize, TaskError> {
+        let mut fired = 0;
+        for i in 0..self.schedules.len() {
+            let s = &self.schedules[i];
+            let due = matches!(s.next, Some(next) if next <= now);
+            if s.cancelled || s.kind != kind || !due {
+                continue;
+            }
+            // Fire once, then skip the intervals already missed.
+            let (node, id, interval, next) = (s.node, s.id, s.interval_ms, s.next.unwrap_or(now));
+            let missed = (now - next) / interval + 1;
+            self.schedules[i].next = Some(next + missed * interval);
+            let p = Punctuation {
+                schedule: id,
+                kind,
+                time: now,
+            };
+            self.run_node(node, wall_clock, None, |proc, ctx| proc.punctuate(ctx, p))?;
+            fired += 1;
+        }
+        Ok(fired)
+    }
+
+    /// Calls `close` on every processor. Outputs produced while closing are kept.
+    pub fn close(&mut self, wall_clock: i64) -> Result<(), TaskError> {
+        for i in 0..self.nodes.len() {
+            self.run_node(i, wall_clock, None, |p, ctx| p.close(ctx))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the records sinks have emitted since the last call.
+    pub fn take_outputs(&mut self) -> Vec<SinkRecord> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    /// Moves emitted records into `out`, keeping this task's buffer allocation.
+    pub fn drain_outputs_into(&mut self, out: &mut Vec<SinkRecord>) {
+        out.append(&mut self.outputs);
+    }
+
+    pub fn has_outputs(&self) -> bool {
+        !self.outputs.is_empty()
+    }
+
+    fn dispatch(&mut self, node: usize, record: Record, wall_clock: i64) -> Result<(), TaskError> {
+        match &self.nodes[node].slot {
+            Slot::Source => {
+                let children = self.nodes[node].children.clone();
+                if let Some((last, rest)) = children.split_last() {
+                    for &c in rest {
+                        self.dispatch(c, record.clone(), wall_clock)?;
+                    }
+                    self.dispatch(*last, record, wall_clock)?;
+                }
+                Ok(())
+            }
+            Slot::Sink {
+                topic,
+                fixed,
+                partitioning,
+            } => {
+                let partitioning = *partitioning;
+                let topic = match (fixed, topic) {
+                    (Some(t), _) => t.clone(),
+                    (None, SinkTopic::SourceSuffix(sfx)) => {
+                        let sfx = sfx.clone();
+                        let src = record.source.as_ref().map(|p| p.topic.clone());
+                        self.suffixed(src.as_deref().unwrap_or(""), &sfx)
+                    }
+                    (None, SinkTopic::Fixed(t)) => Arc::from(t.as_str()),
+                };
+                self.outputs.push(SinkRecord {
+                    topic,
+                    partitioning,
+                    record,
+                });
+                Ok(())
+            }
+            Slot::Processor(_) => {
+                let position = record.source.clone();
+                let mut out = self.buffers.pop().unwrap_or_default();
+                let result =
+                    self.run_node_with(node, wall_clock, position.as_ref(), &mut out, |p, ctx| {
+                        p.process(ctx, record)
+                    });
+                let result = result.and_then(|()| {
+                    for (child, rec) in out.drain(..) {
+                        self.dispatch(child, rec, wall_clock)?;
+                    }
+                    Ok(())
+                });
+                out.clear();
+                self.buffers.push(out);
+                result
+            }
+        }
+    }
+
+    fn suffixed(&mut self, src: &str, sfx: &str) -> Arc<str> {
+        if let Some((_, _, t)) = self
+            .suffix_topics
+            .iter()
+            .find(|(s, x, _)| &**s == src && x == sfx)
+        {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(format!("{src}{sfx}"));
+        self.suffix_topics
+            .push((Arc::from(src), sfx.to_string(), t.clone()));
+        t
+    }
+
+    /// Runs `f` on node `node` (a processor; other kinds are skipped) and dispatches what it
+    /// forwarded.
+    fn run_node<F>(
+        &mut self,
+        node: usize,
+        wall_clock: i64,
+        position: Option<&SourcePosition>,
+        f: F,
+    ) -> Result<(), TaskError>
+    where
+        F: FnOnce(&mut dyn Processor, &mut ProcessorContext<'_>) -> Result<(), ProcessorError>,
+    {
+        if !matches!(self.nodes[node].slot, Slot::Processor(_)) {
+            return Ok(());
+        }
+        let mut out = self.buffers.pop().unwrap_or_default();
+        let result = self
+            .run_node_with(node, wall_clock, position, &mut out, f)
+            .and_then(|()| {
+                for (child, rec) in out.drain(..) {
+                    self.dispatch(child, rec, wall_clock)?;
+                }
+                Ok(())
+            });
+        out.clear();
+        self.buffers.push(out);
+        result
+    }
+
+    fn run_node_with<F>(
+        &mut self,
+        node: usize,
+        wall_clock: i64,
+        position: Option<&SourcePosition>,
+        out: &mut Vec<(usize, Record)>,
+        f: F,
+    ) -> Result<(), TaskError>
+    where
+        F: FnOnce(&mut dyn Processor, &mut ProcessorContext<'_>) -> Result<(), ProcessorError>,
+    {
+        let id = self.id;
+        let stream_time = self.stream_time;
+        let TaskNode {
+            name,
+            slot,
+            children,
+            child_names,
+        } = &mut self.nodes[node];
+        let Slot::Processor(p) = slot else {
+            return Ok(());
+        };
+        let mut ctx = ProcessorContext {
+            node_name: name,
+            node,
+            child_names,
+            children,
+            out,
+            schedules: &mut self.schedules,
+            stream_time,
+            wall_clock,
+            task_id: id,
+            position,
+        };
+        f(p.as_mut(), &mut ctx).map_err(|source| TaskError::Processor {
+            task: id,
+            processor: name.clone(),
+            position: position.map_or_else(|| "punctuation".to_string(), |p| p.to_string()),
+            source,
+        })
+    }
+}

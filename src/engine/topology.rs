@@ -1,0 +1,576 @@
+//! Declaring a topology (sources, processors, sinks, internal topics, stores) and deriving
+//! its sub-topologies, as Kafka Streams' `Topology` / `TopologyDescription`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use super::processor::Processor;
+
+/// Makes a fresh processor for each task.
+pub type ProcessorSupplier = Arc<dyn Fn() -> Box<dyn Processor> + Send + Sync>;
+
+/// A topic named in a topology: external (used as is) or internal (prefixed with the
+/// application id when the topology is built).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TopicRef {
+    External(String),
+    Internal(String),
+}
+
+impl TopicRef {
+    pub fn external(name: impl Into<String>) -> Self {
+        TopicRef::External(name.into())
+    }
+    pub fn internal(suffix: impl Into<String>) -> Self {
+        TopicRef::Internal(suffix.into())
+    }
+    fn resolve(&self, app_id: &str) -> String {
+        match self {
+            TopicRef::External(n) => n.clone(),
+            TopicRef::Internal(s) => format!("{app_id}-{s}"),
+        }
+    }
+}
+
+/// Where a sink writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkTopic {
+    Fixed(String),
+    /// The source topic of the record plus a suffix, e.g. `-dlq`.
+    SourceSuffix(String),
+}
+
+/// How a sink chooses the partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Partitioning {
+    /// murmur2 of the key, as Java clients and Kafka Streams (the key must be set).
+    ByKey,
+    /// The partition the record was read from (dead letters keep their place).
+    SameAsSource,
+}
+
+/// What kind of internal topic, which decides its configs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InternalTopicKind {
+    /// Delete policy; written by one sub-topology and read by another.
+    Repartition,
+    /// Compacted; one partition per task of the owning sub-topology.
+    Changelog,
+}
+
+/// An internal topic the runtime creates at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InternalTopic {
+    pub name: String,
+    pub kind: InternalTopicKind,
+    /// The sub-topology that reads it (repartition) or owns it (changelog).
+    pub subtopology: usize,
+}
+
+/// A state store declared on the topology.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreDecl {
+    pub name: String,
+    /// Backed by a compacted changelog topic.
+    pub logged: bool,
+}
+
+#[derive(Clone)]
+pub(crate) enum NodeKind {
+    Source {
+        topics: Vec<String>,
+    },
+    Processor {
+        supplier: ProcessorSupplier,
+        stores: Vec<String>,
+    },
+    Sink {
+        topic: SinkTopic,
+        partitioning: Partitioning,
+    },
+}
+
+#[derive(Clone)]
+pub(crate) struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+    pub parents: Vec<usize>,
+    pub children: Vec<usize>,
+}
+
+/// Errors in a topology declaration, reported all at once by [`TopologyBuilder::build`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    #[error("node name '{0}' is used twice")]
+    DuplicateName(String),
+    #[error("node '{node}' names parent '{parent}', which does not exist")]
+    UnknownParent { node: String, parent: String },
+    #[error("node '{node}' names parent '{parent}', which is a sink")]
+    ParentIsSink { node: String, parent: String },
+    #[error("topic '{0}' is read by more than one source")]
+    TopicReadTwice(String),
+    #[error("processor '{processor}' uses store '{store}', which is not declared")]
+    UnknownStore { processor: String, store: String },
+    #[error("source '{0}' reads no topic")]
+    EmptySource(String),
+    #[error("{0}")]
+    Many(TopologyErrors),
+}
+
+/// Several topology errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyErrors(pub Vec<TopologyError>);
+
+impl fmt::Display for TopologyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Topology`]. Nodes name their parents, as in Kafka Streams' `Topology` API.
+#[derive(Default)]
+pub struct TopologyBuilder {
+    sources: Vec<(String, Vec<TopicRef>)>,
+    nodes: Vec<(String, PendingKind, Vec<String>)>,
+    stores: Vec<StoreDecl>,
+}
+
+enum PendingKind {
+    Source(Vec<TopicRef>),
+    Processor(ProcessorSupplier, Vec<String>),
+    Sink(SinkTarget, Partitioning),
+}
+
+/// A sink's target before internal names are resolved.
+#[derive(Clone, Debug)]
+pub enum SinkTarget {
+    Topic(TopicRef),
+    SourceSuffix(String),
+}
+
+impl TopologyBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a source reading `topics`.
+    pub fn add_source(&mut self, name: &str, topics: &[TopicRef]) -> &mut Self {
+        self.sources.push((name.to_string(), topics.to_vec()));
+        self.nodes.push((
+            name.to_string(),
+            PendingKind::Source(topics.to_vec()),
+            Vec::new(),
+        ));
+        self
+    }
+
+    /// Adds a processor made by `supplier` (once per task), fed by `parents`.
+    pub fn add_processor<F>(&mut self, name: &str, supplier: F, parents: &[&str]) -> &mut Self
+    where
+        F: Fn() -> Box<dyn Processor> + Send + Sync + 'static,
+    {
+        self.nodes.push((
+            name.to_string(),
+            PendingKind::Processor(Arc::new(supplier), Vec::new()),
+            parents.iter().map(|s| s.to_string()).collect(),
+        ));
+        self
+    }
+
+    /// Adds a sink fed by `parents`.
+    pub fn add_sink(
+        &mut self,
+        name: &str,
+        target: SinkTarget,
+        partitioning: Partitioning,
+        parents: &[&str],
+    ) -> &mut Self {
+        self.nodes.push((
+            name.to_string(),
+            PendingKind::Sink(target, partitioning),
+            parents.iter().map(|s| s.to_string()).collect(),
+        ));
+        self
+    }
+
+    /// Declares a store and connects it to the processors that use it. Processors sharing a
+    /// store always land in the same sub-topology.
+    pub fn add_state_store(&mut self, store: StoreDecl, processors: &[&str]) -> &mut Self {
+        for p in processors {
+            if let Some((_, PendingKind::Processor(_, stores), _)) =
+                self.nodes.iter_mut().find(|(n, _, _)| n == p)
+            {
+                stores.push(store.name.clone());
+            }
+        }
+        self.stores.push(store);
+        self
+    }
+
+    /// Resolves names (internal topics get the `app_id` prefix), checks the graph and
+    /// derives sub-topologies. Every error is reported, not only the first.
+    pub fn build(&self, app_id: &str) -> Result<Topology, TopologyError> {
+        let mut errors = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, (name, _, _)) in self.nodes.iter().enumerate() {
+            if index.insert(name.as_str(), i).is_some() {
+                errors.push(TopologyError::DuplicateName(name.clone()));
+            }
+        }
+        let mut nodes: Vec<Node> = Vec::with_capacity(self.nodes.len());
+        let mut read_by: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, (name, kind, parents)) in self.nodes.iter().enumerate() {
+            let kind = match kind {
+                PendingKind::Source(topics) => {
+                    if topics.is_empty() {
+                        errors.push(TopologyError::EmptySource(name.clone()));
+                    }
+                    let topics: Vec<String> = topics.iter().map(|t| t.resolve(app_id)).collect();
+                    for t in &topics {
+                        if read_by.insert(t.clone(), i).is_some() {
+                            errors.push(TopologyError::TopicReadTwice(t.clone()));
+                        }
+                    }
+                    NodeKind::Source { topics }
+                }
+                PendingKind::Processor(supplier, stores) => {
+                    for s in stores {
+                        if !self.stores.iter().any(|d| &d.name == s) {
+                            errors.push(TopologyError::UnknownStore {
+                                processor: name.clone(),
+                                store: s.clone(),
+                            });
+                        }
+                    }
+                    NodeKind::Processor {
+                        supplier: supplier.clone(),
+                        stores: stores.clone(),
+                    }
+                }
+                PendingKind::Sink(target, partitioning) => NodeKind::Sink {
+                    topic: match target {
+                        SinkTarget::Topic(t) => SinkTopic::Fixed(t.resolve(app_id)),
+                        SinkTarget::SourceSuffix(s) => SinkTopic::SourceSuffix(s.clone()),
+                    },
+                    partitioning: *partitioning,
+                },
+            };
+            let mut parent_ids = Vec::new();
+            for p in parents {
+                match index.get(p.as_str()) {
+                    None => errors.push(TopologyError::UnknownParent {
+                        node: name.clone(),
+                        parent: p.clone(),
+                    }),
+                    Some(&pi) => {
+                        if matches!(self.nodes[pi].1, PendingKind::Sink(..)) {
+                            errors.push(TopologyError::ParentIsSink {
+                                node: name.clone(),
+                                parent: p.clone(),
+                            });
+                        } else {
+                            parent_ids.push(pi);
+                        }
+                    }
+                }
+            }
+            nodes.push(Node {
+                name: name.clone(),
+                kind,
+                parents: parent_ids,
+                children: Vec::new(),
+            });
+        }
+        match errors.len() {
+            0 => {}
+            1 => return Err(errors.remove(0)),
+            _ => return Err(TopologyError::Many(TopologyErrors(errors))),
+        }
+        for i in 0..nodes.len() {
+            for p in nodes[i].parents.clone() {
+                nodes[p].children.push(i);
+            }
+        }
+        Ok(Topology::derive(
+            app_id,
+            nodes,
+            self.stores.clone(),
+            &self.sources,
+        ))
+    }
+}
+
+/// One connected part of the graph: its own tasks, one per input partition.
+#[derive(Clone, Debug)]
+pub struct SubTopology {
+    pub id: usize,
+    /// Node indices, in declaration order.
+    pub(crate) nodes: Vec<usize>,
+    /// Topics read by this sub-topology's sources.
+    pub source_topics: Vec<String>,
+    /// Fixed topics written by its sinks.
+    pub sink_topics: Vec<String>,
+    /// Stores used by its processors.
+    pub stores: Vec<String>,
+}
+
+/// A checked, immutable topology. Cheap to clone.
+#[derive(Clone)]
+pub struct Topology {
+    pub(crate) inner: Arc<TopologyInner>,
+}
+
+pub(crate) struct TopologyInner {
+    pub app_id: String,
+    pub nodes: Vec<Node>,
+    pub subtopologies: Vec<SubTopology>,
+    pub stores: Vec<StoreDecl>,
+    pub internal_topics: Vec<InternalTopic>,
+    pub topic_to_subtopology: HashMap<String, usize>,
+}
+
+impl Topology {
+    fn derive(
+        app_id: &str,
+        nodes: Vec<Node>,
+        stores: Vec<StoreDecl>,
+        _sources: &[(String, Vec<TopicRef>)],
+    ) -> Topology {
+        // Union-find over parent/child edges and shared stores.
+        let mut parent: Vec<usize> = (0..nodes.len()).collect();
+        fn find(p: &mut [usize], x: usize) -> usize {
+            let mut r = x;
+            while p[r] != r {
+                r = p[r];
+            }
+            let mut x = x;
+            while p[x] != r {
+                let next = p[x];
+                p[x] = r;
+                x = next;
+            }
+            r
+        }
+        fn union(p: &mut [usize], a: usize, b: usize) {
+            let (ra, rb) = (find(p, a), find(p, b));
+            if ra != rb {
+                let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+                p[hi] = lo;
+            }
+        }
+        let mut store_users: HashMap<&str, usize> = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for &c in &n.children {
+                union(&mut parent, i, c);
+            }
+            if let NodeKind::Processor { stores, .. } = &n.kind {
+                for s in stores {
+                    if let Some(&other) = store_users.get(s.as_str()) {
+                        union(&mut parent, i, other);
+                    } else {
+                        store_users.insert(s.as_str(), i);
+                    }
+                }
+            }
+        }
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for i in 0..nodes.len() {
+            let r = find(&mut parent, i);
+            groups.entry(r).or_default().push(i);
+        }
+        let mut subtopologies = Vec::new();
+        let mut topic_to_subtopology = HashMap::new();
+        for (id, (_, members)) in groups.into_iter().enumerate() {
+            let mut source_topics = Vec::new();
+            let mut sink_topics = BTreeSet::new();
+            let mut sub_stores = BTreeSet::new();
+            for &m in &members {
+                match &nodes[m].kind {
+                    NodeKind::Source { topics } => {
+                        for t in topics {
+                            topic_to_subtopology.insert(t.clone(), id);
+                            source_topics.push(t.clone());
+                        }
+                    }
+                    NodeKind::Sink {
+                        topic: SinkTopic::Fixed(t),
+                        ..
+                    } => {
+                        sink_topics.insert(t.clone());
+                    }
+                    NodeKind::Sink { .. } => {}
+                    NodeKind::Processor { stores, .. } => {
+                        sub_stores.extend(stores.iter().cloned());
+                    }
+                }
+            }
+            subtopologies.push(SubTopology {
+                id,
+                nodes: members,
+                source_topics,
+                sink_topics: sink_topics.into_iter().collect(),
+                stores: sub_stores.into_iter().collect(),
+            });
+        }
+        let prefix = format!("{app_id}-");
+        let mut internal_topics = Vec::new();
+        for st in &subtopologies {
+            for t in &st.source_topics {
+                if t.starts_with(&prefix) {
+                    internal_topics.push(InternalTopic {
+                        name: t.clone(),
+                        kind: InternalTopicKind::Repartition,
+                        subtopology: st.id,
+                    });
+                }
+            }
+            for s in &st.stores {
+                if stores.iter().any(|d| &d.name == s && d.logged) {
+                    internal_topics.push(InternalTopic {
+                        name: changelog_topic(app_id, s),
+                        kind: InternalTopicKind::Changelog,
+                        subtopology: st.id,
+                    });
+                }
+            }
+        }
+        Topology {
+            inner: Arc::new(TopologyInner {
+                app_id: app_id.to_string(),
+                nodes,
+                subtopologies,
+                stores,
+                internal_topics,
+                topic_to_subtopology,
+            }),
+        }
+    }
+
+    pub fn application_id(&self) -> &str {
+        &self.inner.app_id
+    }
+
+    pub fn subtopologies(&self) -> &[SubTopology] {
+        &self.inner.subtopologies
+    }
+
+    /// Internal topics (repartition and changelog) the runtime must create.
+    pub fn internal_topics(&self) -> &[InternalTopic] {
+        &self.inner.internal_topics
+    }
+
+    /// Every topic read by some source, internal or not.
+    pub fn source_topics(&self) -> Vec<String> {
+        self.inner
+            .subtopologies
+            .iter()
+            .flat_map(|s| s.source_topics.iter().cloned())
+            .collect()
+    }
+
+    /// Source topics that are not internal: what users must provide.
+    pub fn external_source_topics(&self) -> Vec<String> {
+        let prefix = format!("{}-", self.inner.app_id);
+        self.source_topics()
+            .into_iter()
+            .filter(|t| !t.starts_with(&prefix))
+            .collect()
+    }
+
+    /// Topics written by `SourceSuffix` sinks, derived from the sources of their
+    /// sub-topology (e.g. one `<input>-dlq` per input topic), with the source they mirror.
+    pub fn derived_sink_topics(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for st in &self.inner.subtopologies {
+            for &n in &st.nodes {
+                if let NodeKind::Sink {
+                    topic: SinkTopic::SourceSuffix(suffix),
+                    ..
+                } = &self.inner.nodes[n].kind
+                {
+                    for t in &st.source_topics {
+                        out.push((format!("{t}{suffix}"), t.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The sub-topology that reads `topic`.
+    pub fn subtopology_of(&self, topic: &str) -> Option<usize> {
+        self.inner.topic_to_subtopology.get(topic).copied()
+    }
+
+    pub fn stores(&self) -> &[StoreDecl] {
+        &self.inner.stores
+    }
+
+    /// A text description in the style of Kafka Streams' `TopologyDescription`.
+    pub fn describe(&self) -> String {
+        let mut s = String::from("Topologies:\n");
+        for st in &self.inner.subtopologies {
+            let _ = writeln!(s, "   Sub-topology: {}", st.id);
+            for &n in &st.nodes {
+                let node = &self.inner.nodes[n];
+                let names = |ids: &[usize]| {
+                    ids.iter()
+                        .map(|&i| self.inner.nodes[i].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                match &node.kind {
+                    NodeKind::Source { topics } => {
+                        let _ = writeln!(
+                            s,
+                            "    Source: {} (topics: [{}])",
+                            node.name,
+                            topics.join(", ")
+                        );
+                    }
+                    NodeKind::Processor { stores, .. } => {
+                        let _ = writeln!(
+                            s,
+                            "    Processor: {} (stores: [{}])",
+                            node.name,
+                            stores.join(", ")
+                        );
+                    }
+                    NodeKind::Sink { topic, .. } => {
+                        let t = match topic {
+                            SinkTopic::Fixed(t) => t.clone(),
+                            SinkTopic::SourceSuffix(sfx) => format!("<source topic>{sfx}"),
+                        };
+                        let _ = writeln!(s, "    Sink: {} (topic: {})", node.name, t);
+                    }
+                }
+                if !node.children.is_empty() {
+                    let _ = writeln!(s, "      --> {}", names(&node.children));
+                }
+                if !node.parents.is_empty() {
+                    let _ = writeln!(s, "      <-- {}", names(&node.parents));
+                }
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// The changelog topic of a store: `<app-id>-<store>-changelog`.
+pub fn changelog_topic(app_id: &str, store: &str) -> String {
+    format!("{app_id}-{store}-changelog")
+}
