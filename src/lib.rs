@@ -3,6 +3,7 @@
 //! # Layout
 //! (filled in as modules land)
 
+pub mod config;
 pub mod engine;
 pub mod ingest;
 pub mod metrics;

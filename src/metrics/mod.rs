@@ -1,1 +1,165 @@
-//! placeholder
+//! Prometheus metrics. Labels are low-cardinality only: topics, reasons, kinds — never a
+//! customer id.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric ScoreStream exports, registered in one [`Registry`].
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub records_consumed: IntCounterVec,
+    pub records_produced: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub dead_letters_truncated: IntCounter,
+    pub delivery_failures: IntCounterVec,
+    pub commits: IntCounter,
+    pub commit_failures: IntCounter,
+    pub commit_duration: Histogram,
+    pub rebalances: IntCounterVec,
+    pub tasks_assigned: IntGauge,
+    pub partitions_assigned: IntGauge,
+    pub pending_outputs: IntGauge,
+    pub backpressure_waits: IntCounter,
+    pub rewinds: IntCounter,
+    pub consumer_lag: IntGaugeVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let commit_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "scorestream_commit_duration_seconds",
+                "Time to flush outputs and commit input offsets.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(commit_duration.clone()))
+            .expect("unique metric");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "scorestream_consumer_lag_records",
+                "Records between the consumed position and the partition end.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(consumer_lag.clone()))
+            .expect("unique metric");
+        Metrics {
+            records_consumed: counter_vec(
+                &r,
+                "scorestream_records_consumed_total",
+                "Records read from Kafka, by topic.",
+                &["topic"],
+            ),
+            records_produced: counter_vec(
+                &r,
+                "scorestream_records_produced_total",
+                "Records acknowledged by Kafka, by topic.",
+                &["topic"],
+            ),
+            dead_letters: counter_vec(
+                &r,
+                "scorestream_dead_letters_total",
+                "Records sent to a dead-letter topic, by input topic and reason.",
+                &["topic", "reason"],
+            ),
+            dead_letters_truncated: counter(
+                &r,
+                "scorestream_dead_letters_truncated_total",
+                "Dead letters whose value was cut to fit the broker's limit.",
+            ),
+            delivery_failures: counter_vec(
+                &r,
+                "scorestream_delivery_failures_total",
+                "Records Kafka did not acknowledge, by topic; their inputs are reprocessed.",
+                &["topic"],
+            ),
+            commits: counter(
+                &r,
+                "scorestream_commits_total",
+                "Successful offset commits.",
+            ),
+            commit_failures: counter(
+                &r,
+                "scorestream_commit_failures_total",
+                "Offset commits that failed or were skipped (retried at the next interval).",
+            ),
+            commit_duration,
+            rebalances: counter_vec(
+                &r,
+                "scorestream_rebalances_total",
+                "Partition assignments and revocations, by kind.",
+                &["kind"],
+            ),
+            tasks_assigned: gauge(
+                &r,
+                "scorestream_tasks_assigned",
+                "Tasks currently running on this instance.",
+            ),
+            partitions_assigned: gauge(
+                &r,
+                "scorestream_partitions_assigned",
+                "Input partitions currently assigned to this instance.",
+            ),
+            pending_outputs: gauge(
+                &r,
+                "scorestream_pending_outputs",
+                "Outputs waiting for room in the producer queue (backpressure).",
+            ),
+            backpressure_waits: counter(
+                &r,
+                "scorestream_backpressure_waits_total",
+                "Times processing paused because the producer queue was full.",
+            ),
+            rewinds: counter(
+                &r,
+                "scorestream_rewinds_total",
+                "Times partitions were rewound to the last commit after a delivery failure.",
+            ),
+            consumer_lag,
+            registry: r,
+        }
+    }
+
+    /// Text exposition of every metric.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,2 +1,118 @@
-//! placeholder
+//! The Kafka runtime: start-up topic setup, the consumer group, the processing loop,
+//! commits, rebalances and shutdown. The only part of ScoreStream that talks to rdkafka.
+
+pub mod admin;
+pub mod client;
 pub mod partitioner;
+mod stream_thread;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::producer::BaseProducer;
+use tracing::info;
+
+pub use stream_thread::{now_ms, TRUNCATED_HEADER};
+
+use crate::config::{Config, ProcessingGuarantee};
+use crate::engine::{TaskError, Topology};
+use crate::metrics::Metrics;
+
+/// Errors that stop the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
+    #[error("Kafka client error: {0}")]
+    Client(#[source] KafkaError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error("processing.guarantee = exactly_once is not available yet; use at_least_once (no double counting of state is still guaranteed by stored offsets)")]
+    ExactlyOnceUnavailable,
+    #[error("the processing thread panicked")]
+    Panicked,
+}
+
+/// A running instance: one processing thread and its clients.
+pub struct RuntimeHandle {
+    shutdown: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(), RuntimeError>>>,
+}
+
+impl RuntimeHandle {
+    /// Asks the loop to stop; it finishes in-flight work, flushes, commits and leaves the
+    /// group within `runtime.shutdown_timeout`.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    /// A flag that stops the runtime when set (e.g. from a signal handler).
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits for the loop to end.
+    pub fn join(mut self) -> Result<(), RuntimeError> {
+        match self.thread.take() {
+            None => Ok(()),
+            Some(t) => t.join().map_err(|_| RuntimeError::Panicked)?,
+        }
+    }
+}
+
+impl Drop for RuntimeHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sets up topics and starts the processing thread.
+pub async fn start(
+    config: &Config,
+    topology: Topology,
+    metrics: Metrics,
+) -> Result<RuntimeHandle, RuntimeError> {
+    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+        return Err(RuntimeError::ExactlyOnceUnavailable);
+    }
+    let counts = admin::ensure_topics(
+        config,
+        &topology,
+        &client::admin_config(config),
+        Duration::from_secs(300),
+    )
+    .await?;
+    info!(topics = counts.len(), "Topics ready.");
+    let producer: BaseProducer<client::DeliveryContext> = client::producer_config(config)
+        .create_with_context(client::DeliveryContext::new(metrics.clone()))
+        .map_err(RuntimeError::Client)?;
+    let shared = Arc::new(stream_thread::Shared::new(
+        topology,
+        metrics,
+        config.runtime.clone(),
+        producer,
+        counts,
+        config.ingest.max_record_bytes + 64 * 1024,
+    ));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let consumer_config = client::consumer_config(config);
+    let flag = shutdown.clone();
+    let thread = std::thread::Builder::new()
+        .name("scorestream-stream".into())
+        .spawn(move || stream_thread::run_loop(shared, consumer_config, flag))
+        .expect("spawn processing thread");
+    Ok(RuntimeHandle {
+        shutdown,
+        thread: Some(thread),
+    })
+}

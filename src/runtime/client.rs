@@ -1,0 +1,194 @@
+//! librdkafka client configuration and the callbacks that turn client events into logs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::Message;
+use std::sync::Mutex;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Config, ProcessingGuarantee};
+use crate::metrics::Metrics;
+
+/// Common properties plus the `[kafka.common]` passthrough.
+fn base(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers);
+    c.set("client.id", format!("{}-scorestream", config.application_id));
+    // Keep reconnect attempts polite while a broker is down.
+    c.set("reconnect.backoff.ms", "100");
+    c.set("reconnect.backoff.max.ms", "10000");
+    for (k, v) in &config.kafka.common {
+        c.set(k, v);
+    }
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    c
+}
+
+/// The consumer of every source topic: one group per application id, manual commits,
+/// cooperative-sticky assignment.
+pub fn consumer_config(config: &Config) -> ClientConfig {
+    let mut c = base(config);
+    c.set("group.id", &config.application_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "session.timeout.ms",
+            config.runtime.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (config.runtime.session_timeout.as_millis() / 3)
+                .max(100)
+                .to_string(),
+        )
+        .set("max.poll.interval.ms", "300000")
+        .set("queued.max.messages.kbytes", "65536")
+        .set("fetch.wait.max.ms", "100");
+    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+        c.set("isolation.level", "read_committed");
+    }
+    for (k, v) in &config.kafka.consumer {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The producer of every output. Its queue bounds in-flight records and bytes, which is
+/// what makes a slow broker slow ScoreStream down instead of growing its memory.
+pub fn producer_config(config: &Config) -> ClientConfig {
+    let mut c = base(config);
+    let max_message = config.ingest.max_record_bytes + 64 * 1024;
+    c.set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("partitioner", "murmur2_random")
+        .set("message.max.bytes", max_message.to_string())
+        .set(
+            "queue.buffering.max.messages",
+            config.runtime.max_in_flight_records.to_string(),
+        )
+        .set(
+            "queue.buffering.max.kbytes",
+            (config.runtime.max_in_flight_bytes / 1024).max(1).to_string(),
+        );
+    for (k, v) in &config.kafka.producer {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The admin client used at start-up.
+pub fn admin_config(config: &Config) -> ClientConfig {
+    let mut c = base(config);
+    for (k, v) in &config.kafka.admin {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Logs librdkafka's own log lines and errors through `tracing`, repeating an error at most
+/// once every 10 s (a broker that is down reports the same error many times a second).
+#[derive(Default)]
+pub struct LoggingContext {
+    last_error: Mutex<Option<(String, Instant)>>,
+    suppressed: AtomicU64,
+}
+
+impl LoggingContext {
+    fn report(&self, what: String) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let repeat = matches!(&*last, Some((m, t)) if *m == what && now.duration_since(*t) < Duration::from_secs(10));
+        if repeat {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        warn!(
+            error = %what,
+            repeated = suppressed,
+            "Kafka client error; librdkafka retries with backoff."
+        );
+        *last = Some((what, now));
+    }
+}
+
+impl ClientContext for LoggingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => error!(facility = fac, "{log_message}"),
+            RDKafkaLogLevel::Warning => warn!(facility = fac, "{log_message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(facility = fac, "{log_message}"),
+            RDKafkaLogLevel::Debug => debug!(facility = fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.report(format!("{error}: {reason}"));
+    }
+}
+
+/// Producer callbacks: count acknowledgements and failures. Runs on the thread that polls
+/// the producer (the processing thread).
+pub struct DeliveryContext {
+    pub logging: LoggingContext,
+    pub metrics: Metrics,
+    /// Deliveries that failed since start; a change means some input must be reprocessed.
+    pub failures: AtomicU64,
+}
+
+impl DeliveryContext {
+    pub fn new(metrics: Metrics) -> Self {
+        DeliveryContext {
+            logging: LoggingContext::default(),
+            metrics,
+            failures: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.logging.log(level, fac, log_message)
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.logging.error(error, reason)
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        match result {
+            Ok(m) => self
+                .metrics
+                .records_produced
+                .with_label_values(&[m.topic()])
+                .inc(),
+            Err((e, m)) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .delivery_failures
+                    .with_label_values(&[m.topic()])
+                    .inc();
+                warn!(
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    error = %e,
+                    "Output not acknowledged by Kafka; its input will be reprocessed."
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! The processing loop: one thread that polls the consumer, runs tasks, produces their
+//! outputs, and commits input offsets only after those outputs are acknowledged.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use super::client::{DeliveryContext, LoggingContext};
+use super::partitioner::partition_for_key;
+use super::RuntimeError;
+use crate::config::RuntimeSettings;
+use crate::engine::{
+    Headers, Partitioning, Record, SinkRecord, SourcePosition, StreamTask, TaskId, Topology,
+};
+use crate::metrics::Metrics;
+
+/// Header set on a dead letter whose value was cut to fit the broker's limit.
+pub const TRUNCATED_HEADER: &str = "scorestream.error.truncated";
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PartitionState {
+    /// Next offset to commit (last processed + 1); -1 before the first record.
+    position: i64,
+    /// Last committed position; -1 if none this assignment.
+    committed: i64,
+    /// First offset processed this assignment; where a rewind goes if nothing was committed.
+    base: i64,
+}
+
+impl PartitionState {
+    const NEW: PartitionState = PartitionState {
+        position: -1,
+        committed: -1,
+        base: -1,
+    };
+}
+
+/// A source topic, interned with what the loop needs per record.
+struct SourceTopic {
+    name: Arc<str>,
+    subtopology: usize,
+    consumed: prometheus::IntCounter,
+}
+
+/// Everything the loop and the rebalance callback share. Guarded by one mutex that the
+/// loop holds while processing a batch and never while polling the consumer (the
+/// rebalance callback runs inside `poll`).
+pub(crate) struct LoopState {
+    tasks: BTreeMap<TaskId, StreamTask>,
+    partitions: HashMap<(usize, i32), PartitionState>,
+    pending: VecDeque<SinkRecord>,
+    scratch: Vec<SinkRecord>,
+    failures_seen: u64,
+    paused: bool,
+}
+
+pub(crate) struct Shared {
+    state: Mutex<LoopState>,
+    producer: BaseProducer<DeliveryContext>,
+    topology: Topology,
+    metrics: Metrics,
+    settings: RuntimeSettings,
+    sources: Vec<SourceTopic>,
+    partition_counts: HashMap<String, i32>,
+    max_message_bytes: usize,
+}
+
+/// Consumer callbacks: logging, and commit-before-revoke.
+pub(crate) struct StreamContext {
+    logging: LoggingContext,
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for StreamContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.logging.log(level, fac, log_message)
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.logging.error(error, reason)
+    }
+}
+
+impl ConsumerContext for StreamContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => self.shared.on_revoke(consumer, tpl),
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => warn!(error = %e, "Rebalance error."),
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.shared.on_assign(tpl);
+        }
+    }
+}
+
+type StreamConsumer = BaseConsumer<StreamContext>;
+
+/// Outcome of a commit attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Committed {
+    Nothing,
+    Offsets(usize),
+    Rewound,
+    Failed,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        topology: Topology,
+        metrics: Metrics,
+        settings: RuntimeSettings,
+        producer: BaseProducer<DeliveryContext>,
+        partition_counts: HashMap<String, i32>,
+        max_message_bytes: usize,
+    ) -> Shared {
+        let sources = topology
+            .source_topics()
+            .into_iter()
+            .map(|t| SourceTopic {
+                subtopology: topology.subtopology_of(&t).expect("source topic"),
+                consumed: metrics.records_consumed.with_label_values(&[&t]),
+                name: Arc::from(t.as_str()),
+            })
+            .collect();
+        Shared {
+            state: Mutex::new(LoopState {
+                tasks: BTreeMap::new(),
+                partitions: HashMap::new(),
+                pending: VecDeque::new(),
+                scratch: Vec::new(),
+                failures_seen: 0,
+                paused: false,
+            }),
+            producer,
+            topology,
+            metrics,
+            settings,
+            sources,
+            partition_counts,
+            max_message_bytes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LoopState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn topic_index(&self, topic: &str) -> Option<usize> {
+        self.sources.iter().position(|s| &*s.name == topic)
+    }
+
+    fn on_assign(&self, tpl: &TopicPartitionList) {
+        self.metrics.rebalances.with_label_values(&["assign"]).inc();
+        let mut st = self.lock();
+        let mut added = Vec::new();
+        for e in tpl.elements() {
+            if let Some(i) = self.topic_index(e.topic()) {
+                st.partitions
+                    .entry((i, e.partition()))
+                    .or_insert(PartitionState::NEW);
+                added.push(format!("{}-{}", e.topic(), e.partition()));
+            }
+        }
+        self.metrics
+            .partitions_assigned
+            .set(st.partitions.len() as i64);
+        info!(partitions = %added.join(","), total = st.partitions.len(), "Partitions assigned.");
+    }
+
+    fn on_revoke(&self, consumer: &StreamConsumer, tpl: &TopicPartitionList) {
+        self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+        let lost = consumer.assignment_lost();
+        let mut st = self.lock();
+        let revoked: Vec<(usize, i32)> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| self.topic_index(e.topic()).map(|i| (i, e.partition())))
+            .collect();
+        // Tasks left with no assigned partition close; their final outputs go out first.
+        let remaining: Vec<TaskId> = st
+            .partitions
+            .keys()
+            .filter(|k| !revoked.contains(k))
+            .map(|&(i, p)| TaskId {
+                subtopology: self.sources[i].subtopology,
+                partition: p,
+            })
+            .collect();
+        let closing: Vec<TaskId> = st
+            .tasks
+            .keys()
+            .filter(|id| !remaining.contains(id))
+            .copied()
+            .collect();
+        let now = now_ms();
+        for id in &closing {
+            if let Some(mut task) = st.tasks.remove(id) {
+                if let Err(e) = task.close(now) {
+                    warn!(task = %id, error = %e, "Task failed while closing.");
+                }
+                let st = &mut *st;
+                task.drain_outputs_into(&mut st.scratch);
+                st.pending.extend(st.scratch.drain(..));
+            }
+        }
+        if lost {
+            warn!(
+                partitions = revoked.len(),
+                "Partitions lost (session expired); not committing, the new owner reprocesses from the last commit."
+            );
+        } else {
+            let deadline = Instant::now() + self.settings.shutdown_timeout;
+            let outcome = self.commit(consumer, &mut st, deadline);
+            debug!(?outcome, "Committed before revocation.");
+        }
+        for k in &revoked {
+            st.partitions.remove(k);
+        }
+        self.metrics
+            .partitions_assigned
+            .set(st.partitions.len() as i64);
+        self.metrics.tasks_assigned.set(st.tasks.len() as i64);
+        info!(
+            revoked = revoked.len(),
+            closed_tasks = closing.len(),
+            remaining = st.partitions.len(),
+            "Partitions revoked."
+        );
+    }
+
+    /// Runs one polled record through its task. Records of partitions no longer assigned
+    /// (revoked during the poll that returned them) are skipped: the new owner has them.
+    fn process_message(
+        &self,
+        st: &mut LoopState,
+        m: &BorrowedMessage<'_>,
+        now: i64,
+    ) -> Result<(), RuntimeError> {
+        let Some(ti) = self.topic_index(m.topic()) else {
+            return Ok(());
+        };
+        let partition = m.partition();
+        let offset = m.offset();
+        let Some(ps) = st.partitions.get_mut(&(ti, partition)) else {
+            debug!(topic = m.topic(), partition, offset, "Skipping record of a revoked partition.");
+            return Ok(());
+        };
+        if ps.base < 0 {
+            ps.base = offset;
+        }
+        ps.position = offset + 1;
+        let source = &self.sources[ti];
+        source.consumed.inc();
+        let headers = match m.headers() {
+            None => Headers::new(),
+            Some(h) => h
+                .iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .collect(),
+        };
+        let record = Record {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp: m.timestamp().to_millis().unwrap_or(now),
+            source: Some(SourcePosition {
+                topic: source.name.clone(),
+                partition,
+                offset,
+            }),
+        };
+        let id = TaskId {
+            subtopology: source.subtopology,
+            partition,
+        };
+        let task = match st.tasks.entry(id) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let mut task = StreamTask::new(&self.topology, id.subtopology, partition);
+                task.init(now)?;
+                info!(task = %id, "Task created.");
+                self.metrics.tasks_assigned.inc();
+                v.insert(task)
+            }
+        };
+        task.process(&source.name, record, now)?;
+        task.drain_outputs_into(&mut st.scratch);
+        let mut scratch = std::mem::take(&mut st.scratch);
+        for out in scratch.drain(..) {
+            if st.pending.is_empty() {
+                if let Some(back) = self.send(out) {
+                    st.pending.push_back(back);
+                }
+            } else {
+                st.pending.push_back(out);
+            }
+        }
+        st.scratch = scratch;
+        Ok(())
+    }
+
+    /// Enqueues one output in the producer. Gives it back when the queue is full.
+    fn send(&self, out: SinkRecord) -> Option<SinkRecord> {
+        let topic: &str = &out.topic;
+        let count = self.partition_counts.get(topic).copied();
+        let partition = match out.partitioning {
+            Partitioning::SameAsSource => out
+                .record
+                .source
+                .as_ref()
+                .map(|s| count.map_or(s.partition, |c| s.partition % c.max(1))),
+            Partitioning::ByKey => match (out.record.key.as_deref(), count) {
+                (Some(k), Some(c)) => Some(partition_for_key(k, c)),
+                _ => None,
+            },
+        };
+        let result = {
+            let headers = to_kafka_headers(&out.record.headers);
+            let mut br: BaseRecord<'_, [u8], [u8], ()> =
+                BaseRecord::to(topic).timestamp(out.record.timestamp);
+            if let Some(k) = out.record.key.as_deref() {
+                br = br.key(k);
+            }
+            if let Some(v) = out.record.value.as_deref() {
+                br = br.payload(v);
+            }
+            if let Some(p) = partition {
+                br = br.partition(p);
+            }
+            if let Some(h) = headers {
+                br = br.headers(h);
+            }
+            self.producer.send(br).map_err(|(e, _)| e)
+        };
+        match result {
+            Ok(()) => None,
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Some(out),
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge))
+                if topic.ends_with("-dlq") && out.record.headers.last(TRUNCATED_HEADER).is_none() =>
+            {
+                self.send(self.truncate(out))
+            }
+            Err(e) => {
+                // Not retriable here: count it as a failed delivery so the next commit
+                // rewinds and reprocesses instead of committing past it.
+                self.producer
+                    .context()
+                    .failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .delivery_failures
+                    .with_label_values(&[topic])
+                    .inc();
+                error!(topic, error = %e, "Could not enqueue an output; its input will be reprocessed.");
+                None
+            }
+        }
+    }
+
+    /// Cuts a dead letter's value to what the producer accepts and records the original size.
+    fn truncate(&self, mut out: SinkRecord) -> SinkRecord {
+        let original = out.record.value.as_ref().map_or(0, Vec::len);
+        let overhead = out.record.size_hint() - original + 1024;
+        let keep = self.max_message_bytes.saturating_sub(overhead);
+        if let Some(v) = out.record.value.as_mut() {
+            v.truncate(keep);
+        }
+        out.record
+            .headers
+            .push(TRUNCATED_HEADER, original.to_string());
+        self.metrics.dead_letters_truncated.inc();
+        let source = out.record.source.as_ref();
+        warn!(
+            topic = %out.topic,
+            source_topic = source.map_or("", |s| &*s.topic),
+            partition = source.map_or(-1, |s| s.partition),
+            offset = source.map_or(-1, |s| s.offset),
+            original_bytes = original,
+            kept_bytes = keep,
+            "Dead letter too large for the broker; value truncated."
+        );
+        out
+    }
+
+    /// Moves pending outputs into the producer until it is full. True if all went.
+    fn send_pending(&self, st: &mut LoopState) -> bool {
+        while let Some(out) = st.pending.pop_front() {
+            if let Some(back) = self.send(out) {
+                st.pending.push_front(back);
+                self.metrics.pending_outputs.set(st.pending.len() as i64);
+                return false;
+            }
+        }
+        self.metrics.pending_outputs.set(0);
+        true
+    }
+
+    /// Flushes every output, then commits the positions of processed records. A delivery
+    /// failure since the last commit rewinds instead: nothing past an unacknowledged
+    /// output is ever committed.
+    fn commit(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        deadline: Instant,
+    ) -> Committed {
+        let started = Instant::now();
+        while !self.send_pending(st) {
+            if Instant::now() >= deadline {
+                warn!(pending = st.pending.len(), "Commit skipped: the producer queue stayed full.");
+                self.metrics.commit_failures.inc();
+                return Committed::Failed;
+            }
+            self.producer.poll(Duration::from_millis(10));
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = self.producer.flush(remaining) {
+            warn!(error = %e, in_flight = self.producer.in_flight_count(), "Commit skipped: outputs not acknowledged in time.");
+            self.metrics.commit_failures.inc();
+            return Committed::Failed;
+        }
+        let failures = self.producer.context().failures.load(Ordering::Relaxed);
+        if failures != st.failures_seen {
+            st.failures_seen = failures;
+            self.rewind(consumer, st);
+            return Committed::Rewound;
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut n = 0;
+        for (&(ti, p), ps) in &st.partitions {
+            if ps.position >= 0 && ps.position != ps.committed {
+                let _ = tpl.add_partition_offset(&self.sources[ti].name, p, Offset::Offset(ps.position));
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Committed::Nothing;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                for ps in st.partitions.values_mut() {
+                    if ps.position >= 0 {
+                        ps.committed = ps.position;
+                    }
+                }
+                self.metrics.commits.inc();
+                self.metrics
+                    .commit_duration
+                    .observe(started.elapsed().as_secs_f64());
+                debug!(partitions = n, "Committed offsets.");
+                Committed::Offsets(n)
+            }
+            Err(e) => {
+                self.metrics.commit_failures.inc();
+                warn!(error = %e, partitions = n, "Offset commit failed; retrying at the next interval.");
+                Committed::Failed
+            }
+        }
+    }
+
+    /// After a failed delivery: drop uncommitted work and seek every partition back to its
+    /// last commit, so the affected inputs are processed again (at-least-once).
+    fn rewind(&self, consumer: &StreamConsumer, st: &mut LoopState) {
+        self.metrics.rewinds.inc();
+        st.pending.clear();
+        st.tasks.clear();
+        self.metrics.tasks_assigned.set(0);
+        for (&(ti, p), ps) in st.partitions.iter_mut() {
+            let target = if ps.committed >= 0 { ps.committed } else { ps.base };
+            if target < 0 || ps.position == target {
+                continue;
+            }
+            let topic = &self.sources[ti].name;
+            match consumer.seek(topic, p, Offset::Offset(target), Duration::from_secs(10)) {
+                Ok(()) => {
+                    warn!(topic = %topic, partition = p, offset = target, "Rewound after a failed delivery.");
+                    ps.position = if ps.committed >= 0 { ps.committed } else { -1 };
+                }
+                Err(e) => error!(topic = %topic, partition = p, offset = target, error = %e, "Seek failed; the group will redeliver from the last commit after the next rebalance."),
+            }
+        }
+    }
+}
+
+fn to_kafka_headers(h: &Headers) -> Option<OwnedHeaders> {
+    if h.is_empty() {
+        return None;
+    }
+    let mut out = OwnedHeaders::new_with_capacity(h.len());
+    for (k, v) in h.iter() {
+        out = out.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    Some(out)
+}
+
+/// Runs the loop until `shutdown` is set or a task fails.
+pub(crate) fn run_loop(
+    shared: Arc<Shared>,
+    consumer_config: rdkafka::ClientConfig,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(), RuntimeError> {
+    let context = StreamContext {
+        logging: LoggingContext::default(),
+        shared: shared.clone(),
+    };
+    let consumer: StreamConsumer = consumer_config
+        .create_with_context(context)
+        .map_err(RuntimeError::Client)?;
+    let topics: Vec<&str> = shared.sources.iter().map(|s| &*s.name).collect();
+    consumer.subscribe(&topics).map_err(RuntimeError::Client)?;
+    info!(topics = %topics.join(","), "Subscribed; waiting for partitions.");
+
+    let commit_interval = shared.settings.commit_interval;
+    let mut last_commit = Instant::now();
+    let mut last_punctuate = Instant::now();
+    let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(1024);
+    let result = loop {
+        if shutdown.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        let backlogged = {
+            let mut st = shared.lock();
+            let clear = shared.send_pending(&mut st);
+            if !clear && !st.paused {
+                shared.metrics.backpressure_waits.inc();
+                if let Ok(a) = consumer.assignment() {
+                    let _ = consumer.pause(&a);
+                }
+                st.paused = true;
+                debug!(pending = st.pending.len(), "Producer queue full; pausing fetches.");
+            } else if clear && st.paused {
+                if let Ok(a) = consumer.assignment() {
+                    let _ = consumer.resume(&a);
+                }
+                st.paused = false;
+            }
+            !clear
+        };
+        if backlogged {
+            shared.producer.poll(Duration::from_millis(10));
+        }
+        let wait = if backlogged { Duration::ZERO } else { Duration::from_millis(50) };
+        match consumer.poll(wait) {
+            None => {}
+            Some(Err(e)) => warn!(error = %e, "Consumer error."),
+            Some(Ok(m)) => {
+                batch.push(m);
+                while batch.len() < 1024 {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(Ok(m)) => batch.push(m),
+                        Some(Err(e)) => {
+                            warn!(error = %e, "Consumer error.");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let now = now_ms();
+            let mut st = shared.lock();
+            let mut failed = None;
+            for m in batch.drain(..) {
+                if let Err(e) = shared.process_message(&mut st, &m, now) {
+                    error!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "Task failed; stopping.");
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+        }
+        shared.producer.poll(Duration::ZERO);
+        if last_punctuate.elapsed() >= Duration::from_millis(100) {
+            last_punctuate = Instant::now();
+            let now = now_ms();
+            let mut st = shared.lock();
+            let st = &mut *st;
+            let mut failed = None;
+            for task in st.tasks.values_mut() {
+                if let Err(e) = task.punctuate_wall_clock(now) {
+                    failed = Some(e);
+                    break;
+                }
+                task.drain_outputs_into(&mut st.scratch);
+            }
+            st.pending.extend(st.scratch.drain(..));
+            if let Some(e) = failed {
+                break Err(e.into());
+            }
+        }
+        if last_commit.elapsed() >= commit_interval {
+            last_commit = Instant::now();
+            let mut st = shared.lock();
+            let deadline = Instant::now() + commit_interval.max(Duration::from_secs(5));
+            shared.commit(&consumer, &mut st, deadline);
+        }
+    };
+    shutdown_sequence(&shared, &consumer, result.is_ok());
+    drop(consumer);
+    info!("Left the consumer group.");
+    result
+}
+
+/// Stop fetching, close tasks, flush, commit, leave the group — within the shutdown timeout.
+fn shutdown_sequence(shared: &Shared, consumer: &StreamConsumer, clean: bool) {
+    let deadline = Instant::now() + shared.settings.shutdown_timeout;
+    let mut st = shared.lock();
+    if clean {
+        let now = now_ms();
+        let ids: Vec<TaskId> = st.tasks.keys().copied().collect();
+        for id in ids {
+            if let Some(mut task) = st.tasks.remove(&id) {
+                if let Err(e) = task.close(now) {
+                    warn!(task = %id, error = %e, "Task failed while closing.");
+                }
+                let st = &mut *st;
+                task.drain_outputs_into(&mut st.scratch);
+                st.pending.extend(st.scratch.drain(..));
+            }
+        }
+        match shared.commit(consumer, &mut st, deadline) {
+            Committed::Failed => warn!("Shutdown: final commit failed; uncommitted inputs will be reprocessed by the next owner."),
+            outcome => info!(?outcome, "Shutdown: final commit done."),
+        }
+    } else {
+        // Do not commit after a failure, but do not leave acknowledged work unsent either.
+        let _ = shared.producer.flush(deadline.saturating_duration_since(Instant::now()));
+    }
+    st.partitions.clear();
+    st.tasks.clear();
+    drop(st);
+    consumer.unsubscribe();
+}
