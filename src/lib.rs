@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod generator;
 pub mod ingest;
 pub mod metrics;
 pub mod runtime;

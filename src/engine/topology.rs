@@ -137,7 +137,6 @@ impl fmt::Display for TopologyErrors {
 /// Builds a [`Topology`]. Nodes name their parents, as in Kafka Streams' `Topology` API.
 #[derive(Default)]
 pub struct TopologyBuilder {
-    sources: Vec<(String, Vec<TopicRef>)>,
     nodes: Vec<(String, PendingKind, Vec<String>)>,
     stores: Vec<StoreDecl>,
 }
@@ -162,7 +161,6 @@ impl TopologyBuilder {
 
     /// Adds a source reading `topics`.
     pub fn add_source(&mut self, name: &str, topics: &[TopicRef]) -> &mut Self {
-        self.sources.push((name.to_string(), topics.to_vec()));
         self.nodes.push((
             name.to_string(),
             PendingKind::Source(topics.to_vec()),
@@ -298,11 +296,21 @@ impl TopologyBuilder {
                 nodes[p].children.push(i);
             }
         }
+        let internal_sinks = self
+            .nodes
+            .iter()
+            .filter_map(|(_, k, _)| match k {
+                PendingKind::Sink(SinkTarget::Topic(t @ TopicRef::Internal(_)), _) => {
+                    Some(t.resolve(app_id))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>();
         Ok(Topology::derive(
             app_id,
             nodes,
             self.stores.clone(),
-            &self.sources,
+            &internal_sinks,
         ))
     }
 }
@@ -341,7 +349,7 @@ impl Topology {
         app_id: &str,
         nodes: Vec<Node>,
         stores: Vec<StoreDecl>,
-        _sources: &[(String, Vec<TopicRef>)],
+        internal_sinks: &[String],
     ) -> Topology {
         // Union-find over parent/child edges and shared stores.
         let mut parent: Vec<usize> = (0..nodes.len()).collect();
@@ -439,6 +447,20 @@ impl Topology {
                         subtopology: st.id,
                     });
                 }
+            }
+        }
+        // An internal topic written but not (yet) read by this topology is still ours to create.
+        for t in internal_sinks {
+            if !internal_topics.iter().any(|i| &i.name == t) {
+                let writer = subtopologies
+                    .iter()
+                    .find(|s| s.sink_topics.contains(t))
+                    .map_or(0, |s| s.id);
+                internal_topics.push(InternalTopic {
+                    name: t.clone(),
+                    kind: InternalTopicKind::Repartition,
+                    subtopology: writer,
+                });
             }
         }
         Topology {
