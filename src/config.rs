@@ -78,6 +78,10 @@ pub struct RuntimeSettings {
     /// Consumer session timeout.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// How long start-up waits for an unreachable broker (retrying with backoff) before
+    /// giving up with an error.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
 }
 
 impl Default for RuntimeSettings {
@@ -91,6 +95,7 @@ impl Default for RuntimeSettings {
             internal_partitions: 0,
             output_partitions: 6,
             session_timeout: Duration::from_secs(45),
+            startup_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -236,7 +241,10 @@ impl Config {
         }
         for (i, t) in self.inputs.iter().enumerate() {
             if t.is_empty() || t.len() > 249 {
-                err(&format!("inputs[{i}]"), format!("'{t}' is not a valid topic name"));
+                err(
+                    &format!("inputs[{i}]"),
+                    format!("'{t}' is not a valid topic name"),
+                );
             }
         }
         let r = &self.runtime;
@@ -247,7 +255,10 @@ impl Config {
             err("runtime.max_in_flight_records", "must be above zero".into());
         }
         if r.max_in_flight_bytes < 1024 {
-            err("runtime.max_in_flight_bytes", "must be at least 1024".into());
+            err(
+                "runtime.max_in_flight_bytes",
+                "must be at least 1024".into(),
+            );
         }
         if r.replication_factor == 0 || r.replication_factor < -1 {
             err(

@@ -232,3 +232,178 @@ async fn processes_everything_once_and_commits_after_acks() {
     .into();
     assert_eq!(consumed[&input], n as u64);
 }
+
+fn passthrough_topology(app_id: &str, input: &str, output: &str) -> scorestream::engine::Topology {
+    let mut b = TopologyBuilder::new();
+    b.add_source("src", &[TopicRef::external(input)]);
+    b.add_processor(
+        "upper",
+        || {
+            Box::new(Upper {
+                ok: None,
+                bad: None,
+            })
+        },
+        &["src"],
+    );
+    b.add_sink(
+        "out",
+        SinkTarget::Topic(TopicRef::external(output)),
+        Partitioning::ByKey,
+        &["upper"],
+    );
+    b.add_sink(
+        "dlq",
+        SinkTarget::SourceSuffix("-dlq".into()),
+        Partitioning::SameAsSource,
+        &["upper"],
+    );
+    b.build(app_id).unwrap()
+}
+
+/// A tiny producer queue forces backpressure; nothing is lost and the loop pauses instead
+/// of buffering without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_bounds_in_flight_and_loses_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let input = random_name("in");
+    let output = random_name("out");
+    cluster.create_topic(&input, 2, 1).unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let n = 3000;
+    for i in 0..n {
+        let v = format!("c{}:{}", i % 11, "x".repeat(200));
+        producer
+            .send(BaseRecord::<(), _>::to(&input).payload(&v).partition(i % 2))
+            .unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let mut config = Config {
+        application_id: random_name("app"),
+        bootstrap_servers: bootstrap.clone(),
+        inputs: vec![input.clone()],
+        ..Config::default()
+    };
+    config.runtime.replication_factor = 1;
+    config.runtime.commit_interval = Duration::from_millis(200);
+    config.runtime.session_timeout = Duration::from_secs(6);
+    config.runtime.max_in_flight_records = 8;
+    config.runtime.max_in_flight_bytes = 4096;
+    let topology = passthrough_topology(&config.application_id, &input, &output);
+    let existing = [(input.clone(), 2)].into_iter().collect();
+    for plan in runtime::admin::plan_topics(&config, &topology, &existing) {
+        cluster
+            .create_topic(&plan.name, plan.partitions, 1)
+            .unwrap();
+    }
+    let metrics = Metrics::new();
+    let handle = runtime::start(&config, topology, metrics.clone())
+        .await
+        .unwrap();
+    let outs = tokio::task::spawn_blocking({
+        let (b, o) = (bootstrap.clone(), output.clone());
+        move || read_all(&b, &o, 6, n as usize)
+    })
+    .await
+    .unwrap();
+    handle.shutdown();
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outs.len(), n as usize);
+    assert!(
+        metrics.backpressure_waits.get() > 0,
+        "a queue of 8 records must have filled at least once"
+    );
+    assert_eq!(metrics.pending_outputs.get(), 0);
+}
+
+/// A broker that is not there: start-up retries with backoff, then fails with a clear
+/// error naming the problem, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_broker_gives_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = Config {
+        application_id: random_name("app"),
+        bootstrap_servers: format!("127.0.0.1:{port}"),
+        inputs: vec!["nowhere".into()],
+        ..Config::default()
+    };
+    config.runtime.startup_timeout = Duration::from_secs(3);
+    let topology = passthrough_topology(&config.application_id, "nowhere", "out");
+    let started = Instant::now();
+    let err = match runtime::start(&config, topology, Metrics::new()).await {
+        Ok(_) => panic!("started without a broker"),
+        Err(e) => e,
+    };
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "retried until the deadline"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "then gave up");
+    let msg = err.to_string();
+    assert!(msg.contains("did not answer a metadata request"), "{msg}");
+}
+
+/// Missing input topics are named, all at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_inputs_are_named() {
+    let cluster = MockCluster::new(1).unwrap();
+    let mut config = Config {
+        application_id: random_name("app"),
+        bootstrap_servers: cluster.bootstrap_servers(),
+        inputs: vec!["absent-a".into(), "absent-b".into()],
+        ..Config::default()
+    };
+    config.runtime.startup_timeout = Duration::from_secs(10);
+    let mut b = TopologyBuilder::new();
+    b.add_source(
+        "src",
+        &[
+            TopicRef::external("absent-a"),
+            TopicRef::external("absent-b"),
+        ],
+    );
+    b.add_processor(
+        "upper",
+        || {
+            Box::new(Upper {
+                ok: None,
+                bad: None,
+            })
+        },
+        &["src"],
+    );
+    b.add_sink(
+        "out",
+        SinkTarget::Topic(TopicRef::external("o")),
+        Partitioning::ByKey,
+        &["upper"],
+    );
+    b.add_sink(
+        "dlq",
+        SinkTarget::SourceSuffix("-dlq".into()),
+        Partitioning::SameAsSource,
+        &["upper"],
+    );
+    let topology = b.build(&config.application_id).unwrap();
+    let err = match runtime::start(&config, topology, Metrics::new()).await {
+        Ok(_) => panic!("started without its inputs"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("absent-a") && err.contains("absent-b"),
+        "{err}"
+    );
+}

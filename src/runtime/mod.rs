@@ -9,7 +9,6 @@ mod stream_thread;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::producer::BaseProducer;
@@ -89,7 +88,7 @@ pub async fn start(
         config,
         &topology,
         &client::admin_config(config),
-        Duration::from_secs(300),
+        config.runtime.startup_timeout,
     )
     .await?;
     info!(topics = counts.len(), "Topics ready.");
