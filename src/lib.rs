@@ -20,7 +20,9 @@
 //!
 //! `src/main.rs` is thin: parse the command line, load configuration, run until shutdown.
 
+pub mod app;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod generator;
 pub mod ingest;

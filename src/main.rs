@@ -1,1 +1,187 @@
-fn main() {}
+//! `scorestream`: parse the command line, load configuration, run until shutdown.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use scorestream::config::Config;
+use scorestream::{app, demo, metrics::Metrics, runtime};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "scorestream",
+    version,
+    about = "A Kafka Streams-style stream processor that turns customer events into gamification results and churn predictions."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the topology against Kafka as one member of the application's consumer group.
+    ///
+    /// With no --config, runs the bundled topology with defaults; KAFKA_BOOTSTRAP_SERVERS,
+    /// SCORESTREAM_APPLICATION_ID, SCORESTREAM_STATE_DIR, SCORESTREAM_HTTP_ADDR and
+    /// SCORESTREAM_PROCESSING_GUARANTEE override the file. Stops cleanly on SIGINT/SIGTERM.
+    Run {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run the whole pipeline on an in-process mock Kafka cluster, fed by the built-in
+    /// generator, printing a live summary; ends by itself.
+    Demo {
+        /// Events to send.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        /// Events per second.
+        #[arg(long, default_value_t = 5_000)]
+        rate: u64,
+        /// Distinct customers.
+        #[arg(long, default_value_t = 500)]
+        customers: u32,
+        /// Share of deliberately bad records (0.0 to 1.0).
+        #[arg(long, default_value_t = 0.02)]
+        bad_ratio: f64,
+        /// Partitions of each input topic.
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+    },
+    /// Print the topology (sub-topologies, sources, processors, sinks, stores).
+    Describe {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let normalizer = Arc::new(app::normalizer(&config)?);
+    let topology = app::build_topology(&config, normalizer, Some(metrics.clone()))?;
+    info!(application_id = %config.application_id, bootstrap = %config.bootstrap_servers, "Starting.");
+    let handle = tokio::select! {
+        h = runtime::start(&config, topology, metrics) => h?,
+        _ = shutdown_signal() => { info!("Interrupted during start-up."); return Ok(()); }
+    };
+    let flag = handle.shutdown_flag();
+    let mut waiter = tokio::task::spawn_blocking(move || handle.join());
+    tokio::select! {
+        _ = shutdown_signal() => {
+            info!("Shutdown requested; finishing in-flight work, committing and leaving the group.");
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        r = &mut waiter => {
+            r??;
+            return Ok(());
+        }
+    }
+    waiter.await??;
+    info!("Stopped.");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Describe { config } => {
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let result = app::normalizer(&config)
+                .map_err(anyhow::Error::from)
+                .and_then(|n| Ok(app::build_topology(&config, Arc::new(n), None)?));
+            match result {
+                Ok(t) => {
+                    print!("{}", t.describe());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run { config } => {
+            init_tracing("info");
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match run(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo {
+            events,
+            rate,
+            customers,
+            bad_ratio,
+            partitions,
+        } => {
+            init_tracing("warn");
+            let opts = demo::DemoOptions {
+                events,
+                rate,
+                customers,
+                bad_ratio,
+                partitions,
+                ..demo::DemoOptions::default()
+            };
+            match demo::run(opts).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("demo failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

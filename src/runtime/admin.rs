@@ -190,9 +190,7 @@ pub fn plan_topics(
 fn fetch_partition_counts(
     admin: &AdminClient<DefaultClientContext>,
 ) -> Result<PartitionCounts, KafkaError> {
-    let md = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(5))?;
+    let md = admin.inner().fetch_metadata(None, Duration::from_secs(5))?;
     Ok(md
         .topics()
         .iter()

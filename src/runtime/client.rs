@@ -18,7 +18,10 @@ use crate::metrics::Metrics;
 fn base(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap_servers);
-    c.set("client.id", format!("{}-scorestream", config.application_id));
+    c.set(
+        "client.id",
+        format!("{}-scorestream", config.application_id),
+    );
     // Keep reconnect attempts polite while a broker is down.
     c.set("reconnect.backoff.ms", "100");
     c.set("reconnect.backoff.max.ms", "10000");
@@ -76,7 +79,9 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         )
         .set(
             "queue.buffering.max.kbytes",
-            (config.runtime.max_in_flight_bytes / 1024).max(1).to_string(),
+            (config.runtime.max_in_flight_bytes / 1024)
+                .max(1)
+                .to_string(),
         );
     for (k, v) in &config.kafka.producer {
         c.set(k, v);
@@ -128,7 +133,9 @@ impl ClientContext for LoggingContext {
             | RDKafkaLogLevel::Critical
             | RDKafkaLogLevel::Error => error!(facility = fac, "{log_message}"),
             RDKafkaLogLevel::Warning => warn!(facility = fac, "{log_message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(facility = fac, "{log_message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(facility = fac, "{log_message}")
+            }
             RDKafkaLogLevel::Debug => debug!(facility = fac, "{log_message}"),
         }
     }

@@ -260,7 +260,10 @@ impl Shared {
         let partition = m.partition();
         let offset = m.offset();
         let Some(ps) = st.partitions.get_mut(&(ti, partition)) else {
-            debug!(topic = m.topic(), partition, offset, "Skipping record of a revoked partition.");
+            debug!(
+                topic = m.topic(),
+                partition, offset, "Skipping record of a revoked partition."
+            );
             return Ok(());
         };
         if ps.base < 0 {
@@ -273,7 +276,12 @@ impl Shared {
             None => Headers::new(),
             Some(h) => h
                 .iter()
-                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
                 .collect(),
         };
         let record = Record {
@@ -354,7 +362,8 @@ impl Shared {
             Ok(()) => None,
             Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Some(out),
             Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge))
-                if topic.ends_with("-dlq") && out.record.headers.last(TRUNCATED_HEADER).is_none() =>
+                if topic.ends_with("-dlq")
+                    && out.record.headers.last(TRUNCATED_HEADER).is_none() =>
             {
                 self.send(self.truncate(out))
             }
@@ -425,7 +434,10 @@ impl Shared {
         let started = Instant::now();
         while !self.send_pending(st) {
             if Instant::now() >= deadline {
-                warn!(pending = st.pending.len(), "Commit skipped: the producer queue stayed full.");
+                warn!(
+                    pending = st.pending.len(),
+                    "Commit skipped: the producer queue stayed full."
+                );
                 self.metrics.commit_failures.inc();
                 return Committed::Failed;
             }
@@ -447,7 +459,11 @@ impl Shared {
         let mut n = 0;
         for (&(ti, p), ps) in &st.partitions {
             if ps.position >= 0 && ps.position != ps.committed {
-                let _ = tpl.add_partition_offset(&self.sources[ti].name, p, Offset::Offset(ps.position));
+                let _ = tpl.add_partition_offset(
+                    &self.sources[ti].name,
+                    p,
+                    Offset::Offset(ps.position),
+                );
                 n += 1;
             }
         }
@@ -484,7 +500,11 @@ impl Shared {
         st.tasks.clear();
         self.metrics.tasks_assigned.set(0);
         for (&(ti, p), ps) in st.partitions.iter_mut() {
-            let target = if ps.committed >= 0 { ps.committed } else { ps.base };
+            let target = if ps.committed >= 0 {
+                ps.committed
+            } else {
+                ps.base
+            };
             if target < 0 || ps.position == target {
                 continue;
             }
@@ -494,7 +514,9 @@ impl Shared {
                     warn!(topic = %topic, partition = p, offset = target, "Rewound after a failed delivery.");
                     ps.position = if ps.committed >= 0 { ps.committed } else { -1 };
                 }
-                Err(e) => error!(topic = %topic, partition = p, offset = target, error = %e, "Seek failed; the group will redeliver from the last commit after the next rebalance."),
+                Err(e) => {
+                    error!(topic = %topic, partition = p, offset = target, error = %e, "Seek failed; the group will redeliver from the last commit after the next rebalance.")
+                }
             }
         }
     }
@@ -548,7 +570,10 @@ pub(crate) fn run_loop(
                     let _ = consumer.pause(&a);
                 }
                 st.paused = true;
-                debug!(pending = st.pending.len(), "Producer queue full; pausing fetches.");
+                debug!(
+                    pending = st.pending.len(),
+                    "Producer queue full; pausing fetches."
+                );
             } else if clear && st.paused {
                 if let Ok(a) = consumer.assignment() {
                     let _ = consumer.resume(&a);
@@ -560,7 +585,11 @@ pub(crate) fn run_loop(
         if backlogged {
             shared.producer.poll(Duration::from_millis(10));
         }
-        let wait = if backlogged { Duration::ZERO } else { Duration::from_millis(50) };
+        let wait = if backlogged {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(50)
+        };
         match consumer.poll(wait) {
             None => {}
             Some(Err(e)) => warn!(error = %e, "Consumer error."),
@@ -648,7 +677,9 @@ fn shutdown_sequence(shared: &Shared, consumer: &StreamConsumer, clean: bool) {
         }
     } else {
         // Do not commit after a failure, but do not leave acknowledged work unsent either.
-        let _ = shared.producer.flush(deadline.saturating_duration_since(Instant::now()));
+        let _ = shared
+            .producer
+            .flush(deadline.saturating_duration_since(Instant::now()));
     }
     st.partitions.clear();
     st.tasks.clear();

@@ -1,0 +1,287 @@
+//! `scorestream demo`: the whole pipeline on librdkafka's in-process mock cluster, fed by
+//! the built-in generator, with a live one-line-per-second summary.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers as _;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::app::{self, DLQ_SUFFIX, EVENTS_BY_CUSTOMER};
+use crate::config::Config;
+use crate::generator::{Generator, GeneratorConfig, DEMO_TOPICS};
+use crate::ingest::event::CanonicalEvent;
+use crate::metrics::Metrics;
+use crate::runtime;
+
+/// Demo settings (the CLI's flags).
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub events: u64,
+    pub rate: u64,
+    pub customers: u32,
+    pub bad_ratio: f64,
+    pub partitions: i32,
+    pub timeout: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            events: 20_000,
+            rate: 5_000,
+            customers: 500,
+            bad_ratio: 0.02,
+            partitions: 3,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What the demo saw, for the caller (and tests) to check.
+#[derive(Debug, Clone, Default)]
+pub struct DemoReport {
+    pub sent: u64,
+    pub sent_bad: u64,
+    pub consumed: u64,
+    pub rekeyed: u64,
+    pub dead_lettered: u64,
+}
+
+fn sum(v: &prometheus::IntCounterVec, label_ok: impl Fn(&str) -> bool) -> u64 {
+    use prometheus::core::Collector;
+    v.collect()
+        .iter()
+        .flat_map(|mf| mf.get_metric().iter())
+        .filter(|m| m.get_label().iter().any(|l| label_ok(l.value())))
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
+fn per_label(v: &prometheus::IntCounterVec) -> BTreeMap<String, u64> {
+    use prometheus::core::Collector;
+    let mut out = BTreeMap::new();
+    for mf in v.collect() {
+        for m in mf.get_metric() {
+            if let Some(l) = m.get_label().first() {
+                *out.entry(l.value().to_string()).or_default() +=
+                    m.get_counter().get_value() as u64;
+            }
+        }
+    }
+    out
+}
+
+/// Runs the demo to completion and prints as it goes.
+pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
+    let cluster = MockCluster::new(1).context("cannot start the in-process mock Kafka cluster")?;
+    let bootstrap = cluster.bootstrap_servers();
+    for t in DEMO_TOPICS {
+        cluster
+            .create_topic(t, opts.partitions, 1)
+            .with_context(|| format!("cannot create topic {t}"))?;
+    }
+    let mut config = Config {
+        application_id: "scorestream-demo".into(),
+        bootstrap_servers: bootstrap.clone(),
+        inputs: DEMO_TOPICS.iter().map(|s| s.to_string()).collect(),
+        ..Config::default()
+    };
+    config.runtime.replication_factor = 1;
+    config.runtime.commit_interval = Duration::from_millis(500);
+    config.runtime.session_timeout = Duration::from_secs(6);
+    println!("ScoreStream demo: in-process mock Kafka at {bootstrap}");
+    println!(
+        "  sending {} seed-shaped events ({:.0}% bad) for {} customers to {} at ~{}/s",
+        opts.events,
+        opts.bad_ratio * 100.0,
+        opts.customers,
+        DEMO_TOPICS.join(", "),
+        opts.rate
+    );
+    let metrics = Metrics::new();
+    let normalizer = Arc::new(app::normalizer(&config).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let topology = app::build_topology(&config, normalizer, Some(metrics.clone()))?;
+    println!("\n{}", topology.describe());
+    // The mock cluster does not implement CreateTopics: create what the runtime plans.
+    let existing = DEMO_TOPICS
+        .iter()
+        .map(|t| (t.to_string(), opts.partitions))
+        .collect();
+    for plan in runtime::admin::plan_topics(&config, &topology, &existing) {
+        cluster
+            .create_topic(&plan.name, plan.partitions, 1)
+            .with_context(|| format!("cannot create topic {}", plan.name))?;
+    }
+    let handle = runtime::start(&config, topology, metrics.clone()).await?;
+
+    // The generator runs on its own thread, paced to the requested rate.
+    let gen_opts = opts.clone();
+    let gen_bootstrap = bootstrap.clone();
+    let generator = std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &gen_bootstrap)
+            .set("linger.ms", "5")
+            .create()?;
+        let mut g = Generator::new(GeneratorConfig {
+            customers: gen_opts.customers,
+            bad_ratio: gen_opts.bad_ratio,
+            ..GeneratorConfig::default()
+        });
+        let started = Instant::now();
+        let mut bad = 0;
+        for i in 0..gen_opts.events {
+            let ev = g.next_event(runtime::now_ms());
+            bad += u64::from(ev.expected_reason.is_some());
+            let mut rec = BaseRecord::<(), [u8]>::to(ev.topic).payload(&ev.value);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        rec = back;
+                        producer.poll(Duration::from_millis(5));
+                    }
+                }
+            }
+            producer.poll(Duration::ZERO);
+            let due = Duration::from_secs_f64((i + 1) as f64 / gen_opts.rate.max(1) as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        producer.flush(Duration::from_secs(30))?;
+        Ok((gen_opts.events, bad))
+    });
+
+    let out_topic = format!("{}-{EVENTS_BY_CUSTOMER}", config.application_id);
+    let started = Instant::now();
+    let mut last = BTreeMap::new();
+    let mut report = DemoReport::default();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let consumed = per_label(&metrics.records_consumed);
+        let rekeyed = sum(&metrics.records_produced, |t| t == out_topic);
+        let dlq = sum(&metrics.records_produced, |t| t.ends_with(DLQ_SUFFIX));
+        let total: u64 = consumed.values().sum();
+        let rates: Vec<String> = DEMO_TOPICS
+            .iter()
+            .map(|t| {
+                let now = consumed.get(*t).copied().unwrap_or(0);
+                let before = last.get(*t).copied().unwrap_or(0);
+                format!("{}={}/s", t.trim_end_matches("-events"), now - before)
+            })
+            .collect();
+        println!(
+            "[{:>3}s] in={total} ({}) dlq={dlq} out={rekeyed} (re-keyed events)",
+            started.elapsed().as_secs(),
+            rates.join(" ")
+        );
+        last = consumed;
+        report.consumed = total;
+        report.rekeyed = rekeyed;
+        report.dead_lettered = dlq;
+        if generator.is_finished() && total >= opts.events && rekeyed + dlq >= opts.events {
+            break;
+        }
+        if handle.is_finished() {
+            break;
+        }
+        if started.elapsed() > opts.timeout {
+            eprintln!("demo: timed out after {:?}", opts.timeout);
+            break;
+        }
+    }
+    let (sent, bad) = generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
+    report.sent = sent;
+    report.sent_bad = bad;
+    handle.shutdown();
+    handle.join()?;
+    print_samples(&bootstrap, &out_topic, opts.partitions)?;
+    println!(
+        "\nDone: sent {sent} ({bad} bad), consumed {}, re-keyed {}, dead-lettered {}.",
+        report.consumed, report.rekeyed, report.dead_lettered
+    );
+    if report.rekeyed + report.dead_lettered < sent {
+        bail!(
+            "only {} of {sent} events accounted for",
+            report.rekeyed + report.dead_lettered
+        );
+    }
+    drop(cluster);
+    Ok(report)
+}
+
+fn read_some(
+    bootstrap: &str,
+    topics: &[String],
+    partitions: i32,
+    n: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let Ok(consumer) = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "scorestream-demo-sampler")
+        .set("enable.auto.commit", "false")
+        .create::<BaseConsumer>()
+    else {
+        return Vec::new();
+    };
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        for p in 0..partitions {
+            let _ = tpl.add_partition_offset(t, p, Offset::Beginning);
+        }
+    }
+    if consumer.assign(&tpl).is_err() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(m.detach());
+        }
+    }
+    out
+}
+
+fn print_samples(bootstrap: &str, out_topic: &str, partitions: i32) -> anyhow::Result<()> {
+    println!("\nSample of {out_topic} (key = customer id, value = bincode, shown as JSON):");
+    for m in read_some(bootstrap, &[out_topic.to_string()], partitions, 5) {
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+        match m.payload().map(CanonicalEvent::decode) {
+            Some(Ok(ev)) => println!("  p{} key={key} {}", m.partition(), ev.to_json()),
+            _ => println!("  p{} key={key} <undecodable>", m.partition()),
+        }
+    }
+    let dlqs: Vec<String> = DEMO_TOPICS
+        .iter()
+        .map(|t| format!("{t}{DLQ_SUFFIX}"))
+        .collect();
+    println!("\nSample of dead letters (original bytes kept; reason in headers):");
+    for m in read_some(bootstrap, &dlqs, partitions, 4) {
+        let header = |name: &str| {
+            m.headers()
+                .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
+                .map(|v| String::from_utf8_lossy(v).to_string())
+                .unwrap_or_default()
+        };
+        println!(
+            "  {} reason={} message=\"{}\" from={}-{}@{} value={:?}",
+            m.topic(),
+            header("scorestream.error.reason"),
+            header("scorestream.error.message"),
+            header("scorestream.source.topic"),
+            header("scorestream.source.partition"),
+            header("scorestream.source.offset"),
+            String::from_utf8_lossy(m.payload().unwrap_or_default())
+        );
+    }
+    Ok(())
+}

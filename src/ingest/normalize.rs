@@ -1,0 +1,620 @@
+//! Parse, normalize and validate one input record into a [`CanonicalEvent`] (DESIGN §2).
+//!
+//! Built for the hot path: the top-level object is read with borrowed keys and raw values
+//! (no `serde_json::Value` tree), duplicate keys are detected there, and nested objects are
+//! flattened straight into attributes.
+//!
+//! A missing `event_id` is derived from a hash (xxh3-128) of the *normalized* source,
+//! customer id, event type, event time and value — never the Kafka record time unless it
+//! was the event time — so a producer's retry of the same event, with keys reordered or
+//! different whitespace, gets the same id and is recognised as a duplicate downstream.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::event::{AttrValue, CanonicalEvent, Origin};
+use super::event_type::normalize_event_type;
+use super::mapping::NormalizerConfig;
+use super::timestamp;
+
+/// One input record as the normalizer sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawInput<'a> {
+    pub topic: &'a str,
+    pub value: Option<&'a [u8]>,
+    pub kafka_timestamp_ms: Option<i64>,
+    pub now_ms: i64,
+}
+
+/// The stable dead-letter reason codes of DESIGN §2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    InvalidUtf8,
+    InvalidJson,
+    NotAnObject,
+    EmptyValue,
+    DuplicateKey,
+    MissingField,
+    EmptyField,
+    WrongType,
+    InvalidTimestamp,
+    TooLarge,
+    TooDeep,
+    UnknownEventType,
+    LateEvent,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 13] = [
+        RejectReason::InvalidUtf8,
+        RejectReason::InvalidJson,
+        RejectReason::NotAnObject,
+        RejectReason::EmptyValue,
+        RejectReason::DuplicateKey,
+        RejectReason::MissingField,
+        RejectReason::EmptyField,
+        RejectReason::WrongType,
+        RejectReason::InvalidTimestamp,
+        RejectReason::TooLarge,
+        RejectReason::TooDeep,
+        RejectReason::UnknownEventType,
+        RejectReason::LateEvent,
+    ];
+
+    /// The code carried in `scorestream.error.reason`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::NotAnObject => "not_an_object",
+            RejectReason::EmptyValue => "empty_value",
+            RejectReason::DuplicateKey => "duplicate_key",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::EmptyField => "empty_field",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::InvalidTimestamp => "invalid_timestamp",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::TooDeep => "too_deep",
+            RejectReason::UnknownEventType => "unknown_event_type",
+            RejectReason::LateEvent => "late_event",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a record was rejected: a stable reason and a message naming the field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub message: String,
+}
+
+fn reject<T>(reason: RejectReason, message: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection {
+        reason,
+        message: message.into(),
+    })
+}
+
+/// The normalizer: configuration compiled once, `normalize` called per record.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    config: NormalizerConfig,
+}
+
+/// A key that borrows from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The members of one JSON object, in order, values still raw.
+struct Members<'de>(Vec<(Cow<'de, str>, &'de RawValue)>);
+
+impl<'de> de::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    out.push((k, v));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A raw JSON scalar, classified.
+enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Object,
+    Array,
+}
+
+fn classify(raw: &RawValue) -> Scalar<'_> {
+    let s = raw.get();
+    match s.as_bytes().first() {
+        Some(b'n') => Scalar::Null,
+        Some(b't') => Scalar::Bool(true),
+        Some(b'f') => Scalar::Bool(false),
+        Some(b'{') => Scalar::Object,
+        Some(b'[') => Scalar::Array,
+        // Borrow when there is nothing to unescape (serde's Cow impl always allocates).
+        Some(b'"') if s.len() >= 2 && !s.as_bytes().contains(&b'\\') => {
+            Scalar::Str(Cow::Borrowed(&s[1..s.len() - 1]))
+        }
+        Some(b'"') => {
+            serde_json::from_str::<String>(s).map_or(Scalar::Null, |o| Scalar::Str(Cow::Owned(o)))
+        }
+        _ => {
+            if let Ok(i) = s.parse::<i64>() {
+                Scalar::Int(i)
+            } else {
+                s.parse::<f64>().map_or(Scalar::Null, Scalar::Float)
+            }
+        }
+    }
+}
+
+fn kind_name(raw: &RawValue) -> &'static str {
+    match classify(raw) {
+        Scalar::Null => "null",
+        Scalar::Bool(_) => "a boolean",
+        Scalar::Int(_) => "an integer",
+        Scalar::Float(_) => "a float",
+        Scalar::Str(_) => "a string",
+        Scalar::Object => "an object",
+        Scalar::Array => "an array",
+    }
+}
+
+/// Deepest nesting of arrays/objects, stopping early once over `limit`.
+fn depth_exceeds(text: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for &b in text {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+fn flatten(prefix: &str, raw: &RawValue, out: &mut Vec<(String, AttrValue)>) {
+    let value = match classify(raw) {
+        Scalar::Null => AttrValue::Null,
+        Scalar::Bool(b) => AttrValue::Bool(b),
+        Scalar::Int(i) => AttrValue::Int(i),
+        Scalar::Float(f) => AttrValue::Float(f),
+        Scalar::Str(s) => AttrValue::Str(s.into_owned()),
+        Scalar::Array => {
+            let compact = serde_json::from_str::<serde_json::Value>(raw.get())
+                .map(|v| v.to_string())
+                .unwrap_or_else(|_| raw.get().to_string());
+            AttrValue::Json(compact)
+        }
+        Scalar::Object => {
+            if let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(raw.get()) {
+                if members.is_empty() {
+                    out.push((prefix.to_string(), AttrValue::Json("{}".into())));
+                }
+                for (k, v) in members {
+                    flatten(&format!("{prefix}.{k}"), v, out);
+                }
+            }
+            return;
+        }
+    };
+    out.push((prefix.to_string(), value));
+}
+
+/// Finds the first alias present among `members`; returns its index.
+fn find(members: &[(Cow<'_, str>, &RawValue)], aliases: &[String]) -> Option<usize> {
+    aliases
+        .iter()
+        .find_map(|a| members.iter().position(|(k, _)| k == a))
+}
+
+fn number_of(v: &AttrValue, field: &str) -> Result<Option<f64>, Rejection> {
+    match v {
+        AttrValue::Null => Ok(None),
+        AttrValue::Int(i) => Ok(Some(*i as f64)),
+        AttrValue::Float(f) => Ok(Some(*f)),
+        AttrValue::Str(s) => match s.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Some(f)),
+            _ => reject(
+                RejectReason::WrongType,
+                format!("{field} is the string '{s}'; expected a number"),
+            ),
+        },
+        AttrValue::Bool(_) => reject(
+            RejectReason::WrongType,
+            format!("{field} is a boolean; expected a number"),
+        ),
+        AttrValue::Json(_) => reject(
+            RejectReason::WrongType,
+            format!("{field} is an array or object; expected a number"),
+        ),
+    }
+}
+
+/// The deterministic id of an event without one.
+pub fn derived_event_id(
+    source: &str,
+    customer_id: &str,
+    event_type: &str,
+    occurred_at: i64,
+    value: Option<f64>,
+) -> String {
+    let mut buf = Vec::with_capacity(64);
+    for part in [source, customer_id, event_type] {
+        buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        buf.extend_from_slice(part.as_bytes());
+    }
+    buf.extend_from_slice(&occurred_at.to_le_bytes());
+    match value {
+        None => buf.push(0),
+        Some(v) => {
+            buf.push(1);
+            let v = if v == 0.0 { 0.0 } else { v };
+            buf.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+    format!("ev-{:032x}", xxhash_rust::xxh3::xxh3_128(&buf))
+}
+
+impl Normalizer {
+    pub fn new(config: NormalizerConfig) -> Normalizer {
+        Normalizer { config }
+    }
+
+    pub fn config(&self) -> &NormalizerConfig {
+        &self.config
+    }
+
+    /// Normalizes one record, or says precisely why not.
+    pub fn normalize(&self, input: &RawInput<'_>) -> Result<CanonicalEvent, Rejection> {
+        let bytes = match input.value {
+            None => return reject(RejectReason::EmptyValue, "the record has no value (null)"),
+            Some([]) => return reject(RejectReason::EmptyValue, "the record value is empty"),
+            Some(b) => b,
+        };
+        if bytes.len() > self.config.max_record_bytes {
+            return reject(
+                RejectReason::TooLarge,
+                format!(
+                    "the record is {} bytes; the limit is {}",
+                    bytes.len(),
+                    self.config.max_record_bytes
+                ),
+            );
+        }
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                return reject(
+                    RejectReason::InvalidUtf8,
+                    format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                )
+            }
+        };
+        if depth_exceeds(bytes, self.config.max_depth) {
+            return reject(
+                RejectReason::TooDeep,
+                format!(
+                    "JSON nesting is deeper than {} levels",
+                    self.config.max_depth
+                ),
+            );
+        }
+        let members = self.parse_object(text)?;
+        self.build(input, &members)
+    }
+
+    fn parse_object<'t>(
+        &self,
+        text: &'t str,
+    ) -> Result<Vec<(Cow<'t, str>, &'t RawValue)>, Rejection> {
+        let first = text.trim_start().as_bytes().first().copied();
+        if first != Some(b'{') {
+            return match serde_json::from_str::<IgnoredAny>(text) {
+                Err(e) => reject(RejectReason::InvalidJson, format!("invalid JSON: {e}")),
+                Ok(_) => {
+                    let what = match first {
+                        Some(b'[') => "an array",
+                        Some(b'"') => "a string",
+                        Some(b'n') => "null",
+                        Some(b't' | b'f') => "a boolean",
+                        _ => "a number",
+                    };
+                    reject(
+                        RejectReason::NotAnObject,
+                        format!("the value is {what}; expected a JSON object"),
+                    )
+                }
+            };
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let members = match <Members<'t> as de::Deserialize>::deserialize(&mut de) {
+            Ok(Members(m)) => m,
+            Err(e) => return reject(RejectReason::InvalidJson, format!("invalid JSON: {e}")),
+        };
+        if let Err(e) = de.end() {
+            return reject(RejectReason::InvalidJson, format!("invalid JSON: {e}"));
+        }
+        // Duplicate top-level keys: two different customer ids must never be guessed between.
+        for i in 1..members.len() {
+            let k = &members[i].0;
+            if members[..i].iter().any(|(p, _)| p == k) {
+                return reject(
+                    RejectReason::DuplicateKey,
+                    format!("the key '{k}' appears more than once"),
+                );
+            }
+        }
+        Ok(members)
+    }
+
+    fn build(
+        &self,
+        input: &RawInput<'_>,
+        members: &[(Cow<'_, str>, &RawValue)],
+    ) -> Result<CanonicalEvent, Rejection> {
+        let aliases = self.config.mapping.for_topic(input.topic);
+        let mut used = [usize::MAX; 5];
+
+        // customer id
+        let Some(ci) = find(members, &aliases.customer_id) else {
+            return reject(
+                RejectReason::MissingField,
+                format!(
+                    "no customer id (looked for {})",
+                    aliases.customer_id.join(", ")
+                ),
+            );
+        };
+        used[0] = ci;
+        let (cname, craw) = &members[ci];
+        let customer_id = match classify(craw) {
+            Scalar::Null => return reject(RejectReason::MissingField, format!("{cname} is null")),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Str(s) => {
+                let t = s.trim();
+                if t.is_empty() {
+                    return reject(RejectReason::EmptyField, format!("{cname} is empty"));
+                }
+                t.to_string()
+            }
+            Scalar::Float(f) if craw.get().bytes().all(|b| b.is_ascii_digit()) => {
+                // An integer too large for i64 but written without a fraction.
+                format!("{f:.0}")
+            }
+            _ => {
+                return reject(
+                    RejectReason::WrongType,
+                    format!(
+                        "{cname} is {} ({}); expected a string or an integer",
+                        kind_name(craw),
+                        craw.get()
+                    ),
+                )
+            }
+        };
+
+        // event type
+        let Some(ti) = find(members, &aliases.event_type) else {
+            return reject(
+                RejectReason::MissingField,
+                format!(
+                    "no event type (looked for {})",
+                    aliases.event_type.join(", ")
+                ),
+            );
+        };
+        used[1] = ti;
+        let (tname, traw) = &members[ti];
+        let event_type = match classify(traw) {
+            Scalar::Null => return reject(RejectReason::MissingField, format!("{tname} is null")),
+            Scalar::Str(s) => normalize_event_type(&s),
+            _ => {
+                return reject(
+                    RejectReason::WrongType,
+                    format!("{tname} is {}; expected a string", kind_name(traw)),
+                )
+            }
+        };
+        if event_type.is_empty() {
+            return reject(RejectReason::EmptyField, format!("{tname} is empty"));
+        }
+        if let Some(known) = &self.config.strict_event_types {
+            if !known.contains(&event_type) {
+                return reject(
+                    RejectReason::UnknownEventType,
+                    format!("event type '{event_type}' is not declared in the rules"),
+                );
+            }
+        }
+
+        // event time
+        let ts_field = find(members, &aliases.timestamp);
+        let mut occurred_at = None;
+        if let Some(i) = ts_field {
+            used[2] = i;
+            let (name, raw) = &members[i];
+            let parsed = match classify(raw) {
+                Scalar::Null => None,
+                Scalar::Str(s) => Some(timestamp::parse(&s)),
+                Scalar::Int(n) => Some(timestamp::from_epoch(n as f64)),
+                Scalar::Float(f) => Some(timestamp::from_epoch(f)),
+                _ => Some(Err(format!("is {}", kind_name(raw)))),
+            };
+            match parsed {
+                None => {}
+                Some(Ok(ms)) => occurred_at = Some(ms),
+                Some(Err(why)) => {
+                    return reject(RejectReason::InvalidTimestamp, format!("{name} {why}"))
+                }
+            }
+        }
+        let occurred_at = match occurred_at.or(input.kafka_timestamp_ms) {
+            Some(t) => t,
+            None => {
+                return reject(
+                    RejectReason::InvalidTimestamp,
+                    "no event time in the record and no Kafka record timestamp",
+                )
+            }
+        };
+        if occurred_at > input.now_ms + self.config.max_future_skew_ms {
+            return reject(
+                RejectReason::InvalidTimestamp,
+                format!(
+                    "event time is {} s ahead of the clock (allowed skew {} s)",
+                    (occurred_at - input.now_ms) / 1000,
+                    self.config.max_future_skew_ms / 1000
+                ),
+            );
+        }
+
+        // event id and source
+        let mut event_id = None;
+        if let Some(i) = find(members, &aliases.event_id) {
+            used[3] = i;
+            let (name, raw) = &members[i];
+            match classify(raw) {
+                Scalar::Null => {}
+                Scalar::Int(n) => event_id = Some(n.to_string()),
+                Scalar::Str(s) => {
+                    let t = s.trim();
+                    if !t.is_empty() {
+                        event_id = Some(t.to_string());
+                    }
+                }
+                _ => {
+                    return reject(
+                        RejectReason::WrongType,
+                        format!("{name} is {}; expected a string", kind_name(raw)),
+                    )
+                }
+            }
+        }
+        let mut source = None;
+        if let Some(i) = find(members, &aliases.source) {
+            used[4] = i;
+            let (name, raw) = &members[i];
+            match classify(raw) {
+                Scalar::Null => {}
+                Scalar::Str(s) => {
+                    let t = s.trim();
+                    if !t.is_empty() {
+                        source = Some(t.to_lowercase());
+                    }
+                }
+                _ => {
+                    return reject(
+                        RejectReason::WrongType,
+                        format!("{name} is {}; expected a string", kind_name(raw)),
+                    )
+                }
+            }
+        }
+        let source = source.unwrap_or_else(|| input.topic.to_lowercase());
+
+        // attributes: everything else, flattened
+        let mut attributes = Vec::with_capacity(members.len());
+        for (i, (k, v)) in members.iter().enumerate() {
+            if !used.contains(&i) {
+                flatten(k, v, &mut attributes);
+            }
+        }
+
+        // value: per-event-type field first, then the source's aliases
+        let mut value = None;
+        let candidates = self
+            .config
+            .mapping
+            .value_field(&event_type)
+            .into_iter()
+            .chain(aliases.value.iter().map(String::as_str));
+        for field in candidates {
+            if let Some(pos) = attributes.iter().position(|(k, _)| k == field) {
+                let (name, v) = attributes.remove(pos);
+                value = number_of(&v, &name)?;
+                break;
+            }
+        }
+
+        let event_id = event_id.unwrap_or_else(|| {
+            derived_event_id(&source, &customer_id, &event_type, occurred_at, value)
+        });
+        Ok(CanonicalEvent {
+            event_id,
+            customer_id,
+            event_type,
+            source,
+            occurred_at,
+            value,
+            attributes,
+            origin: Origin::default(),
+        })
+    }
+}
