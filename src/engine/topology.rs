@@ -306,10 +306,22 @@ impl TopologyBuilder {
                 _ => None,
             })
             .collect::<Vec<_>>();
+        let internal_sources: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|(_, k, _)| match k {
+                PendingKind::Source(topics) => Some(topics),
+                _ => None,
+            })
+            .flatten()
+            .filter(|t| matches!(t, TopicRef::Internal(_)))
+            .map(|t| t.resolve(app_id))
+            .collect();
         Ok(Topology::derive(
             app_id,
             nodes,
             self.stores.clone(),
+            &internal_sources,
             &internal_sinks,
         ))
     }
@@ -349,6 +361,7 @@ impl Topology {
         app_id: &str,
         nodes: Vec<Node>,
         stores: Vec<StoreDecl>,
+        internal_sources: &[String],
         internal_sinks: &[String],
     ) -> Topology {
         // Union-find over parent/child edges and shared stores.
@@ -427,11 +440,10 @@ impl Topology {
                 stores: sub_stores.into_iter().collect(),
             });
         }
-        let prefix = format!("{app_id}-");
         let mut internal_topics = Vec::new();
         for st in &subtopologies {
             for t in &st.source_topics {
-                if t.starts_with(&prefix) {
+                if internal_sources.contains(t) {
                     internal_topics.push(InternalTopic {
                         name: t.clone(),
                         kind: InternalTopicKind::Repartition,
@@ -499,10 +511,9 @@ impl Topology {
 
     /// Source topics that are not internal: what users must provide.
     pub fn external_source_topics(&self) -> Vec<String> {
-        let prefix = format!("{}-", self.inner.app_id);
         self.source_topics()
             .into_iter()
-            .filter(|t| !t.starts_with(&prefix))
+            .filter(|t| !self.inner.internal_topics.iter().any(|i| &i.name == t))
             .collect()
     }
 

@@ -1,0 +1,156 @@
+//! Shared harness for broker tests: a Tansu broker on a free port (killed by PID on drop),
+//! librdkafka's mock cluster, random topic names, and bounded produce/consume helpers.
+#![allow(dead_code)]
+
+pub mod mock;
+pub mod tansu;
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// A topic name no other test uses.
+pub fn random_topic(prefix: &str) -> String {
+    format!("{prefix}-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// Creates topics (name, partitions) and waits until metadata lists them. Panics after 30 s.
+pub fn create_topics(bootstrap: &str, topics: &[(String, i32)]) {
+    // Own thread: tests are async, and a runtime may not be dropped inside another one.
+    let (b, t) = (bootstrap.to_string(), topics.to_vec());
+    std::thread::spawn(move || create_topics_blocking(&b, &t))
+        .join()
+        .expect("create_topics");
+}
+
+fn create_topics_blocking(bootstrap: &str, topics: &[(String, i32)]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let results = rt
+        .block_on(admin.create_topics(new.iter(), &opts))
+        .expect("create_topics");
+    for r in results {
+        r.expect("topic created");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let md = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(5))
+            .expect("metadata");
+        let all = topics.iter().all(|(t, p)| {
+            md.topics()
+                .iter()
+                .any(|m| m.name() == t && m.partitions().len() as i32 == *p)
+        });
+        if all {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topics never appeared in metadata"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A record to produce: topic, key, value, partition.
+pub type Outgoing = (String, Option<Vec<u8>>, Vec<u8>, Option<i32>);
+
+/// Produces records and waits for every acknowledgement.
+pub fn produce_many(bootstrap: &str, records: &[Outgoing]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    for (topic, key, value, partition) in records {
+        let mut rec = BaseRecord::<[u8], [u8]>::to(topic).payload(value.as_slice());
+        if let Some(k) = key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(p) = partition {
+            rec = rec.partition(*p);
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(_), back)) => {
+                    rec = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => panic!("produce failed: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("every record acknowledged");
+}
+
+/// Reads every partition of `topic` from the beginning until partition EOF on all of them
+/// (Tansu's listed end offsets are wrong after multi-record batches, DESIGN §6, so never
+/// trust watermarks), bounded by `timeout`.
+pub fn consume_all(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", random_topic("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = md
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0) as i32;
+    assert!(partitions > 0, "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut at_eof = vec![false; partitions as usize];
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while !at_eof.iter().all(|e| *e) {
+        assert!(
+            Instant::now() < deadline,
+            "consume_all({topic}) timed out with {} records",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Ok(m)) => {
+                at_eof[m.partition() as usize] = false;
+                out.push(m.detach());
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => at_eof[p as usize] = true,
+            Some(Err(e)) => panic!("consume error on {topic}: {e}"),
+        }
+    }
+    out
+}
