@@ -123,6 +123,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     // The generator runs on its own thread, paced to the requested rate.
     let gen_opts = opts.clone();
     let gen_bootstrap = bootstrap.clone();
+    let sent_counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent_by_generator = sent_counter.clone();
     let generator = std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &gen_bootstrap)
@@ -149,6 +151,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
                 }
             }
             producer.poll(Duration::ZERO);
+            sent_by_generator.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let due = Duration::from_secs_f64((i + 1) as f64 / gen_opts.rate.max(1) as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
@@ -177,8 +180,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             })
             .collect();
         println!(
-            "[{:>3}s] in={total} ({}) dlq={dlq} out={rekeyed} (re-keyed events)",
+            "[{:>3}s] sent={} in={total} ({}) dlq={dlq} out={rekeyed} (re-keyed events)",
             started.elapsed().as_secs(),
+            sent_counter.load(std::sync::atomic::Ordering::Relaxed),
             rates.join(" ")
         );
         last = consumed;

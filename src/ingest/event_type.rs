@@ -5,6 +5,17 @@
 /// lower-to-upper change starts a word; in a run of capitals the last one starts a new
 /// word when a lower-case letter follows (`HTTPRequest` → `http_request`).
 pub fn normalize_event_type(name: &str) -> String {
+    // Fast path: already lower snake case (the common case on the hot path).
+    let b = name.as_bytes();
+    if !b.is_empty()
+        && b[0] != b'_'
+        && b[b.len() - 1] != b'_'
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && !name.contains("__")
+    {
+        return name.to_string();
+    }
     let chars: Vec<char> = name.chars().collect();
     let mut out = String::with_capacity(name.len() + 4);
     let mut pending_sep = false;

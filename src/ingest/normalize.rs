@@ -256,8 +256,13 @@ fn flatten(prefix: &str, raw: &RawValue, out: &mut Vec<(String, AttrValue)>) {
                 if members.is_empty() {
                     out.push((prefix.to_string(), AttrValue::Json("{}".into())));
                 }
+                let mut path = String::with_capacity(prefix.len() + 16);
                 for (k, v) in members {
-                    flatten(&format!("{prefix}.{k}"), v, out);
+                    path.clear();
+                    path.push_str(prefix);
+                    path.push('.');
+                    path.push_str(&k);
+                    flatten(&path, v, out);
                 }
             }
             return;
@@ -296,6 +301,15 @@ fn number_of(v: &AttrValue, field: &str) -> Result<Option<f64>, Rejection> {
     }
 }
 
+/// Lower-cases, without the Unicode machinery when there is nothing to do.
+fn lower(s: &str) -> String {
+    if s.bytes().all(|c| c.is_ascii() && !c.is_ascii_uppercase()) {
+        s.to_string()
+    } else {
+        s.to_lowercase()
+    }
+}
+
 /// The deterministic id of an event without one.
 pub fn derived_event_id(
     source: &str,
@@ -304,7 +318,7 @@ pub fn derived_event_id(
     occurred_at: i64,
     value: Option<f64>,
 ) -> String {
-    let mut buf = Vec::with_capacity(64);
+    let mut buf = Vec::with_capacity(source.len() + customer_id.len() + event_type.len() + 32);
     for part in [source, customer_id, event_type] {
         buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
         buf.extend_from_slice(part.as_bytes());
@@ -318,7 +332,14 @@ pub fn derived_event_id(
             buf.extend_from_slice(&v.to_bits().to_le_bytes());
         }
     }
-    format!("ev-{:032x}", xxhash_rust::xxh3::xxh3_128(&buf))
+    let h = xxhash_rust::xxh3::xxh3_128(&buf);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(35);
+    id.push_str("ev-");
+    for i in (0..32).rev() {
+        id.push(HEX[((h >> (i * 4)) & 0xf) as usize] as char);
+    }
+    id
 }
 
 impl Normalizer {
@@ -566,7 +587,7 @@ impl Normalizer {
                 Scalar::Str(s) => {
                     let t = s.trim();
                     if !t.is_empty() {
-                        source = Some(t.to_lowercase());
+                        source = Some(lower(t));
                     }
                 }
                 _ => {
@@ -577,7 +598,7 @@ impl Normalizer {
                 }
             }
         }
-        let source = source.unwrap_or_else(|| input.topic.to_lowercase());
+        let source = source.unwrap_or_else(|| lower(input.topic));
 
         // attributes: everything else, flattened
         let mut attributes = Vec::with_capacity(members.len());

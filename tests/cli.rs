@@ -1,0 +1,131 @@
+//! The binary as a user runs it: `describe`, `demo` (the README's first command, smaller),
+//! and configuration errors reported all at once.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the binary with a deadline; kills it (by PID) if it overruns.
+fn run(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scorestream"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn scorestream");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("scorestream {args:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        status.code().unwrap_or(-1),
+        out.join().unwrap(),
+        err.join().unwrap(),
+    )
+}
+
+#[test]
+fn describe_prints_the_ingest_subtopology() {
+    let (code, out, _) = run(
+        &["describe"],
+        &[("SCORESTREAM_APPLICATION_ID", "acme")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("Topologies:\n   Sub-topology: 0\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Sink: events-by-customer (topic: acme-events-by-customer)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Sink: dead-letter (topic: <source topic>-dlq)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn demo_runs_to_completion_on_the_embedded_broker() {
+    let (code, out, err) = run(
+        &[
+            "demo",
+            "--events",
+            "3000",
+            "--rate",
+            "3000",
+            "--bad-ratio",
+            "0.05",
+        ],
+        &[],
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("] sent="), "live summary lines: {out}");
+    assert!(
+        out.contains("Sample of scorestream-demo-events-by-customer"),
+        "{out}"
+    );
+    assert!(out.contains("reason="), "dead-letter sample: {out}");
+    let done = out
+        .lines()
+        .find(|l| l.starts_with("Done: sent 3000"))
+        .expect(&out);
+    // Every event is accounted for: re-keyed + dead-lettered = sent.
+    let nums: Vec<u64> = done
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (sent, bad, consumed, rekeyed, dead) = (nums[0], nums[1], nums[2], nums[3], nums[4]);
+    assert_eq!(consumed, sent);
+    assert_eq!(rekeyed + dead, sent);
+    assert_eq!(dead, bad);
+}
+
+#[test]
+fn invalid_configuration_lists_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "application_id = 'has space'\ninputs = []\n[runtime]\ncommit_interval = '0s'\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &["run", "--config", path.to_str().unwrap()],
+        &[("SCORESTREAM_PROCESSING_GUARANTEE", "sometimes")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2);
+    for key in [
+        "application_id",
+        "inputs",
+        "runtime.commit_interval",
+        "SCORESTREAM_PROCESSING_GUARANTEE",
+    ] {
+        assert!(err.contains(key), "{key} missing from:\n{err}");
+    }
+}
