@@ -1,0 +1,158 @@
+//! Operability on a real broker process: SIGTERM stops `scorestream run` cleanly with its
+//! offsets committed, and a broker that disappears mid-run is survived (logged, retried,
+//! bounded shutdown), never a panic.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use scorestream::config::Config;
+use scorestream::metrics::Metrics;
+use scorestream::{app, runtime};
+
+fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    c.committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn sigterm_finishes_work_commits_and_exits_zero() {
+    let broker = support::tansu::Tansu::start();
+    let bootstrap = broker.bootstrap();
+    let input = support::random_topic("customer-events");
+    support::create_topics(&bootstrap, &[(input.clone(), 2)]);
+    let records: Vec<support::Outgoing> = (0..500)
+        .map(|i| {
+            let v = format!(
+                r#"{{"customer_id":"c{}","event_type":"recharge","timestamp":"2024-01-01T12:00:00Z","amount":{i}}}"#,
+                i % 13
+            );
+            (input.clone(), None, v.into_bytes(), Some(i % 2))
+        })
+        .collect();
+    support::produce_many(&bootstrap, &records);
+    let app_id = support::random_topic("app");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "inputs = [\"{input}\"]\n[runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\ncommit_interval = \"200ms\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scorestream"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .env("SCORESTREAM_APPLICATION_ID", &app_id)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until every input offset is committed, then ask it to stop.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while committed_total(&bootstrap, &app_id, &input, 2) < 500 {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("offsets never reached 500");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let pid = child.id().to_string();
+    let signalled = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if signalled.elapsed() > Duration::from_secs(40) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("did not stop within 40 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(status.success(), "exit {status:?}\n{log}");
+    assert!(log.contains("Shutdown requested"), "{log}");
+    assert!(log.contains("Left the consumer group"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_going_away_is_survived_and_shutdown_stays_bounded() {
+    let broker = support::tansu::Tansu::start();
+    let bootstrap = broker.bootstrap();
+    let input = support::random_topic("customer-events");
+    support::create_topics(&bootstrap, &[(input.clone(), 1)]);
+    let mut config = Config {
+        application_id: support::random_topic("app"),
+        bootstrap_servers: bootstrap.clone(),
+        inputs: vec![input.clone()],
+        ..Config::default()
+    };
+    config.runtime.replication_factor = 1;
+    config.runtime.session_timeout = Duration::from_secs(6);
+    config.runtime.commit_interval = Duration::from_millis(200);
+    config.runtime.shutdown_timeout = Duration::from_secs(5);
+    let metrics = Metrics::new();
+    let normalizer = std::sync::Arc::new(app::normalizer(&config).unwrap());
+    let topology = app::build_topology(&config, normalizer, Some(metrics.clone())).unwrap();
+    let handle = runtime::start(&config, topology, metrics.clone())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metrics.partitions_assigned.get() == 0 {
+        assert!(Instant::now() < deadline, "never got partitions");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(broker); // kill -9 the broker process
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !handle.is_finished(),
+        "the runtime must keep retrying, not stop or panic"
+    );
+    let stopping = Instant::now();
+    handle.shutdown();
+    let result = tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(30),
+        "shutdown took {:?} with the broker gone",
+        stopping.elapsed()
+    );
+}
