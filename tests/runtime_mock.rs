@@ -86,6 +86,68 @@ fn read_all(
     out
 }
 
+fn passthrough_topology(
+    app_id: &str,
+    inputs: &[&str],
+    output: &str,
+) -> scorestream::engine::Topology {
+    let mut b = TopologyBuilder::new();
+    let sources: Vec<TopicRef> = inputs.iter().map(|t| TopicRef::external(*t)).collect();
+    b.add_source("src", &sources);
+    b.add_processor(
+        "upper",
+        || {
+            Box::new(Upper {
+                ok: None,
+                bad: None,
+            })
+        },
+        &["src"],
+    );
+    b.add_sink(
+        "out",
+        SinkTarget::Topic(TopicRef::external(output)),
+        Partitioning::ByKey,
+        &["upper"],
+    );
+    b.add_sink(
+        "dlq",
+        SinkTarget::SourceSuffix("-dlq".into()),
+        Partitioning::SameAsSource,
+        &["upper"],
+    );
+    b.build(app_id).unwrap()
+}
+
+/// A configuration for a test application on `bootstrap` with fast commits.
+fn test_config(bootstrap: &str, inputs: &[&str]) -> Config {
+    let mut config = Config {
+        application_id: random_name("app"),
+        bootstrap_servers: bootstrap.to_string(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        ..Config::default()
+    };
+    config.runtime.replication_factor = 1;
+    config.runtime.commit_interval = Duration::from_millis(200);
+    config.runtime.session_timeout = Duration::from_secs(6);
+    config
+}
+
+/// The mock cluster does not implement CreateTopics: create what the runtime would.
+fn create_planned_topics(
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    config: &Config,
+    topology: &scorestream::engine::Topology,
+    input: (&str, i32),
+) {
+    let existing = [(input.0.to_string(), input.1)].into_iter().collect();
+    for plan in runtime::admin::plan_topics(config, topology, &existing) {
+        cluster
+            .create_topic(&plan.name, plan.partitions, 1)
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_everything_once_and_commits_after_acks() {
     let cluster = MockCluster::new(1).unwrap();
@@ -112,47 +174,9 @@ async fn processes_everything_once_and_commits_after_acks() {
     }
     producer.flush(Duration::from_secs(10)).unwrap();
 
-    let mut config = Config {
-        application_id: random_name("app"),
-        bootstrap_servers: bootstrap.clone(),
-        inputs: vec![input.clone()],
-        ..Config::default()
-    };
-    config.runtime.replication_factor = 1;
-    config.runtime.commit_interval = Duration::from_millis(200);
-    config.runtime.session_timeout = Duration::from_secs(6);
-    let mut b = TopologyBuilder::new();
-    b.add_source("src", &[TopicRef::external(&input)]);
-    b.add_processor(
-        "upper",
-        || {
-            Box::new(Upper {
-                ok: None,
-                bad: None,
-            })
-        },
-        &["src"],
-    );
-    b.add_sink(
-        "out",
-        SinkTarget::Topic(TopicRef::external(&output)),
-        Partitioning::ByKey,
-        &["upper"],
-    );
-    b.add_sink(
-        "dlq",
-        SinkTarget::SourceSuffix("-dlq".into()),
-        Partitioning::SameAsSource,
-        &["upper"],
-    );
-    let topology = b.build(&config.application_id).unwrap();
-    // The mock cluster does not implement CreateTopics: create what the runtime would.
-    let existing = [(input.clone(), 3)].into_iter().collect();
-    for plan in runtime::admin::plan_topics(&config, &topology, &existing) {
-        cluster
-            .create_topic(&plan.name, plan.partitions, 1)
-            .unwrap();
-    }
+    let config = test_config(&bootstrap, &[&input]);
+    let topology = passthrough_topology(&config.application_id, &[&input], &output);
+    create_planned_topics(&cluster, &config, &topology, (&input, 3));
     let metrics = Metrics::new();
     let handle = runtime::start(&config, topology, metrics.clone())
         .await
@@ -233,34 +257,6 @@ async fn processes_everything_once_and_commits_after_acks() {
     assert_eq!(consumed[&input], n as u64);
 }
 
-fn passthrough_topology(app_id: &str, input: &str, output: &str) -> scorestream::engine::Topology {
-    let mut b = TopologyBuilder::new();
-    b.add_source("src", &[TopicRef::external(input)]);
-    b.add_processor(
-        "upper",
-        || {
-            Box::new(Upper {
-                ok: None,
-                bad: None,
-            })
-        },
-        &["src"],
-    );
-    b.add_sink(
-        "out",
-        SinkTarget::Topic(TopicRef::external(output)),
-        Partitioning::ByKey,
-        &["upper"],
-    );
-    b.add_sink(
-        "dlq",
-        SinkTarget::SourceSuffix("-dlq".into()),
-        Partitioning::SameAsSource,
-        &["upper"],
-    );
-    b.build(app_id).unwrap()
-}
-
 /// A tiny producer queue forces backpressure; nothing is lost and the loop pauses instead
 /// of buffering without bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,24 +280,11 @@ async fn backpressure_bounds_in_flight_and_loses_nothing() {
     }
     producer.flush(Duration::from_secs(10)).unwrap();
 
-    let mut config = Config {
-        application_id: random_name("app"),
-        bootstrap_servers: bootstrap.clone(),
-        inputs: vec![input.clone()],
-        ..Config::default()
-    };
-    config.runtime.replication_factor = 1;
-    config.runtime.commit_interval = Duration::from_millis(200);
-    config.runtime.session_timeout = Duration::from_secs(6);
+    let mut config = test_config(&bootstrap, &[&input]);
     config.runtime.max_in_flight_records = 8;
     config.runtime.max_in_flight_bytes = 4096;
-    let topology = passthrough_topology(&config.application_id, &input, &output);
-    let existing = [(input.clone(), 2)].into_iter().collect();
-    for plan in runtime::admin::plan_topics(&config, &topology, &existing) {
-        cluster
-            .create_topic(&plan.name, plan.partitions, 1)
-            .unwrap();
-    }
+    let topology = passthrough_topology(&config.application_id, &[&input], &output);
+    create_planned_topics(&cluster, &config, &topology, (&input, 2));
     let metrics = Metrics::new();
     let handle = runtime::start(&config, topology, metrics.clone())
         .await
@@ -341,7 +324,7 @@ async fn unreachable_broker_gives_a_clear_error() {
         ..Config::default()
     };
     config.runtime.startup_timeout = Duration::from_secs(3);
-    let topology = passthrough_topology(&config.application_id, "nowhere", "out");
+    let topology = passthrough_topology(&config.application_id, &["nowhere"], "out");
     let started = Instant::now();
     let err = match runtime::start(&config, topology, Metrics::new()).await {
         Ok(_) => panic!("started without a broker"),
@@ -367,37 +350,7 @@ async fn missing_inputs_are_named() {
         ..Config::default()
     };
     config.runtime.startup_timeout = Duration::from_secs(10);
-    let mut b = TopologyBuilder::new();
-    b.add_source(
-        "src",
-        &[
-            TopicRef::external("absent-a"),
-            TopicRef::external("absent-b"),
-        ],
-    );
-    b.add_processor(
-        "upper",
-        || {
-            Box::new(Upper {
-                ok: None,
-                bad: None,
-            })
-        },
-        &["src"],
-    );
-    b.add_sink(
-        "out",
-        SinkTarget::Topic(TopicRef::external("o")),
-        Partitioning::ByKey,
-        &["upper"],
-    );
-    b.add_sink(
-        "dlq",
-        SinkTarget::SourceSuffix("-dlq".into()),
-        Partitioning::SameAsSource,
-        &["upper"],
-    );
-    let topology = b.build(&config.application_id).unwrap();
+    let topology = passthrough_topology(&config.application_id, &["absent-a", "absent-b"], "o");
     let err = match runtime::start(&config, topology, Metrics::new()).await {
         Ok(_) => panic!("started without its inputs"),
         Err(e) => e.to_string(),

@@ -280,20 +280,9 @@ impl StreamTask {
             }
             Slot::Processor(_) => {
                 let position = record.source.clone();
-                let mut out = self.buffers.pop().unwrap_or_default();
-                let result =
-                    self.run_node_with(node, wall_clock, position.as_ref(), &mut out, |p, ctx| {
-                        p.process(ctx, record)
-                    });
-                let result = result.and_then(|()| {
-                    for (child, rec) in out.drain(..) {
-                        self.dispatch(child, rec, wall_clock)?;
-                    }
-                    Ok(())
-                });
-                out.clear();
-                self.buffers.push(out);
-                result
+                self.run_node(node, wall_clock, position.as_ref(), |p, ctx| {
+                    p.process(ctx, record)
+                })
             }
         }
     }

@@ -1,4 +1,4 @@
-//! Kafka's default partitioner for keyed records (murmur2), temporary copy.
+//! Kafka's default partitioner for keyed records (murmur2), bit-for-bit the Java client's.
 
 pub fn murmur2(data: &[u8]) -> i32 {
     let length = data.len() as i32;
@@ -39,4 +39,34 @@ pub fn murmur2(data: &[u8]) -> i32 {
 
 pub fn partition_for_key(key: &[u8], num_partitions: i32) -> i32 {
     (murmur2(key) & 0x7fffffff) % num_partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Apache Kafka's `UtilsTest.testMurmur2`: keys must land where the Java client puts them.
+    #[test]
+    fn matches_the_java_client() {
+        let cases: [(&[u8], i32); 6] = [
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            (b"abc", 479_470_107),
+        ];
+        for (key, want) in cases {
+            assert_eq!(murmur2(key), want, "{}", String::from_utf8_lossy(key));
+        }
+    }
+
+    #[test]
+    fn partition_is_the_positive_hash_modulo_count() {
+        // toPositive(-790332482) = 1357151166; 1357151166 % 50 = 16.
+        assert_eq!(partition_for_key(b"foobar", 50), 16);
+    }
 }
