@@ -34,6 +34,7 @@ pub struct Config {
     /// Input topics. `customer-events` is the default and the only required one.
     pub inputs: Vec<String>,
     pub runtime: RuntimeSettings,
+    pub state: StateSettings,
     pub ingest: IngestSettings,
     /// librdkafka properties passed through unchanged (SASL, TLS, tuning).
     pub kafka: KafkaPassthrough,
@@ -49,6 +50,7 @@ impl Default for Config {
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             inputs: vec!["customer-events".into()],
             runtime: RuntimeSettings::default(),
+            state: StateSettings::default(),
             ingest: IngestSettings::default(),
             kafka: KafkaPassthrough::default(),
         }
@@ -96,6 +98,49 @@ impl Default for RuntimeSettings {
             output_partitions: 6,
             session_timeout: Duration::from_secs(45),
             startup_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Where stores keep their data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// RocksDB under `state_dir`: survives restarts, restores incrementally.
+    #[default]
+    Rocksdb,
+    /// In memory: every assignment restores the whole changelog. Tests, small deployments.
+    Memory,
+}
+
+/// Local state settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSettings {
+    pub backend: StoreBackend,
+    /// RocksDB block cache shared by every task of the process, in bytes.
+    pub block_cache_bytes: usize,
+    /// RocksDB memtables of every task together, in bytes (charged to the block cache).
+    pub write_buffer_bytes: usize,
+    /// State directories of tasks this instance no longer owns are deleted after this.
+    #[serde(with = "humantime_serde")]
+    pub cleanup_delay: Duration,
+    /// Changelog records applied per local write while restoring.
+    pub restore_batch_records: usize,
+    /// How long event ids are remembered to drop duplicates (event time).
+    #[serde(with = "humantime_serde")]
+    pub dedupe_horizon: Duration,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            backend: StoreBackend::Rocksdb,
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 64 << 20,
+            cleanup_delay: Duration::from_secs(600),
+            restore_batch_records: 10_000,
+            dedupe_horizon: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -268,6 +313,18 @@ impl Config {
         }
         if r.output_partitions <= 0 {
             err("runtime.output_partitions", "must be positive".into());
+        }
+        if self.state.block_cache_bytes < 1 << 20 {
+            err("state.block_cache_bytes", "must be at least 1 MiB".into());
+        }
+        if self.state.write_buffer_bytes < 1 << 20 {
+            err("state.write_buffer_bytes", "must be at least 1 MiB".into());
+        }
+        if self.state.restore_batch_records == 0 {
+            err("state.restore_batch_records", "must be above zero".into());
+        }
+        if self.state.dedupe_horizon.is_zero() {
+            err("state.dedupe_horizon", "must be above zero".into());
         }
         if self.ingest.max_record_bytes == 0 {
             err("ingest.max_record_bytes", "must be above zero".into());

@@ -93,6 +93,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         ..Config::default()
     };
     config.runtime.replication_factor = 1;
+    // Demo state lives in a scratch directory removed at the end.
+    let state_dir = std::env::temp_dir().join(format!("scorestream-demo-{}", std::process::id()));
+    config.state_dir = state_dir.clone();
+    let _cleanup = RemoveOnDrop(state_dir);
     config.runtime.commit_interval = Duration::from_millis(500);
     config.runtime.session_timeout = Duration::from_secs(6);
     println!("ScoreStream demo: in-process mock Kafka at {bootstrap}");
@@ -288,4 +292,13 @@ fn print_samples(bootstrap: &str, out_topic: &str, partitions: i32) -> anyhow::R
         );
     }
     Ok(())
+}
+
+/// Deletes a scratch directory when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

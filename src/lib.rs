@@ -28,3 +28,4 @@ pub mod generator;
 pub mod ingest;
 pub mod metrics;
 pub mod runtime;
+pub mod state;

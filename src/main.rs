@@ -56,6 +56,28 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Inspect state.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// Print every committed entry of the stores as JSON lines, read from the changelog
+    /// topics with the rules restore uses (what a new instance would rebuild). Needs the
+    /// broker, not a running instance.
+    Dump {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only this store.
+        #[arg(long)]
+        store: Option<String>,
+        /// Give up after this long.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 fn init_tracing(default: &str) {
@@ -122,6 +144,34 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn dump_state(
+    config: &Config,
+    only: Option<&str>,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let normalizer = Arc::new(app::normalizer(config)?);
+    let topology = app::build_topology(config, normalizer, None)?;
+    if let Some(s) = only {
+        anyhow::ensure!(
+            topology.stores().iter().any(|d| d.name == s),
+            "no store named '{s}'"
+        );
+    }
+    let dump = runtime::dump::dump_changelogs(config, &topology, timeout)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (store, entries) in &dump {
+        if only.is_some_and(|s| s != store) {
+            continue;
+        }
+        for (k, v) in entries {
+            writeln!(out, "{}", app::store_entry_json(store, k, v))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -139,6 +189,27 @@ async fn main() -> ExitCode {
                     print!("{}", t.describe());
                     ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::State {
+            command:
+                StateCommand::Dump {
+                    config,
+                    store,
+                    timeout,
+                },
+        } => {
+            init_tracing("warn");
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match dump_state(&config, store.as_deref(), timeout) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE

@@ -255,14 +255,14 @@ fn repartition_topology() -> Topology {
     );
     b.add_source("by-key-src", &[TopicRef::internal("by-key")]);
     b.add_processor("up", upper, &["by-key-src"]);
-    b.add_state_store(
+    b.add_state_store::<String, u64>(
         StoreDecl {
             name: "counts".into(),
             logged: true,
         },
         &["up"],
     );
-    b.add_state_store(
+    b.add_state_store::<String, u64>(
         StoreDecl {
             name: "scratch".into(),
             logged: false,
@@ -340,7 +340,7 @@ fn stores_pull_processors_into_one_subtopology() {
     b.add_processor("p2", upper, &["s2"]);
     b.add_source("s3", &[TopicRef::external("c")]);
     b.add_processor("p3", upper, &["s3"]);
-    b.add_state_store(
+    b.add_state_store::<String, u64>(
         StoreDecl {
             name: "shared".into(),
             logged: true,
@@ -403,7 +403,7 @@ fn builder_reports_every_mistake_at_once() {
     );
     b.add_processor("after-sink", upper, &["sink"]);
     b.add_processor("q", upper, &["src"]);
-    b.add_state_store(
+    b.add_state_store::<String, u64>(
         StoreDecl {
             name: "s".into(),
             logged: true,

@@ -44,6 +44,7 @@ fn scenario(bootstrap: &str, events: usize) -> Scenario {
         ..Config::default()
     };
     config.runtime.replication_factor = 1;
+    config.state_dir = std::env::temp_dir().join(format!("{run}-state"));
     config.runtime.commit_interval = Duration::from_millis(300);
     config.runtime.session_timeout = Duration::from_secs(6);
     config.runtime.shutdown_timeout = Duration::from_secs(15);
@@ -98,7 +99,13 @@ impl Scenario {
         let normalizer = Arc::new(app::normalizer(&self.config).unwrap());
         let topology =
             app::build_topology(&self.config, normalizer, Some(metrics.clone())).unwrap();
-        let handle = runtime::start(&self.config, topology, metrics.clone())
+        // Each instance has its own state directory, as separate machines would.
+        let mut config = self.config.clone();
+        config.state_dir = self
+            .config
+            .state_dir
+            .join(format!("{:08x}", rand::random::<u32>()));
+        let handle = runtime::start(&config, topology, metrics.clone())
             .await
             .expect("runtime starts");
         (handle, metrics)

@@ -64,6 +64,7 @@ fn sigterm_finishes_work_commits_and_exits_zero() {
         .args(["run", "--config", config.to_str().unwrap()])
         .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .env("SCORESTREAM_APPLICATION_ID", &app_id)
+        .env("SCORESTREAM_STATE_DIR", dir.path().join("state"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -124,6 +125,8 @@ async fn broker_going_away_is_survived_and_shutdown_stays_bounded() {
         ..Config::default()
     };
     config.runtime.replication_factor = 1;
+    let state = tempfile::tempdir().unwrap();
+    config.state_dir = state.path().to_path_buf();
     config.runtime.session_timeout = Duration::from_secs(6);
     config.runtime.commit_interval = Duration::from_millis(200);
     config.runtime.shutdown_timeout = Duration::from_secs(5);

@@ -38,6 +38,10 @@ pub struct Child(pub(crate) usize);
 pub enum ProcessorError {
     #[error("processor '{processor}' has no child named '{child}'")]
     UnknownChild { processor: String, child: String },
+    #[error("processor '{processor}' is not connected to store '{store}' (connect it in add_state_store)")]
+    StoreNotConnected { processor: String, store: String },
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("{0}")]
     Failed(String),
 }
@@ -97,6 +101,9 @@ pub struct ProcessorContext<'a> {
     pub(crate) wall_clock: i64,
     pub(crate) task_id: TaskId,
     pub(crate) position: Option<&'a SourcePosition>,
+    /// Global indexes of the stores this processor is connected to.
+    pub(crate) stores: &'a [usize],
+    pub(crate) state: Option<&'a mut crate::state::TaskState>,
 }
 
 impl ProcessorContext<'_> {
@@ -175,6 +182,25 @@ impl ProcessorContext<'_> {
     /// Where the record being processed came from (`None` during punctuation).
     pub fn position(&self) -> Option<&SourcePosition> {
         self.position
+    }
+
+    /// The typed view of a connected store. Reads see this task's uncommitted writes; writes
+    /// are committed with the input offsets that caused them.
+    pub fn store<K, V>(
+        &mut self,
+        handle: &crate::state::StoreHandle<K, V>,
+    ) -> Result<crate::state::KvStore<'_, K, V>, ProcessorError> {
+        let not_connected = || ProcessorError::StoreNotConnected {
+            processor: self.node_name.to_string(),
+            store: handle.name().to_string(),
+        };
+        if !self.stores.contains(&handle.index) {
+            return Err(not_connected());
+        }
+        match self.state.as_deref_mut() {
+            Some(state) => Ok(state.view(handle)?),
+            None => Err(not_connected()),
+        }
     }
 
     pub fn processor_name(&self) -> &str {

@@ -9,6 +9,7 @@ use super::processor::{
 };
 use super::record::{Record, SourcePosition};
 use super::topology::{NodeKind, Partitioning, SinkTopic, Topology};
+use crate::state::TaskState;
 
 /// `(sub-topology, partition)`, printed `0_3` as in Kafka Streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,6 +62,8 @@ struct TaskNode {
     slot: Slot,
     children: Vec<usize>,
     child_names: Vec<String>,
+    /// Global indexes of the stores this node may use.
+    stores: Vec<usize>,
 }
 
 /// One running instance of a sub-topology.
@@ -73,6 +76,7 @@ pub struct StreamTask {
     outputs: Vec<SinkRecord>,
     buffers: Vec<Vec<(usize, Record)>>,
     suffix_topics: Vec<(Arc<str>, String, Arc<str>)>,
+    state: Option<TaskState>,
 }
 
 impl StreamTask {
@@ -92,6 +96,13 @@ impl StreamTask {
             .iter()
             .map(|&g| {
                 let n = &inner.nodes[g];
+                let stores = match &n.kind {
+                    NodeKind::Processor { stores, .. } => stores
+                        .iter()
+                        .filter_map(|name| topology.store_index(name))
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let slot = match &n.kind {
                     NodeKind::Source { topics } => {
                         for t in topics {
@@ -121,6 +132,7 @@ impl StreamTask {
                         .iter()
                         .map(|&c| inner.nodes[c].name.clone())
                         .collect(),
+                    stores,
                 }
             })
             .collect();
@@ -136,6 +148,40 @@ impl StreamTask {
             outputs: Vec::new(),
             buffers: Vec::new(),
             suffix_topics: Vec::new(),
+            state: None,
+        }
+    }
+
+    /// Gives the task its stores (before `init`).
+    pub fn attach_state(&mut self, state: TaskState) {
+        self.state = Some(state);
+    }
+
+    pub fn state(&self) -> Option<&TaskState> {
+        self.state.as_ref()
+    }
+
+    pub fn state_mut(&mut self) -> Option<&mut TaskState> {
+        self.state.as_mut()
+    }
+
+    /// Turns this batch's store writes into changelog records (kept with the outputs) and
+    /// stages the local write. See [`TaskState::prepare_commit`].
+    pub fn prepare_commit(&mut self, wall_clock: i64) {
+        if let Some(state) = self.state.as_mut() {
+            let ts = self.stream_time.unwrap_or(wall_clock);
+            state.prepare_commit(ts, &mut self.outputs);
+        }
+    }
+
+    /// Writes the staged batch once every output is acknowledged.
+    pub fn finish_commit(
+        &mut self,
+        changelog_end: &dyn Fn(&str, i32) -> Option<i64>,
+    ) -> Result<(), crate::state::StateError> {
+        match self.state.as_mut() {
+            Some(state) => state.finish_commit(changelog_end),
+            None => Ok(()),
         }
     }
 
@@ -156,19 +202,32 @@ impl StreamTask {
     }
 
     /// Feeds one record read from `topic`. Advances stream time to the record's timestamp
-    /// (never backwards) and fires due stream-time punctuations afterwards.
+    /// (never backwards) and fires due stream-time punctuations afterwards. Returns false,
+    /// doing nothing, for a record whose effects the task's stored state already holds (a
+    /// replay after a crash).
     pub fn process(
         &mut self,
         topic: &str,
         record: Record,
         wall_clock: i64,
-    ) -> Result<(), TaskError> {
-        let Some(&(_, source)) = self.sources.iter().find(|(t, _)| &**t == topic) else {
+    ) -> Result<bool, TaskError> {
+        let Some((name, source)) = self
+            .sources
+            .iter()
+            .find(|(t, _)| &**t == topic)
+            .map(|(t, s)| (t.clone(), *s))
+        else {
             return Err(TaskError::UnknownTopic {
                 task: self.id,
                 topic: topic.to_string(),
             });
         };
+        if let (Some(state), Some(pos)) = (self.state.as_mut(), record.source.as_ref()) {
+            if state.is_applied(topic, pos.partition, pos.offset) {
+                return Ok(false);
+            }
+            state.record_position(&name, pos.partition, pos.offset);
+        }
         let ts = record.timestamp;
         let first = self.stream_time.is_none();
         if self.stream_time.is_none_or(|t| ts > t) {
@@ -186,7 +245,7 @@ impl StreamTask {
         if let Some(now) = self.stream_time {
             self.punctuate(PunctuationType::StreamTime, now, wall_clock)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Fires wall-clock punctuations due at `wall_clock`. Returns how many fired.
@@ -348,6 +407,7 @@ impl StreamTask {
             slot,
             children,
             child_names,
+            stores,
         } = &mut self.nodes[node];
         let Slot::Processor(p) = slot else {
             return Ok(());
@@ -363,6 +423,8 @@ impl StreamTask {
             wall_clock,
             task_id: id,
             position,
+            stores,
+            state: self.state.as_mut(),
         };
         f(p.as_mut(), &mut ctx).map_err(|source| TaskError::Processor {
             task: id,

@@ -24,6 +24,8 @@ pub struct TopologyTestDriver {
     wall_clock: i64,
     next_offset: HashMap<(String, i32), i64>,
     outputs: HashMap<String, Vec<(i32, Record)>>,
+    /// Records written per output partition (the next offset).
+    written: HashMap<(String, i32), i64>,
 }
 
 impl TopologyTestDriver {
@@ -41,6 +43,7 @@ impl TopologyTestDriver {
             wall_clock,
             next_offset: HashMap::new(),
             outputs: HashMap::new(),
+            written: HashMap::new(),
         }
     }
 
@@ -82,10 +85,33 @@ impl TopologyTestDriver {
             let now = self.wall_clock;
             let task = self.task(sub, partition)?;
             task.process(&topic, record, now)?;
+            // Commit after every record, as Kafka Streams' driver does: store writes
+            // become changelog records and the local write happens at once.
+            task.prepare_commit(now);
             let outputs = task.take_outputs();
             self.route(outputs, &mut queue);
+            let written = &self.written;
+            let task = self
+                .tasks
+                .get_mut(&TaskId {
+                    subtopology: sub,
+                    partition,
+                })
+                .expect("task exists");
+            task.finish_commit(&|t, p| written.get(&(t.to_string(), p)).copied())
+                .map_err(|e| TaskError::Processor {
+                    task: task.id(),
+                    processor: "commit".into(),
+                    position: format!("{topic}-{partition}"),
+                    source: e.into(),
+                })?;
         }
         Ok(())
+    }
+
+    /// The state of a task, if it exists and has stores.
+    pub fn task_state(&mut self, task: TaskId) -> Option<&mut crate::state::TaskState> {
+        self.tasks.get_mut(&task).and_then(StreamTask::state_mut)
     }
 
     /// Moves the wall clock forward and fires due wall-clock punctuations in every task.
@@ -155,6 +181,13 @@ impl TopologyTestDriver {
         };
         if !self.tasks.contains_key(&id) {
             let mut task = StreamTask::new(&self.topology, sub, partition);
+            let specs = self.topology.store_specs(sub);
+            if !specs.is_empty() {
+                let backend = Box::new(crate::state::MemoryBackend::new(specs.len()));
+                let state = crate::state::TaskState::open(backend, &specs, partition)
+                    .expect("a memory backend opens");
+                task.attach_state(state);
+            }
             task.init(self.wall_clock)?;
             self.tasks.insert(id, task);
         }
@@ -165,6 +198,7 @@ impl TopologyTestDriver {
         for out in outputs {
             let partition = match out.partitioning {
                 Partitioning::SameAsSource => out.record.source.as_ref().map_or(0, |p| p.partition),
+                Partitioning::Partition(p) => p,
                 Partitioning::ByKey => out
                     .record
                     .key
@@ -172,6 +206,7 @@ impl TopologyTestDriver {
                     .map_or(0, |k| partition_for_key(k, self.partitions)),
             };
             let topic = out.topic.to_string();
+            *self.written.entry((topic.clone(), partition)).or_insert(0) += 1;
             if self.topology.subtopology_of(&topic).is_some() {
                 let mut rec = out.record.clone();
                 rec.source = None;

@@ -48,6 +48,8 @@ pub enum Partitioning {
     ByKey,
     /// The partition the record was read from (dead letters keep their place).
     SameAsSource,
+    /// A fixed partition (changelogs: the task's partition).
+    Partition(i32),
 }
 
 /// What kind of internal topic, which decides its configs.
@@ -112,6 +114,10 @@ pub enum TopologyError {
     TopicReadTwice(String),
     #[error("processor '{processor}' uses store '{store}', which is not declared")]
     UnknownStore { processor: String, store: String },
+    #[error("store '{store}' is connected to '{processor}', which is not a processor")]
+    UnknownStoreUser { store: String, processor: String },
+    #[error("store name '{0}' is declared twice")]
+    DuplicateStore(String),
     #[error("source '{0}' reads no topic")]
     EmptySource(String),
     #[error("{0}")]
@@ -139,6 +145,8 @@ impl fmt::Display for TopologyErrors {
 pub struct TopologyBuilder {
     nodes: Vec<(String, PendingKind, Vec<String>)>,
     stores: Vec<StoreDecl>,
+    /// `(store, processor)` connections, resolved at build time.
+    store_users: Vec<(String, String)>,
 }
 
 enum PendingKind {
@@ -198,18 +206,20 @@ impl TopologyBuilder {
         self
     }
 
-    /// Declares a store and connects it to the processors that use it. Processors sharing a
-    /// store always land in the same sub-topology.
-    pub fn add_state_store(&mut self, store: StoreDecl, processors: &[&str]) -> &mut Self {
+    /// Declares a store holding `K → V` and connects it to the processors that use it
+    /// (declared before or after). Returns the typed handle the processors' factories
+    /// capture. Processors sharing a store always land in the same sub-topology.
+    pub fn add_state_store<K, V>(
+        &mut self,
+        store: StoreDecl,
+        processors: &[&str],
+    ) -> crate::state::StoreHandle<K, V> {
+        let handle = crate::state::StoreHandle::new(self.stores.len(), &store.name);
         for p in processors {
-            if let Some((_, PendingKind::Processor(_, stores), _)) =
-                self.nodes.iter_mut().find(|(n, _, _)| n == p)
-            {
-                stores.push(store.name.clone());
-            }
+            self.store_users.push((store.name.clone(), p.to_string()));
         }
         self.stores.push(store);
-        self
+        handle
     }
 
     /// Resolves names (internal topics get the `app_id` prefix), checks the graph and
@@ -220,6 +230,24 @@ impl TopologyBuilder {
         for (i, (name, _, _)) in self.nodes.iter().enumerate() {
             if index.insert(name.as_str(), i).is_some() {
                 errors.push(TopologyError::DuplicateName(name.clone()));
+            }
+        }
+        let mut seen_stores = std::collections::HashSet::new();
+        for d in &self.stores {
+            if !seen_stores.insert(d.name.as_str()) {
+                errors.push(TopologyError::DuplicateStore(d.name.clone()));
+            }
+        }
+        for (store, processor) in &self.store_users {
+            let ok = matches!(
+                index.get(processor.as_str()).map(|&i| &self.nodes[i].1),
+                Some(PendingKind::Processor(..))
+            );
+            if !ok {
+                errors.push(TopologyError::UnknownStoreUser {
+                    store: store.clone(),
+                    processor: processor.clone(),
+                });
             }
         }
         let mut nodes: Vec<Node> = Vec::with_capacity(self.nodes.len());
@@ -239,7 +267,13 @@ impl TopologyBuilder {
                     NodeKind::Source { topics }
                 }
                 PendingKind::Processor(supplier, stores) => {
-                    for s in stores {
+                    let mut stores = stores.clone();
+                    for (store, user) in &self.store_users {
+                        if user == name && !stores.contains(store) {
+                            stores.push(store.clone());
+                        }
+                    }
+                    for s in &stores {
                         if !self.stores.iter().any(|d| &d.name == s) {
                             errors.push(TopologyError::UnknownStore {
                                 processor: name.clone(),
@@ -249,7 +283,7 @@ impl TopologyBuilder {
                     }
                     NodeKind::Processor {
                         supplier: supplier.clone(),
-                        stores: stores.clone(),
+                        stores,
                     }
                 }
                 PendingKind::Sink(target, partitioning) => NodeKind::Sink {
@@ -540,6 +574,32 @@ impl Topology {
     /// The sub-topology that reads `topic`.
     pub fn subtopology_of(&self, topic: &str) -> Option<usize> {
         self.inner.topic_to_subtopology.get(topic).copied()
+    }
+
+    /// The stores of `subtopology`, in the order a task's state indexes them.
+    pub fn store_specs(&self, subtopology: usize) -> Vec<crate::state::store::StoreSpec> {
+        let Some(st) = self.inner.subtopologies.get(subtopology) else {
+            return Vec::new();
+        };
+        st.stores
+            .iter()
+            .filter_map(|name| {
+                let global = self.inner.stores.iter().position(|d| &d.name == name)?;
+                let decl = &self.inner.stores[global];
+                Some(crate::state::store::StoreSpec {
+                    global,
+                    name: name.clone(),
+                    changelog: decl
+                        .logged
+                        .then(|| changelog_topic(&self.inner.app_id, name)),
+                })
+            })
+            .collect()
+    }
+
+    /// Index of store `name` in declaration order.
+    pub(crate) fn store_index(&self, name: &str) -> Option<usize> {
+        self.inner.stores.iter().position(|d| d.name == name)
     }
 
     pub fn stores(&self) -> &[StoreDecl] {

@@ -24,6 +24,14 @@ pub struct Metrics {
     pub backpressure_waits: IntCounter,
     pub rewinds: IntCounter,
     pub consumer_lag: IntGaugeVec,
+    pub tasks_restoring: IntGauge,
+    pub restore_records: IntCounter,
+    pub restore_records_skipped: IntCounter,
+    pub restore_remaining: IntGauge,
+    pub replayed_records_skipped: IntCounter,
+    pub store_keys: IntGaugeVec,
+    pub duplicate_events: IntCounter,
+    pub corrupt_internal_records: IntCounter,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -143,6 +151,53 @@ impl Metrics {
                 "Times partitions were rewound to the last commit after a delivery failure.",
             ),
             consumer_lag,
+            tasks_restoring: gauge(
+                &r,
+                "scorestream_tasks_restoring",
+                "Tasks bringing their stores up to the changelog's end before processing.",
+            ),
+            restore_records: counter(
+                &r,
+                "scorestream_restore_records_total",
+                "Changelog records applied to local stores while restoring.",
+            ),
+            restore_records_skipped: counter(
+                &r,
+                "scorestream_restore_records_skipped_total",
+                "Changelog records not applied because their inputs were never committed.",
+            ),
+            restore_remaining: gauge(
+                &r,
+                "scorestream_restore_remaining_records",
+                "Changelog records left to restore across restoring tasks (estimate).",
+            ),
+            replayed_records_skipped: counter(
+                &r,
+                "scorestream_replayed_records_skipped_total",
+                "Input records skipped because the stored state already holds their effects.",
+            ),
+            store_keys: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "scorestream_store_keys",
+                        "Estimated keys per store on this instance.",
+                    ),
+                    &["store"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            duplicate_events: counter(
+                &r,
+                "scorestream_duplicate_events_total",
+                "Events dropped because their event_id was already applied.",
+            ),
+            corrupt_internal_records: counter(
+                &r,
+                "scorestream_corrupt_internal_records_total",
+                "Records on internal topics that did not decode; skipped.",
+            ),
             registry: r,
         }
     }

@@ -1,5 +1,6 @@
 //! librdkafka client configuration and the callbacks that turn client events into logs.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,29 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
     }
     for (k, v) in &config.kafka.consumer {
         c.set(k, v);
+    }
+    c
+}
+
+/// The consumer that restores stores from changelogs: no group (partitions are assigned
+/// by hand), large fetches, an event at each partition's end.
+pub fn restore_consumer_config(config: &Config) -> ClientConfig {
+    let mut c = base(config);
+    c.set(
+        "client.id",
+        format!("{}-scorestream-restore", config.application_id),
+    )
+    .set("group.id", format!("{}-restore", config.application_id))
+    .set("enable.auto.commit", "false")
+    .set("enable.auto.offset.store", "false")
+    .set("enable.partition.eof", "true")
+    .set("auto.offset.reset", "earliest")
+    .set("fetch.max.bytes", (64 << 20).to_string())
+    .set("max.partition.fetch.bytes", (16 << 20).to_string())
+    .set("queued.max.messages.kbytes", "131072")
+    .set("fetch.wait.max.ms", "50");
+    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+        c.set("isolation.level", "read_committed");
     }
     c
 }
@@ -145,6 +169,8 @@ impl ClientContext for LoggingContext {
     }
 }
 
+impl rdkafka::consumer::ConsumerContext for LoggingContext {}
+
 /// Producer callbacks: count acknowledgements and failures. Runs on the thread that polls
 /// the producer (the processing thread).
 pub struct DeliveryContext {
@@ -152,15 +178,30 @@ pub struct DeliveryContext {
     pub metrics: Metrics,
     /// Deliveries that failed since start; a change means some input must be reprocessed.
     pub failures: AtomicU64,
+    /// Changelog topics, whose acknowledged end offsets are tracked.
+    changelogs: HashSet<String>,
+    /// Next offset after the last acknowledged record, per changelog partition.
+    changelog_ends: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl DeliveryContext {
-    pub fn new(metrics: Metrics) -> Self {
+    pub fn new(metrics: Metrics, changelogs: HashSet<String>) -> Self {
         DeliveryContext {
             logging: LoggingContext::default(),
             metrics,
             failures: AtomicU64::new(0),
+            changelogs,
+            changelog_ends: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The next offset after the last acknowledged record of a changelog partition.
+    pub fn changelog_end(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.changelog_ends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(topic.to_string(), partition))
+            .copied()
     }
 }
 
@@ -178,11 +219,22 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
         match result {
-            Ok(m) => self
-                .metrics
-                .records_produced
-                .with_label_values(&[m.topic()])
-                .inc(),
+            Ok(m) => {
+                self.metrics
+                    .records_produced
+                    .with_label_values(&[m.topic()])
+                    .inc();
+                if self.changelogs.contains(m.topic()) {
+                    let mut ends = self
+                        .changelog_ends
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let end = ends
+                        .entry((m.topic().to_string(), m.partition()))
+                        .or_insert(0);
+                    *end = (*end).max(m.offset() + 1);
+                }
+            }
             Err((e, m)) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 self.metrics

@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod client;
+pub mod dump;
 pub mod partitioner;
+mod restore;
 mod stream_thread;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,8 +31,12 @@ pub enum RuntimeError {
     Client(#[source] KafkaError),
     #[error(transparent)]
     Task(#[from] TaskError),
+    #[error("state: {0}")]
+    State(#[source] crate::state::StateError),
     #[error("processing.guarantee = exactly_once is not available yet; use at_least_once (no double counting of state is still guaranteed by stored offsets)")]
     ExactlyOnceUnavailable,
+    #[error("timed out {0}")]
+    Timeout(String),
     #[error("the processing thread panicked")]
     Panicked,
 }
@@ -92,8 +98,24 @@ pub async fn start(
     )
     .await?;
     info!(topics = counts.len(), "Topics ready.");
+    let changelogs = topology
+        .internal_topics()
+        .iter()
+        .filter(|t| t.kind == crate::engine::InternalTopicKind::Changelog)
+        .map(|t| t.name.clone())
+        .collect();
+    let stores = state_context(config, &topology)?;
+    let restorer = if stores.directory.is_some() || !topology.stores().is_empty() {
+        Some(restore::Restorer::new(
+            client::restore_consumer_config(config),
+            config.state.restore_batch_records,
+            metrics.clone(),
+        )?)
+    } else {
+        None
+    };
     let producer: BaseProducer<client::DeliveryContext> = client::producer_config(config)
-        .create_with_context(client::DeliveryContext::new(metrics.clone()))
+        .create_with_context(client::DeliveryContext::new(metrics.clone(), changelogs))
         .map_err(RuntimeError::Client)?;
     let shared = Arc::new(stream_thread::Shared::new(
         topology,
@@ -102,6 +124,8 @@ pub async fn start(
         producer,
         counts,
         config.ingest.max_record_bytes + 64 * 1024,
+        stores,
+        restorer,
     ));
     let shutdown = Arc::new(AtomicBool::new(false));
     let consumer_config = client::consumer_config(config);
@@ -113,5 +137,32 @@ pub async fn start(
     Ok(RuntimeHandle {
         shutdown,
         thread: Some(thread),
+    })
+}
+
+/// Opens (and locks) the state directory when the topology has stores kept in RocksDB.
+fn state_context(
+    config: &Config,
+    topology: &Topology,
+) -> Result<stream_thread::StateContext, RuntimeError> {
+    let settings = config.state.clone();
+    let on_disk =
+        !topology.stores().is_empty() && settings.backend == crate::config::StoreBackend::Rocksdb;
+    if !on_disk {
+        return Ok(stream_thread::StateContext {
+            settings,
+            directory: None,
+            rocks: None,
+        });
+    }
+    let directory = crate::state::StateDirectory::open(&config.state_dir, &config.application_id)
+        .map_err(RuntimeError::State)?;
+    info!(path = %directory.root().display(), "State directory locked.");
+    let rocks =
+        crate::state::RocksResources::new(settings.block_cache_bytes, settings.write_buffer_bytes);
+    Ok(stream_thread::StateContext {
+        settings,
+        directory: Some(directory),
+        rocks: Some(rocks),
     })
 }

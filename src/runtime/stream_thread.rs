@@ -15,12 +15,16 @@ use tracing::{debug, error, info, warn};
 
 use super::client::{DeliveryContext, LoggingContext};
 use super::partitioner::partition_for_key;
+use super::restore::Restorer;
 use super::RuntimeError;
-use crate::config::RuntimeSettings;
+use crate::config::{RuntimeSettings, StateSettings, StoreBackend};
 use crate::engine::{
     Headers, Partitioning, Record, SinkRecord, SourcePosition, StreamTask, TaskId, Topology,
 };
 use crate::metrics::Metrics;
+use crate::state::{
+    Backend, MemoryBackend, RocksBackend, RocksResources, StateDirectory, TaskState,
+};
 
 /// Header set on a dead letter whose value was cut to fit the broker's limit.
 pub const TRUNCATED_HEADER: &str = "scorestream.error.truncated";
@@ -61,7 +65,15 @@ struct SourceTopic {
 /// loop holds while processing a batch and never while polling the consumer (the
 /// rebalance callback runs inside `poll`).
 pub(crate) struct LoopState {
+    /// Running tasks (restored and initialised).
     tasks: BTreeMap<TaskId, StreamTask>,
+    /// Tasks whose stores are being restored; their inputs are paused.
+    restorer: Option<Restorer>,
+    /// First offset fetched for a partition while its task was restoring; the partition is
+    /// sought back there when the task starts.
+    held: HashMap<(usize, i32), i64>,
+    /// An error raised inside a rebalance callback, ending the loop.
+    fatal: Option<RuntimeError>,
     partitions: HashMap<(usize, i32), PartitionState>,
     pending: VecDeque<SinkRecord>,
     scratch: Vec<SinkRecord>,
@@ -69,8 +81,17 @@ pub(crate) struct LoopState {
     paused: bool,
 }
 
+/// Where tasks' stores live.
+pub(crate) struct StateContext {
+    pub settings: StateSettings,
+    /// Locked for this process; `None` with the memory backend.
+    pub directory: Option<StateDirectory>,
+    pub rocks: Option<RocksResources>,
+}
+
 pub(crate) struct Shared {
     state: Mutex<LoopState>,
+    stores: StateContext,
     producer: BaseProducer<DeliveryContext>,
     topology: Topology,
     metrics: Metrics,
@@ -130,6 +151,8 @@ impl Shared {
         producer: BaseProducer<DeliveryContext>,
         partition_counts: HashMap<String, i32>,
         max_message_bytes: usize,
+        stores: StateContext,
+        restorer: Option<Restorer>,
     ) -> Shared {
         let sources = topology
             .source_topics()
@@ -141,8 +164,12 @@ impl Shared {
             })
             .collect();
         Shared {
+            stores,
             state: Mutex::new(LoopState {
                 tasks: BTreeMap::new(),
+                restorer,
+                held: HashMap::new(),
+                fatal: None,
                 partitions: HashMap::new(),
                 pending: VecDeque::new(),
                 scratch: Vec::new(),
@@ -194,7 +221,8 @@ impl Shared {
             .iter()
             .filter_map(|e| self.topic_index(e.topic()).map(|i| (i, e.partition())))
             .collect();
-        // Tasks left with no assigned partition close; their final outputs go out first.
+        // Tasks left with no assigned partition close; their final outputs and store
+        // writes go out with the commit below, then their stores close.
         let remaining: Vec<TaskId> = st
             .partitions
             .keys()
@@ -210,15 +238,20 @@ impl Shared {
             .filter(|id| !remaining.contains(id))
             .copied()
             .collect();
+        if let Some(r) = st.restorer.as_mut() {
+            for id in r.task_ids() {
+                if !remaining.contains(&id) {
+                    r.remove(&id);
+                    info!(task = %id, "Revoked while restoring.");
+                }
+            }
+        }
         let now = now_ms();
         for id in &closing {
-            if let Some(mut task) = st.tasks.remove(id) {
+            if let Some(task) = st.tasks.get_mut(id) {
                 if let Err(e) = task.close(now) {
                     warn!(task = %id, error = %e, "Task failed while closing.");
                 }
-                let st = &mut *st;
-                task.drain_outputs_into(&mut st.scratch);
-                st.pending.extend(st.scratch.drain(..));
             }
         }
         if lost {
@@ -231,8 +264,15 @@ impl Shared {
             let outcome = self.commit(consumer, &mut st, deadline);
             debug!(?outcome, "Committed before revocation.");
         }
+        for id in &closing {
+            st.tasks.remove(id);
+            if let Some(dir) = &self.stores.directory {
+                dir.mark_released(*id);
+            }
+        }
         for k in &revoked {
             st.partitions.remove(k);
+            st.held.remove(k);
         }
         self.metrics
             .partitions_assigned
@@ -259,6 +299,17 @@ impl Shared {
         };
         let partition = m.partition();
         let offset = m.offset();
+        let source = &self.sources[ti];
+        let id = TaskId {
+            subtopology: source.subtopology,
+            partition,
+        };
+        if !st.tasks.contains_key(&id) {
+            // Its task is restoring (or not created yet): come back to this record later.
+            let held = st.held.entry((ti, partition)).or_insert(offset);
+            *held = (*held).min(offset);
+            return Ok(());
+        }
         let Some(ps) = st.partitions.get_mut(&(ti, partition)) else {
             debug!(
                 topic = m.topic(),
@@ -270,7 +321,6 @@ impl Shared {
             ps.base = offset;
         }
         ps.position = offset + 1;
-        let source = &self.sources[ti];
         source.consumed.inc();
         let headers = match m.headers() {
             None => Headers::new(),
@@ -295,21 +345,12 @@ impl Shared {
                 offset,
             }),
         };
-        let id = TaskId {
-            subtopology: source.subtopology,
-            partition,
+        let Some(task) = st.tasks.get_mut(&id) else {
+            return Ok(());
         };
-        let task = match st.tasks.entry(id) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => {
-                let mut task = StreamTask::new(&self.topology, id.subtopology, partition);
-                task.init(now)?;
-                info!(task = %id, "Task created.");
-                self.metrics.tasks_assigned.inc();
-                v.insert(task)
-            }
-        };
-        task.process(&source.name, record, now)?;
+        if !task.process(&source.name, record, now)? {
+            self.metrics.replayed_records_skipped.inc();
+        }
         task.drain_outputs_into(&mut st.scratch);
         let mut scratch = std::mem::take(&mut st.scratch);
         for out in scratch.drain(..) {
@@ -335,6 +376,7 @@ impl Shared {
                 .source
                 .as_ref()
                 .map(|s| count.map_or(s.partition, |c| s.partition % c.max(1))),
+            Partitioning::Partition(p) => Some(p),
             Partitioning::ByKey => match (out.record.key.as_deref(), count) {
                 (Some(k), Some(c)) => Some(partition_for_key(k, c)),
                 _ => None,
@@ -432,6 +474,16 @@ impl Shared {
         deadline: Instant,
     ) -> Committed {
         let started = Instant::now();
+        // Store writes of this batch become changelog records, produced with the outputs.
+        let now = now_ms();
+        {
+            let st = &mut *st;
+            for task in st.tasks.values_mut() {
+                task.prepare_commit(now);
+                task.drain_outputs_into(&mut st.scratch);
+            }
+            st.pending.extend(st.scratch.drain(..));
+        }
         while !self.send_pending(st) {
             if Instant::now() >= deadline {
                 warn!(
@@ -454,6 +506,17 @@ impl Shared {
             st.failures_seen = failures;
             self.rewind(consumer, st);
             return Committed::Rewound;
+        }
+        // Every output and changelog record is acknowledged: write each task's data and
+        // input positions in one local batch, then commit the consumer offsets.
+        let ctx = self.producer.context();
+        for task in st.tasks.values_mut() {
+            if let Err(e) = task.finish_commit(&|t, p| ctx.changelog_end(t, p)) {
+                error!(task = %task.id(), error = %e, "Could not write local state; stopping without committing offsets (a restart restores from the changelog).");
+                self.metrics.commit_failures.inc();
+                st.fatal = Some(RuntimeError::State(e));
+                return Committed::Failed;
+            }
         }
         let mut tpl = TopicPartitionList::new();
         let mut n = 0;
@@ -497,6 +560,8 @@ impl Shared {
     fn rewind(&self, consumer: &StreamConsumer, st: &mut LoopState) {
         self.metrics.rewinds.inc();
         st.pending.clear();
+        // Dropping the tasks drops their uncommitted store writes; they are recreated (and
+        // restored from what was committed) before processing goes on.
         st.tasks.clear();
         self.metrics.tasks_assigned.set(0);
         for (&(ti, p), ps) in st.partitions.iter_mut() {
@@ -518,6 +583,169 @@ impl Shared {
                     error!(topic = %topic, partition = p, offset = target, error = %e, "Seek failed; the group will redeliver from the last commit after the next rebalance.")
                 }
             }
+        }
+    }
+}
+
+impl Shared {
+    /// The input partitions (topic index, partition) of task `id`.
+    fn task_inputs(&self, id: TaskId) -> Vec<(usize, i32)> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.subtopology == id.subtopology)
+            .map(|(i, _)| (i, id.partition))
+            .collect()
+    }
+
+    fn input_tpl(&self, inputs: &[(usize, i32)]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for &(i, p) in inputs {
+            tpl.add_partition(&self.sources[i].name, p);
+        }
+        tpl
+    }
+
+    /// Creates the tasks of newly assigned partitions. Stateless ones start at once;
+    /// stateful ones open their stores and, if logged, restore first with their inputs
+    /// paused.
+    fn ensure_tasks(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        now: i64,
+    ) -> Result<(), RuntimeError> {
+        let wanted: std::collections::BTreeSet<TaskId> = st
+            .partitions
+            .keys()
+            .map(|&(i, p)| TaskId {
+                subtopology: self.sources[i].subtopology,
+                partition: p,
+            })
+            .collect();
+        for id in wanted {
+            let restoring = st.restorer.as_ref().is_some_and(|r| r.contains(&id));
+            if st.tasks.contains_key(&id) || restoring {
+                continue;
+            }
+            let mut task = StreamTask::new(&self.topology, id.subtopology, id.partition);
+            let specs = self.topology.store_specs(id.subtopology);
+            if specs.is_empty() {
+                task.init(now)?;
+                st.tasks.insert(id, task);
+                info!(task = %id, "Task created.");
+                continue;
+            }
+            let backend: Box<dyn Backend> = match (&self.stores.directory, &self.stores.rocks) {
+                (Some(dir), Some(rocks))
+                    if self.stores.settings.backend == StoreBackend::Rocksdb =>
+                {
+                    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+                    Box::new(
+                        RocksBackend::open(&dir.task_path(id), &names, rocks)
+                            .map_err(RuntimeError::State)?,
+                    )
+                }
+                _ => Box::new(MemoryBackend::new(specs.len())),
+            };
+            let state =
+                TaskState::open(backend, &specs, id.partition).map_err(RuntimeError::State)?;
+            task.attach_state(state);
+            let logged = specs.iter().any(|s| s.changelog.is_some());
+            let Some(restorer) = st.restorer.as_mut().filter(|_| logged) else {
+                task.init(now)?;
+                st.tasks.insert(id, task);
+                info!(task = %id, "Task created (stores not logged).");
+                continue;
+            };
+            let inputs = self.task_inputs(id);
+            let tpl = self.input_tpl(&inputs);
+            if let Err(e) = consumer.pause(&tpl) {
+                debug!(task = %id, error = %e, "Pause before restore failed.");
+            }
+            let committed: HashMap<(String, i32), i64> = consumer
+                .committed_offsets(tpl, Duration::from_secs(30))
+                .map_err(RuntimeError::Client)?
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect();
+            restorer.add(task, committed)?;
+        }
+        self.metrics.tasks_assigned.set(st.tasks.len() as i64);
+        Ok(())
+    }
+
+    /// Restores for up to `budget`; starts the tasks that are done and resumes their inputs
+    /// where they were held.
+    fn drive_restore(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        budget: Duration,
+    ) -> Result<(), RuntimeError> {
+        let Some(restorer) = st.restorer.as_mut() else {
+            return Ok(());
+        };
+        if restorer.is_idle() {
+            return Ok(());
+        }
+        let done = restorer.poll(budget)?;
+        let now = now_ms();
+        for mut task in done {
+            let id = task.id();
+            task.init(now)?;
+            st.tasks.insert(id, task);
+            let inputs = self.task_inputs(id);
+            for &(i, p) in &inputs {
+                if let Some(offset) = st.held.remove(&(i, p)) {
+                    if let Err(e) = consumer.seek(
+                        &self.sources[i].name,
+                        p,
+                        Offset::Offset(offset),
+                        Duration::from_secs(10),
+                    ) {
+                        warn!(topic = %self.sources[i].name, partition = p, offset, error = %e, "Seek after restore failed.");
+                    }
+                }
+            }
+            if !st.paused {
+                let tpl = self.input_tpl(&inputs);
+                if let Err(e) = consumer.resume(&tpl) {
+                    warn!(task = %id, error = %e, "Resume after restore failed.");
+                }
+            }
+            info!(task = %id, "Task running.");
+        }
+        self.metrics.tasks_assigned.set(st.tasks.len() as i64);
+        Ok(())
+    }
+
+    /// Periodic housekeeping: store size metrics and removal of stale task directories.
+    fn housekeeping(&self, st: &LoopState) {
+        let mut sizes: HashMap<&str, u64> = HashMap::new();
+        for task in st.tasks.values() {
+            if let Some(state) = task.state() {
+                for (name, n) in state.approximate_sizes() {
+                    *sizes.entry(name).or_default() += n;
+                }
+            }
+        }
+        for (name, n) in sizes {
+            self.metrics
+                .store_keys
+                .with_label_values(&[name])
+                .set(n as i64);
+        }
+        if let Some(dir) = &self.stores.directory {
+            let mut owned: std::collections::HashSet<TaskId> = st.tasks.keys().copied().collect();
+            if let Some(r) = &st.restorer {
+                owned.extend(r.task_ids());
+            }
+            dir.clean_stale(&owned, self.stores.settings.cleanup_delay);
         }
     }
 }
@@ -556,6 +784,7 @@ pub(crate) fn run_loop(
     let commit_interval = shared.settings.commit_interval;
     let mut last_commit = Instant::now();
     let mut last_punctuate = Instant::now();
+    let mut last_housekeeping = Instant::now();
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(1024);
     let result = loop {
         if shutdown.load(Ordering::Relaxed) {
@@ -607,6 +836,23 @@ pub(crate) fn run_loop(
                 }
             }
         }
+        {
+            let now = now_ms();
+            let mut st = shared.lock();
+            if let Err(e) = shared.ensure_tasks(&consumer, &mut st, now) {
+                error!(error = %e, "Could not create tasks; stopping.");
+                break Err(e);
+            }
+            let budget = if batch.is_empty() {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_millis(5)
+            };
+            if let Err(e) = shared.drive_restore(&consumer, &mut st, budget) {
+                error!(error = %e, "Restore failed; stopping.");
+                break Err(e);
+            }
+        }
         if !batch.is_empty() {
             let now = now_ms();
             let mut st = shared.lock();
@@ -647,6 +893,13 @@ pub(crate) fn run_loop(
             let deadline = Instant::now() + commit_interval.max(Duration::from_secs(5));
             shared.commit(&consumer, &mut st, deadline);
         }
+        if last_housekeeping.elapsed() >= Duration::from_secs(10) {
+            last_housekeeping = Instant::now();
+            shared.housekeeping(&shared.lock());
+        }
+        if let Some(e) = shared.lock().fatal.take() {
+            break Err(e);
+        }
     };
     shutdown_sequence(&shared, &consumer, result.is_ok());
     drop(consumer);
@@ -660,15 +913,10 @@ fn shutdown_sequence(shared: &Shared, consumer: &StreamConsumer, clean: bool) {
     let mut st = shared.lock();
     if clean {
         let now = now_ms();
-        let ids: Vec<TaskId> = st.tasks.keys().copied().collect();
-        for id in ids {
-            if let Some(mut task) = st.tasks.remove(&id) {
-                if let Err(e) = task.close(now) {
-                    warn!(task = %id, error = %e, "Task failed while closing.");
-                }
-                let st = &mut *st;
-                task.drain_outputs_into(&mut st.scratch);
-                st.pending.extend(st.scratch.drain(..));
+        // Close in place: the commit below still writes the tasks' final store batches.
+        for (id, task) in st.tasks.iter_mut() {
+            if let Err(e) = task.close(now) {
+                warn!(task = %id, error = %e, "Task failed while closing.");
             }
         }
         match shared.commit(consumer, &mut st, deadline) {
@@ -682,7 +930,12 @@ fn shutdown_sequence(shared: &Shared, consumer: &StreamConsumer, clean: bool) {
             .flush(deadline.saturating_duration_since(Instant::now()));
     }
     st.partitions.clear();
-    st.tasks.clear();
+    for id in std::mem::take(&mut st.tasks).into_keys() {
+        if let Some(dir) = &shared.stores.directory {
+            dir.mark_released(id);
+        }
+    }
+    st.restorer = None;
     drop(st);
     consumer.unsubscribe();
 }

@@ -1,0 +1,424 @@
+//! Bringing a task's stores up to the end of their changelogs before it processes anything,
+//! as Kafka Streams' `StoreChangelogReader`: incremental from the offset stored locally,
+//! or from the beginning when the local state is missing.
+//!
+//! One consumer (no group) reads every changelog partition being restored. Records are
+//! applied in large atomic batches. A partition is done when the fetch reports its end
+//! (`PartitionEOF`) and our position has reached the high watermark the fetch returned —
+//! never on a listed end offset alone (Tansu's `ListOffsets` is wrong after batches).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tracing::{debug, info, warn};
+
+use super::client::LoggingContext;
+use super::RuntimeError;
+use crate::engine::{StreamTask, TaskId};
+use crate::metrics::Metrics;
+use crate::state::changelog::{decode_positions, is_committed, POSITIONS_HEADER};
+
+type Tp = (String, i32);
+
+/// One changelog partition being read.
+struct Reading {
+    task: TaskId,
+    store: usize,
+    /// Next offset to apply; `None` until the first record when reading from the start.
+    next: Option<i64>,
+    done: bool,
+    batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    positions: HashMap<Tp, i64>,
+}
+
+/// A task waiting for its stores.
+struct Restoring {
+    task: StreamTask,
+    /// The group's committed offsets of the task's inputs: the restore filter.
+    committed: HashMap<Tp, i64>,
+    applied: u64,
+    skipped: u64,
+    started: Instant,
+    last_log: Instant,
+}
+
+pub(crate) struct Restorer {
+    consumer: BaseConsumer<LoggingContext>,
+    tasks: HashMap<TaskId, Restoring>,
+    readings: HashMap<Tp, Reading>,
+    batch_records: usize,
+    metrics: Metrics,
+}
+
+impl Restorer {
+    pub(crate) fn new(
+        config: rdkafka::ClientConfig,
+        batch_records: usize,
+        metrics: Metrics,
+    ) -> Result<Restorer, RuntimeError> {
+        let consumer = config
+            .create_with_context(LoggingContext::default())
+            .map_err(RuntimeError::Client)?;
+        Ok(Restorer {
+            consumer,
+            tasks: HashMap::new(),
+            readings: HashMap::new(),
+            batch_records: batch_records.max(1),
+            metrics,
+        })
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    pub(crate) fn contains(&self, id: &TaskId) -> bool {
+        self.tasks.contains_key(id)
+    }
+
+    pub(crate) fn task_ids(&self) -> Vec<TaskId> {
+        self.tasks.keys().copied().collect()
+    }
+
+    /// Starts restoring `task` (its state attached, not yet initialised). `committed` are
+    /// the consumer group's committed offsets of the task's input partitions.
+    pub(crate) fn add(
+        &mut self,
+        task: StreamTask,
+        committed: HashMap<Tp, i64>,
+    ) -> Result<(), RuntimeError> {
+        let id = task.id();
+        let Some(state) = task.state() else {
+            return Ok(());
+        };
+        let changelogs = state.changelogs().map_err(RuntimeError::State)?;
+        let partition = state.partition();
+        let mut tpl = TopicPartitionList::new();
+        for (store, topic, from) in changelogs {
+            let offset = from.map_or(Offset::Beginning, Offset::Offset);
+            tpl.add_partition_offset(&topic, partition, offset)
+                .map_err(RuntimeError::Client)?;
+            info!(task = %id, topic = %topic, partition, from = ?from, "Restoring a store from its changelog.");
+            self.readings.insert(
+                (topic, partition),
+                Reading {
+                    task: id,
+                    store,
+                    next: from,
+                    done: false,
+                    batch: Vec::new(),
+                    positions: HashMap::new(),
+                },
+            );
+        }
+        self.consumer
+            .incremental_assign(&tpl)
+            .map_err(RuntimeError::Client)?;
+        let now = Instant::now();
+        self.tasks.insert(
+            id,
+            Restoring {
+                task,
+                committed,
+                applied: 0,
+                skipped: 0,
+                started: now,
+                last_log: now,
+            },
+        );
+        self.metrics.tasks_restoring.set(self.tasks.len() as i64);
+        Ok(())
+    }
+
+    /// Drops a task that was revoked while restoring; what it applied so far stays local.
+    pub(crate) fn remove(&mut self, id: &TaskId) {
+        if self.tasks.remove(id).is_none() {
+            return;
+        }
+        let tps: Vec<Tp> = self
+            .readings
+            .iter()
+            .filter(|(_, r)| r.task == *id)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        self.unassign(&tps);
+        for tp in tps {
+            self.readings.remove(&tp);
+        }
+        self.metrics.tasks_restoring.set(self.tasks.len() as i64);
+    }
+
+    fn unassign(&self, tps: &[Tp]) {
+        if tps.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in tps {
+            tpl.add_partition(t, *p);
+        }
+        if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+            warn!(error = %e, "Could not unassign restored changelog partitions.");
+        }
+    }
+
+    /// Reads and applies changelog records for up to `budget`. Returns the tasks whose
+    /// stores reached the end, ready to be initialised.
+    pub(crate) fn poll(&mut self, budget: Duration) -> Result<Vec<StreamTask>, RuntimeError> {
+        if self.tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let deadline = Instant::now() + budget;
+        let mut eofs = HashSet::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.consumer.poll(left) {
+                None => {}
+                Some(Ok(m)) => {
+                    let full = take(
+                        &mut self.readings,
+                        &mut self.tasks,
+                        &self.metrics,
+                        self.batch_records,
+                        &m,
+                    );
+                    drop(m);
+                    if let Some(tp) = full {
+                        self.flush(&tp)?;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    eofs.insert(p);
+                }
+                Some(Err(e)) => warn!(error = %e, "Changelog read error; retrying."),
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        for p in eofs {
+            self.check_end(p);
+        }
+        self.flush_all()?;
+        self.report();
+        self.finish_done()
+    }
+
+    /// Marks partition-`p` readings done whose position reached the fetched high watermark.
+    /// The consumer's own position counts too: it steps over transaction markers, which
+    /// take offsets but are never delivered.
+    fn check_end(&mut self, p: i32) {
+        let positions: HashMap<Tp, i64> = self
+            .consumer
+            .position()
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for ((topic, partition), r) in self.readings.iter_mut() {
+            if *partition != p || r.done {
+                continue;
+            }
+            if let Some(&pos) = positions.get(&(topic.clone(), *partition)) {
+                r.next = Some(r.next.map_or(pos, |n| n.max(pos)));
+            }
+            let Some((low, high)) = cached_watermarks(&self.consumer, topic, *partition) else {
+                continue;
+            };
+            if high < 0 {
+                continue;
+            }
+            let at = r.next.unwrap_or(low.max(0));
+            if at >= high {
+                r.done = true;
+                r.next = Some(at);
+            }
+        }
+    }
+
+    fn flush(&mut self, tp: &Tp) -> Result<(), RuntimeError> {
+        let Some(r) = self.readings.get_mut(tp) else {
+            return Ok(());
+        };
+        let Some(next) = r.next else {
+            return Ok(());
+        };
+        if r.batch.is_empty() && !r.done {
+            return Ok(());
+        }
+        let Some(restoring) = self.tasks.get_mut(&r.task) else {
+            return Ok(());
+        };
+        let batch = std::mem::take(&mut r.batch);
+        let positions = std::mem::take(&mut r.positions);
+        if let Some(state) = restoring.task.state_mut() {
+            state
+                .apply_restored(r.store, batch, next, &positions)
+                .map_err(RuntimeError::State)?;
+        }
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<(), RuntimeError> {
+        let tps: Vec<Tp> = self.readings.keys().cloned().collect();
+        for tp in tps {
+            self.flush(&tp)?;
+        }
+        Ok(())
+    }
+
+    fn report(&mut self) {
+        let mut remaining_total = 0;
+        for (id, t) in self.tasks.iter_mut() {
+            let mut remaining = 0;
+            for ((topic, p), r) in &self.readings {
+                if r.task != *id || r.done {
+                    continue;
+                }
+                if let Some((low, high)) = cached_watermarks(&self.consumer, topic, *p) {
+                    if high >= 0 {
+                        remaining += (high - r.next.unwrap_or(low.max(0))).max(0);
+                    }
+                }
+            }
+            remaining_total += remaining;
+            if t.last_log.elapsed() >= Duration::from_secs(5) {
+                t.last_log = Instant::now();
+                let secs = t.started.elapsed().as_secs_f64().max(0.001);
+                info!(
+                    task = %id,
+                    applied = t.applied,
+                    skipped = t.skipped,
+                    remaining,
+                    rate = (t.applied as f64 / secs) as u64,
+                    "Restoring."
+                );
+            }
+        }
+        self.metrics.restore_remaining.set(remaining_total);
+    }
+
+    fn finish_done(&mut self) -> Result<Vec<StreamTask>, RuntimeError> {
+        let done: Vec<TaskId> = self
+            .tasks
+            .keys()
+            .filter(|id| {
+                self.readings
+                    .values()
+                    .filter(|r| r.task == **id)
+                    .all(|r| r.done)
+            })
+            .copied()
+            .collect();
+        let mut out = Vec::new();
+        for id in done {
+            let tps: Vec<Tp> = self
+                .readings
+                .iter()
+                .filter(|(_, r)| r.task == id)
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            for tp in &tps {
+                self.flush(tp)?;
+            }
+            self.unassign(&tps);
+            for tp in tps {
+                self.readings.remove(&tp);
+            }
+            if let Some(t) = self.tasks.remove(&id) {
+                info!(
+                    task = %id,
+                    applied = t.applied,
+                    skipped_uncommitted = t.skipped,
+                    secs = format!("{:.2}", t.started.elapsed().as_secs_f64()),
+                    "Restored."
+                );
+                out.push(t.task);
+            }
+        }
+        self.metrics.tasks_restoring.set(self.tasks.len() as i64);
+        Ok(out)
+    }
+}
+
+/// Buffers one changelog record (or counts it as skipped). Returns the partition when its
+/// buffer is full and must be applied.
+fn take(
+    readings: &mut HashMap<Tp, Reading>,
+    tasks: &mut HashMap<TaskId, Restoring>,
+    metrics: &Metrics,
+    batch_records: usize,
+    m: &BorrowedMessage<'_>,
+) -> Option<Tp> {
+    let tp = (m.topic().to_string(), m.partition());
+    let reading = readings.get_mut(&tp)?;
+    let restoring = tasks.get_mut(&reading.task)?;
+    reading.next = Some(m.offset() + 1);
+    let positions = m.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == POSITIONS_HEADER)
+            .and_then(|h| h.value)
+            .and_then(decode_positions)
+    });
+    let keep = match &positions {
+        None => true,
+        Some(p) => is_committed(p, &restoring.committed),
+    };
+    if keep {
+        if let Some(p) = positions {
+            for (t, part, next) in p {
+                let e = reading.positions.entry((t, part)).or_insert(next);
+                *e = (*e).max(next);
+            }
+        }
+        if let Some(k) = m.key() {
+            reading
+                .batch
+                .push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
+        }
+        restoring.applied += 1;
+        metrics.restore_records.inc();
+    } else {
+        restoring.skipped += 1;
+        metrics.restore_records_skipped.inc();
+        debug!(
+            topic = m.topic(),
+            partition = m.partition(),
+            offset = m.offset(),
+            "Changelog record of uncommitted input skipped."
+        );
+    }
+    (reading.batch.len() >= batch_records).then_some(tp)
+}
+
+/// The low and high watermarks librdkafka cached from the last fetch response (no request;
+/// unlike `ListOffsets`, right on Tansu). `None` before the first fetch.
+fn cached_watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the handle is valid while `consumer` lives; the out-pointers are locals.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low, high))
+}

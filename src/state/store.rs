@@ -1,0 +1,426 @@
+//! Typed store handles, the per-task state transaction and the typed view processors use.
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::backend::{Backend, WriteSet};
+use super::changelog::{encode_positions, POSITIONS_HEADER};
+use super::codec::{decode_key, decode_value, encode_key, encode_value, prefix_end};
+use super::StateError;
+use crate::engine::{Headers, Partitioning, Record, SinkRecord};
+
+const APPLIED_PREFIX: &str = "applied/";
+const CHANGELOG_PREFIX: &str = "changelog/";
+
+/// A store declared on a topology, typed by its key and value. Obtained from
+/// [`crate::engine::TopologyBuilder::add_state_store`] at build time and moved into the
+/// processor factories; [`crate::engine::ProcessorContext::store`] turns it into a
+/// [`KvStore`]. No lookup by name and no cast at run time.
+pub struct StoreHandle<K, V> {
+    pub(crate) index: usize,
+    name: Arc<str>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> StoreHandle<K, V> {
+    pub(crate) fn new(index: usize, name: &str) -> Self {
+        StoreHandle {
+            index,
+            name: Arc::from(name),
+            _types: PhantomData,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<K, V> Clone for StoreHandle<K, V> {
+    fn clone(&self) -> Self {
+        StoreHandle {
+            index: self.index,
+            name: self.name.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for StoreHandle<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreHandle({}#{})", self.name, self.index)
+    }
+}
+
+/// One store of a task, as the task sees it.
+#[derive(Clone, Debug)]
+pub struct StoreSpec {
+    /// Index of the store in the topology's declaration order.
+    pub global: usize,
+    pub name: String,
+    /// Its changelog topic, if logged.
+    pub changelog: Option<String>,
+}
+
+struct StoreSlot {
+    name: String,
+    changelog: Option<Arc<str>>,
+    /// Writes since the last commit; `None` is a delete.
+    dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+/// The stores of one task and its uncommitted writes.
+pub struct TaskState {
+    backend: Box<dyn Backend>,
+    stores: Vec<StoreSlot>,
+    by_global: HashMap<usize, usize>,
+    partition: i32,
+    /// Next offset per input partition whose effects are already in the backend.
+    applied: HashMap<(String, i32), i64>,
+    /// Next offset per input partition processed since the last commit.
+    positions: BTreeMap<(Arc<str>, i32), i64>,
+    /// Prepared but not yet written (waiting for the producer's acknowledgements).
+    staged: Option<WriteSet>,
+}
+
+impl TaskState {
+    /// Opens the state of the task owning `partition` over `backend`, whose store indexes
+    /// follow `specs`.
+    pub fn open(
+        backend: Box<dyn Backend>,
+        specs: &[StoreSpec],
+        partition: i32,
+    ) -> Result<TaskState, StateError> {
+        let mut applied = HashMap::new();
+        for (k, v) in backend.meta_with_prefix(APPLIED_PREFIX)? {
+            if let (Some((topic, p)), Some(offset)) =
+                (k[APPLIED_PREFIX.len()..].rsplit_once('/'), decode_i64(&v))
+            {
+                if let Ok(p) = p.parse() {
+                    applied.insert((topic.to_string(), p), offset);
+                }
+            }
+        }
+        Ok(TaskState {
+            backend,
+            stores: specs
+                .iter()
+                .map(|s| StoreSlot {
+                    name: s.name.clone(),
+                    changelog: s.changelog.as_deref().map(Arc::from),
+                    dirty: BTreeMap::new(),
+                })
+                .collect(),
+            by_global: specs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.global, i))
+                .collect(),
+            partition,
+            applied,
+            positions: BTreeMap::new(),
+            staged: None,
+        })
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Store names in local index order.
+    pub fn store_names(&self) -> Vec<&str> {
+        self.stores.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// True when the record at `offset` was already applied to the stored state (a replay
+    /// after a crash between the local write and the offset commit).
+    pub fn is_applied(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        self.applied
+            .get(&(topic.to_string(), partition))
+            .is_some_and(|&next| offset < next)
+    }
+
+    /// Notes that the record at `offset` was processed in the current batch.
+    pub fn record_position(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
+        match self.positions.get_mut(&(topic.clone(), partition)) {
+            Some(p) => *p = (*p).max(offset + 1),
+            None => {
+                self.positions
+                    .insert((topic.clone(), partition), offset + 1);
+            }
+        }
+    }
+
+    /// Uncommitted writes across all stores.
+    pub fn dirty_len(&self) -> usize {
+        self.stores.iter().map(|s| s.dirty.len()).sum()
+    }
+
+    /// The typed view of a store, if it belongs to this task.
+    pub fn view<K, V>(
+        &mut self,
+        handle: &StoreHandle<K, V>,
+    ) -> Result<KvStore<'_, K, V>, StateError> {
+        let local = *self
+            .by_global
+            .get(&handle.index)
+            .ok_or_else(|| StateError::UnknownStore(handle.name().to_string()))?;
+        Ok(KvStore {
+            slot: &mut self.stores[local],
+            backend: self.backend.as_ref(),
+            local,
+            _types: PhantomData,
+        })
+    }
+
+    /// Turns buffered writes into changelog records (appended to `out`) and stages one
+    /// write set with the data and input positions. Nothing is written locally until
+    /// [`finish_commit`](Self::finish_commit).
+    pub fn prepare_commit(&mut self, timestamp: i64, out: &mut Vec<SinkRecord>) {
+        let header = (!self.positions.is_empty())
+            .then(|| encode_positions(self.positions.iter().map(|((t, p), o)| (&**t, *p, *o))));
+        let staged = self.staged.get_or_insert_with(WriteSet::default);
+        for (i, store) in self.stores.iter_mut().enumerate() {
+            for (key, value) in std::mem::take(&mut store.dirty) {
+                if let Some(topic) = &store.changelog {
+                    let mut headers = Headers::new();
+                    if let Some(h) = &header {
+                        headers.push(POSITIONS_HEADER, h.clone());
+                    }
+                    out.push(SinkRecord {
+                        topic: topic.clone(),
+                        partitioning: Partitioning::Partition(self.partition),
+                        record: Record {
+                            key: Some(key.clone()),
+                            value: value.clone(),
+                            headers,
+                            timestamp,
+                            source: None,
+                        },
+                    });
+                }
+                staged.data.push((i, key, value));
+            }
+        }
+        for ((topic, p), next) in &self.positions {
+            staged.meta.push((
+                format!("{APPLIED_PREFIX}{topic}/{p}"),
+                next.to_be_bytes().to_vec(),
+            ));
+        }
+    }
+
+    /// After every output of the batch is acknowledged: writes the staged set in one atomic
+    /// batch, with each logged store's changelog end offset from `changelog_end(topic,
+    /// partition)` (the next offset after the last acknowledged changelog record).
+    pub fn finish_commit(
+        &mut self,
+        changelog_end: &dyn Fn(&str, i32) -> Option<i64>,
+    ) -> Result<(), StateError> {
+        let Some(mut staged) = self.staged.take() else {
+            return Ok(());
+        };
+        for store in &self.stores {
+            if let Some(end) = store
+                .changelog
+                .as_deref()
+                .and_then(|t| changelog_end(t, self.partition))
+            {
+                staged.meta.push((
+                    format!("{CHANGELOG_PREFIX}{}", store.name),
+                    end.to_be_bytes().to_vec(),
+                ));
+            }
+        }
+        if staged.is_empty() {
+            return Ok(());
+        }
+        self.backend.write(staged)?;
+        for ((topic, p), next) in std::mem::take(&mut self.positions) {
+            self.applied.insert((topic.to_string(), p), next);
+        }
+        Ok(())
+    }
+
+    /// Logged stores with their changelog topic and the offset restore starts from
+    /// (`None`: the beginning, no local state).
+    pub fn changelogs(&self) -> Result<Vec<(usize, String, Option<i64>)>, StateError> {
+        let mut out = Vec::new();
+        for (i, s) in self.stores.iter().enumerate() {
+            if let Some(topic) = &s.changelog {
+                let from = self
+                    .backend
+                    .get_meta(&format!("{CHANGELOG_PREFIX}{}", s.name))?
+                    .and_then(|v| decode_i64(&v));
+                out.push((i, topic.to_string(), from));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies restored changelog records of local store `store` in one atomic batch and
+    /// records `next_offset` as where the next restore continues. `positions` are the
+    /// input positions of the applied records (the furthest per partition is kept).
+    pub fn apply_restored(
+        &mut self,
+        store: usize,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        next_offset: i64,
+        positions: &HashMap<(String, i32), i64>,
+    ) -> Result<(), StateError> {
+        let name = &self.stores[store].name;
+        let mut set = WriteSet {
+            data: records.into_iter().map(|(k, v)| (store, k, v)).collect(),
+            meta: vec![(
+                format!("{CHANGELOG_PREFIX}{name}"),
+                next_offset.to_be_bytes().to_vec(),
+            )],
+        };
+        for ((topic, p), next) in positions {
+            let cur = self.applied.entry((topic.clone(), *p)).or_insert(*next);
+            *cur = (*cur).max(*next);
+            set.meta.push((
+                format!("{APPLIED_PREFIX}{topic}/{p}"),
+                cur.to_be_bytes().to_vec(),
+            ));
+        }
+        self.backend.write(set)
+    }
+
+    /// Estimated keys per store, by name.
+    pub fn approximate_sizes(&self) -> Vec<(&str, u64)> {
+        self.stores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), self.backend.approximate_len(i)))
+            .collect()
+    }
+
+    /// Every committed entry of local store `store`, raw (for dumps and checks).
+    pub fn raw_entries(&self, store: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let mut out = Vec::new();
+        self.backend.scan(store, &[], None, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
+    }
+}
+
+fn decode_i64(v: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(v.try_into().ok()?))
+}
+
+/// A typed view of one store for the duration of a `process`/`punctuate` call. Reads see
+/// the task's own uncommitted writes.
+pub struct KvStore<'a, K, V> {
+    slot: &'a mut StoreSlot,
+    backend: &'a dyn Backend,
+    local: usize,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> KvStore<'_, K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    pub fn get(&self, key: &K) -> Result<Option<V>, StateError> {
+        let k = encode_key(&self.slot.name, key)?;
+        let raw = match self.slot.dirty.get(&k) {
+            Some(v) => v.clone(),
+            None => self.backend.get(self.local, &k)?,
+        };
+        raw.map(|v| decode_value(&self.slot.name, &v)).transpose()
+    }
+
+    pub fn put(&mut self, key: &K, value: &V) -> Result<(), StateError> {
+        let k = encode_key(&self.slot.name, key)?;
+        let v = encode_value(&self.slot.name, value)?;
+        self.slot.dirty.insert(k, Some(v));
+        Ok(())
+    }
+
+    pub fn delete(&mut self, key: &K) -> Result<(), StateError> {
+        let k = encode_key(&self.slot.name, key)?;
+        self.slot.dirty.insert(k, None);
+        Ok(())
+    }
+
+    /// Entries whose key starts with the encoding of `prefix` (the leading fields of a
+    /// tuple key), in key order.
+    pub fn prefix_scan<P: Serialize + ?Sized>(
+        &self,
+        prefix: &P,
+    ) -> Result<Vec<(K, V)>, StateError> {
+        let from = encode_key(&self.slot.name, prefix)?;
+        let to = prefix_end(&from);
+        self.scan_bytes(from, to)
+    }
+
+    /// Entries with `from <= key < to`, in key order.
+    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, StateError> {
+        let from = encode_key(&self.slot.name, from)?;
+        let to = encode_key(&self.slot.name, to)?;
+        self.scan_bytes(from, Some(to))
+    }
+
+    /// Every entry, in key order.
+    pub fn all(&self) -> Result<Vec<(K, V)>, StateError> {
+        self.scan_bytes(Vec::new(), None)
+    }
+
+    /// Deletes every entry with `from <= key < to`; returns how many.
+    pub fn delete_range(&mut self, from: &K, to: &K) -> Result<usize, StateError> {
+        let from = encode_key(&self.slot.name, from)?;
+        let to = encode_key(&self.slot.name, to)?;
+        let keys = self.merged(from, Some(to))?;
+        let n = keys.len();
+        for (k, _) in keys {
+            self.slot.dirty.insert(k, None);
+        }
+        Ok(n)
+    }
+
+    fn merged(
+        &self,
+        from: Vec<u8>,
+        to: Option<Vec<u8>>,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StateError> {
+        let mut merged = BTreeMap::new();
+        self.backend
+            .scan(self.local, &from, to.as_deref(), &mut |k, v| {
+                merged.insert(k.to_vec(), v.to_vec());
+                true
+            })?;
+        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        for (k, v) in self
+            .slot
+            .dirty
+            .range::<Vec<u8>, _>((Bound::Included(from), upper))
+        {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged)
+    }
+
+    fn scan_bytes(&self, from: Vec<u8>, to: Option<Vec<u8>>) -> Result<Vec<(K, V)>, StateError> {
+        self.merged(from, to)?
+            .into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    decode_key(&self.slot.name, &k)?,
+                    decode_value(&self.slot.name, &v)?,
+                ))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,362 @@
+//! State under real process crashes, against a Tansu broker:
+//!
+//! - crash: `scorestream run` is killed with SIGKILL at random moments (processing,
+//!   committing, restoring) and restarted while a producer keeps sending; at the end every
+//!   customer's totals equal the expected ones exactly.
+//! - wipe: stop, delete the state directory, restart: the restored state equals the state
+//!   before, and processing goes on with exact totals.
+//! - migration: a second instance joins, tasks move and are restored by the new owner; the
+//!   first leaves; totals stay exact.
+//!
+//! Totals are read with `scorestream state dump`, which rebuilds state from the changelogs
+//! with the restore rules — exactly what a new owner would hold.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+const PARTITIONS: i32 = 3;
+
+/// Expected totals per customer: (events, value sum).
+type Totals = BTreeMap<String, (u64, f64)>;
+
+/// A `scorestream run` child with its log captured.
+struct Instance {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Instance {
+    fn start(config: &Path, state_dir: &Path) -> Instance {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scorestream"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("SCORESTREAM_STATE_DIR", state_dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn scorestream");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Instance { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "scorestream exited ({status}) waiting for '{needle}':\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn kill9(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                let log = self.log();
+                assert!(s.success(), "exit {s}:\n{log}");
+                return log;
+            }
+            if Instant::now() > deadline {
+                return self.kill9() + "\n(did not stop within 60 s of SIGTERM)";
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Setup {
+    broker: support::tansu::Tansu,
+    bootstrap: String,
+    input: String,
+    config: PathBuf,
+    dir: tempfile::TempDir,
+    expected: Totals,
+    next_event: u64,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let broker = support::tansu::Tansu::start();
+        let bootstrap = broker.bootstrap();
+        let input = support::random_topic("customer-events");
+        support::create_topics(&bootstrap, &[(input.clone(), PARTITIONS)]);
+        let app_id = support::random_topic("app");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "application_id = \"{app_id}\"\nbootstrap_servers = \"{bootstrap}\"\ninputs = [\"{input}\"]\n\
+                 [runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\ncommit_interval = \"200ms\"\n\
+                 shutdown_timeout = \"20s\"\n[state]\ncleanup_delay = \"1h\"\n"
+            ),
+        )
+        .unwrap();
+        Setup {
+            broker,
+            bootstrap,
+            input,
+            config,
+            dir,
+            expected: Totals::new(),
+            next_event: 0,
+        }
+    }
+
+    fn state_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Produces `n` events over 1,000 customers with known ids and amounts.
+    fn produce(&mut self, n: u64) {
+        let mut records = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let i = self.next_event;
+            self.next_event += 1;
+            let customer = format!("c{}", (i * 7919) % 1000);
+            let amount = (i % 97) + 1;
+            let e = self.expected.entry(customer.clone()).or_default();
+            e.0 += 1;
+            e.1 += amount as f64;
+            let v = format!(
+                r#"{{"event_id":"ev-{i}","customer_id":"{customer}","event_type":"purchase","timestamp":"2024-03-01T10:{:02}:{:02}Z","amount":{amount}}}"#,
+                (i / 60) % 60,
+                i % 60
+            );
+            records.push((self.input.clone(), None, v.into_bytes(), None));
+        }
+        support::produce_many(&self.bootstrap, &records);
+    }
+
+    /// The committed totals, read from the changelogs.
+    fn dump(&self) -> Totals {
+        let out = Command::new(env!("CARGO_BIN_EXE_scorestream"))
+            .args([
+                "state",
+                "dump",
+                "--config",
+                self.config.to_str().unwrap(),
+                "--store",
+                "customer-totals",
+                "--timeout",
+                "60s",
+            ])
+            .output()
+            .expect("run state dump");
+        assert!(
+            out.status.success(),
+            "state dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut totals = Totals::new();
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let key = v["key"].as_str().unwrap().to_string();
+            let events = v["value"]["events"].as_u64().unwrap();
+            let sum = v["value"]["value_sum"].as_f64().unwrap();
+            totals.insert(key, (events, sum));
+        }
+        totals
+    }
+
+    /// Waits until the committed totals equal the expected ones; returns the last dump.
+    fn wait_exact(&self, timeout: Duration, what: &str) -> Totals {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.dump();
+            if got == self.expected {
+                return got;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{what}: totals not exact after {timeout:?}: {}",
+                    diff(&self.expected, &got)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn diff(expected: &Totals, got: &Totals) -> String {
+    let mut out = Vec::new();
+    for (k, e) in expected {
+        match got.get(k) {
+            Some(g) if g == e => {}
+            other => out.push(format!("{k}: expected {e:?}, got {other:?}")),
+        }
+    }
+    for k in got.keys().filter(|k| !expected.contains_key(*k)) {
+        out.push(format!("{k}: unexpected"));
+    }
+    let more = out.len().saturating_sub(10);
+    out.truncate(10);
+    format!(
+        "{} differ: {}{}",
+        out.len() + more,
+        out.join("; "),
+        if more > 0 { " …" } else { "" }
+    )
+}
+
+/// Where a kill landed, from the last lines the instance logged.
+fn classify(log: &str) -> &'static str {
+    let restoring = log.rfind("Restoring a store");
+    let running = log.rfind("Task running");
+    match (restoring, running) {
+        (Some(r), Some(t)) if r > t => "restore",
+        (Some(_), None) => "restore",
+        (_, Some(_)) => "processing/commit",
+        _ => "start-up",
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_never_loses_or_double_counts() {
+    let mut s = Setup::new();
+    let state = s.state_dir("crash");
+    let mut rng = rand::rng();
+    let mut landed: BTreeMap<&str, u32> = BTreeMap::new();
+    let rounds = 20;
+    s.produce(2000);
+    for round in 0..rounds {
+        // Every fourth round starts from an empty disk, so the kill can land in a full
+        // restore; the others restore incrementally.
+        if round % 4 == 3 {
+            let _ = std::fs::remove_dir_all(&state);
+        }
+        let mut inst = Instance::start(&s.config, &state);
+        let early = round % 3 == 0;
+        if !early {
+            assert!(
+                inst.wait_for_log("Task running", Duration::from_secs(60)),
+                "round {round}: never started:\n{}",
+                inst.log()
+            );
+        } else {
+            inst.wait_for_log("Restoring a store", Duration::from_secs(60));
+        }
+        // Keep events flowing while it runs.
+        s.produce(500);
+        let delay = if early {
+            rng.random_range(0..300)
+        } else {
+            rng.random_range(100..1500)
+        };
+        std::thread::sleep(Duration::from_millis(delay));
+        let log = inst.kill9();
+        *landed.entry(classify(&log)).or_default() += 1;
+        assert!(!log.contains("panicked"), "round {round}:\n{log}");
+    }
+    eprintln!("kill points: {landed:?}");
+    // A final clean run processes everything left.
+    let inst = Instance::start(&s.config, &state);
+    let got = s.wait_exact(Duration::from_secs(120), "after 20 kills");
+    let log = inst.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(got.len(), 1000);
+    assert_eq!(got.values().map(|t| t.0).sum::<u64>(), s.next_event);
+    assert!(landed.values().sum::<u32>() >= 20);
+    drop(s.broker);
+}
+
+#[test]
+fn wiped_state_is_restored_from_the_changelog_exactly() {
+    let mut s = Setup::new();
+    let state = s.state_dir("wipe");
+    s.produce(3000);
+    let mut inst = Instance::start(&s.config, &state);
+    assert!(inst.wait_for_log("Task running", Duration::from_secs(60)));
+    let before = s.wait_exact(Duration::from_secs(60), "first run");
+    inst.stop();
+
+    std::fs::remove_dir_all(&state).unwrap();
+    s.produce(1000);
+    let mut inst = Instance::start(&s.config, &state);
+    assert!(
+        inst.wait_for_log("Restored.", Duration::from_secs(60)),
+        "{}",
+        inst.log()
+    );
+    let after = s.wait_exact(Duration::from_secs(60), "after the wipe");
+    let log = inst.stop();
+    assert!(
+        log.contains("from=None"),
+        "restored from the beginning:\n{log}"
+    );
+    assert_ne!(before, after, "new events were applied on top");
+    drop(s.broker);
+}
+
+#[test]
+fn tasks_migrate_between_instances_with_exact_totals() {
+    let mut s = Setup::new();
+    s.produce(2000);
+    let mut a = Instance::start(&s.config, &s.state_dir("a"));
+    assert!(a.wait_for_log("Task running", Duration::from_secs(60)));
+    s.wait_exact(Duration::from_secs(60), "one instance");
+
+    // B joins: some tasks move to it and are restored there from the changelog.
+    let mut b = Instance::start(&s.config, &s.state_dir("b"));
+    s.produce(1000);
+    assert!(
+        b.wait_for_log("Restored.", Duration::from_secs(90)),
+        "b never restored a task:\n{}",
+        b.log()
+    );
+    s.wait_exact(Duration::from_secs(60), "two instances");
+    assert!(a.log().contains("Partitions revoked"), "a gave tasks away");
+
+    // A leaves: B takes everything.
+    a.stop();
+    s.produce(1000);
+    s.wait_exact(Duration::from_secs(90), "after the first instance left");
+    let log = b.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    drop(s.broker);
+}

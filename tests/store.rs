@@ -1,0 +1,432 @@
+//! One store test suite, run against the in-memory and the RocksDB backend: typed
+//! put/get/delete/scans through the task transaction, atomic commits, reopen, restore
+//! bookkeeping, and the replay-skip rule.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use scorestream::engine::{
+    Processor, ProcessorContext, ProcessorError, Record, SourcePosition, StoreDecl, TaskId,
+    TopicRef, TopologyBuilder, TopologyTestDriver,
+};
+use scorestream::state::changelog::{decode_positions, POSITIONS_HEADER};
+use scorestream::state::store::StoreSpec;
+use scorestream::state::{
+    Backend, MemoryBackend, RocksBackend, RocksResources, StoreHandle, TaskState, WriteSet,
+};
+
+/// Builds a topology only to obtain typed handles for stores "a" (String → u64) and
+/// "b" ((String, u64) → String), then opens task states over a chosen backend.
+struct Fixture {
+    a: StoreHandle<String, u64>,
+    b: StoreHandle<(String, u64), String>,
+    specs: Vec<StoreSpec>,
+}
+
+struct Noop;
+impl Processor for Noop {
+    fn process(&mut self, _: &mut ProcessorContext<'_>, _: Record) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+}
+
+fn fixture() -> Fixture {
+    let mut b = TopologyBuilder::new();
+    b.add_source("src", &[TopicRef::external("in")]);
+    b.add_processor("p", || Box::new(Noop), &["src"]);
+    let a = b.add_state_store::<String, u64>(
+        StoreDecl {
+            name: "a".into(),
+            logged: true,
+        },
+        &["p"],
+    );
+    let bh = b.add_state_store::<(String, u64), String>(
+        StoreDecl {
+            name: "b".into(),
+            logged: false,
+        },
+        &["p"],
+    );
+    let t = b.build("app").unwrap();
+    Fixture {
+        a,
+        b: bh,
+        specs: t.store_specs(0),
+    }
+}
+
+enum Kind {
+    Memory,
+    Rocks(tempfile::TempDir, RocksResources),
+}
+
+impl Kind {
+    fn backend(&self, specs: &[StoreSpec]) -> Box<dyn Backend> {
+        match self {
+            Kind::Memory => Box::new(MemoryBackend::new(specs.len())),
+            Kind::Rocks(dir, res) => {
+                let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+                Box::new(RocksBackend::open(&dir.path().join("0_0"), &names, res).unwrap())
+            }
+        }
+    }
+}
+
+fn kinds() -> Vec<(&'static str, Kind)> {
+    vec![
+        ("memory", Kind::Memory),
+        (
+            "rocksdb",
+            Kind::Rocks(
+                tempfile::tempdir().unwrap(),
+                RocksResources::new(8 << 20, 8 << 20),
+            ),
+        ),
+    ]
+}
+
+fn commit(
+    state: &mut TaskState,
+    ends: &HashMap<String, i64>,
+) -> Vec<scorestream::engine::SinkRecord> {
+    let mut out = Vec::new();
+    state.prepare_commit(1000, &mut out);
+    state.finish_commit(&|t, _| ends.get(t).copied()).unwrap();
+    out
+}
+
+#[test]
+fn put_get_delete_and_scans_see_uncommitted_writes() {
+    let f = fixture();
+    for (name, kind) in kinds() {
+        let mut s = TaskState::open(kind.backend(&f.specs), &f.specs, 0).unwrap();
+        {
+            let mut st = s.view(&f.a).unwrap();
+            assert_eq!(st.get(&"x".to_string()).unwrap(), None, "{name}");
+            st.put(&"x".into(), &1).unwrap();
+            st.put(&"y".into(), &2).unwrap();
+            assert_eq!(
+                st.get(&"x".to_string()).unwrap(),
+                Some(1),
+                "{name}: read own write"
+            );
+        }
+        commit(&mut s, &HashMap::new());
+        {
+            let mut st = s.view(&f.a).unwrap();
+            assert_eq!(
+                st.get(&"y".to_string()).unwrap(),
+                Some(2),
+                "{name}: committed"
+            );
+            st.delete(&"y".into()).unwrap();
+            assert_eq!(
+                st.get(&"y".to_string()).unwrap(),
+                None,
+                "{name}: own delete"
+            );
+            st.put(&"z".into(), &3).unwrap();
+            let all: Vec<(String, u64)> = st.all().unwrap();
+            assert_eq!(
+                all,
+                vec![("x".into(), 1), ("z".into(), 3)],
+                "{name}: merged scan"
+            );
+        }
+        {
+            let mut b = s.view(&f.b).unwrap();
+            for (board, n) in [
+                ("day", 3u64),
+                ("day", 1),
+                ("week", 2),
+                ("day", 2),
+                ("da", 9),
+            ] {
+                b.put(&(board.to_string(), n), &format!("{board}{n}"))
+                    .unwrap();
+            }
+        }
+        commit(&mut s, &HashMap::new());
+        let mut b = s.view(&f.b).unwrap();
+        b.put(&("day".to_string(), 0), &"day0".into()).unwrap();
+        let day: Vec<String> = b
+            .prefix_scan("day")
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(
+            day,
+            ["day0", "day1", "day2", "day3"],
+            "{name}: prefix scan in order"
+        );
+        let range: Vec<u64> = b
+            .range(&("day".into(), 1), &("day".into(), 3))
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k.1)
+            .collect();
+        assert_eq!(range, [1, 2], "{name}: half-open range");
+        let n = b
+            .delete_range(&("day".into(), 0), &("day".into(), 2))
+            .unwrap();
+        assert_eq!(n, 2, "{name}");
+        assert_eq!(b.prefix_scan("day").unwrap().len(), 2, "{name}");
+    }
+}
+
+#[test]
+fn commit_emits_changelog_records_with_positions_and_tombstones() {
+    let f = fixture();
+    for (name, kind) in kinds() {
+        let mut s = TaskState::open(kind.backend(&f.specs), &f.specs, 3).unwrap();
+        let topic: Arc<str> = Arc::from("in");
+        s.record_position(&topic, 3, 41);
+        s.view(&f.a).unwrap().put(&"k".into(), &7).unwrap();
+        s.view(&f.a).unwrap().delete(&"gone".into()).unwrap();
+        s.view(&f.b)
+            .unwrap()
+            .put(&("x".into(), 1), &"v".into())
+            .unwrap();
+        let out = commit(&mut s, &[("app-a-changelog".to_string(), 2)].into());
+        // Only the logged store "a" has a changelog.
+        assert_eq!(out.len(), 2, "{name}");
+        assert!(out.iter().all(|r| &*r.topic == "app-a-changelog"));
+        assert!(out
+            .iter()
+            .all(|r| r.partitioning == scorestream::engine::Partitioning::Partition(3)));
+        let tomb = out
+            .iter()
+            .find(|r| r.record.value.is_none())
+            .expect("tombstone");
+        let pos = decode_positions(tomb.record.headers.last(POSITIONS_HEADER).unwrap()).unwrap();
+        assert_eq!(pos, vec![("in".to_string(), 3, 42)], "{name}");
+        // The local write recorded where restore continues and what was applied.
+        let logs = s.changelogs().unwrap();
+        assert_eq!(
+            logs,
+            vec![(0, "app-a-changelog".to_string(), Some(2))],
+            "{name}"
+        );
+        assert!(s.is_applied("in", 3, 41), "{name}");
+        assert!(!s.is_applied("in", 3, 42), "{name}");
+    }
+}
+
+#[test]
+fn nothing_is_written_locally_before_finish_commit() {
+    let f = fixture();
+    for (name, kind) in kinds() {
+        let specs = f.specs.clone();
+        let mut s = TaskState::open(kind.backend(&specs), &specs, 0).unwrap();
+        s.record_position(&Arc::from("in"), 0, 9);
+        s.view(&f.a).unwrap().put(&"k".into(), &1).unwrap();
+        let mut out = Vec::new();
+        s.prepare_commit(0, &mut out);
+        assert_eq!(out.len(), 1);
+        // The producer never acknowledged: the staged batch is dropped with the task.
+        assert!(
+            s.raw_entries(0).unwrap().is_empty(),
+            "{name}: not written yet"
+        );
+        assert!(!s.is_applied("in", 0, 9), "{name}");
+        drop(s);
+        if let Kind::Rocks(..) = kind {
+            let s = TaskState::open(kind.backend(&specs), &specs, 0).unwrap();
+            assert!(
+                s.raw_entries(0).unwrap().is_empty(),
+                "{name}: nothing on disk"
+            );
+            assert!(!s.is_applied("in", 0, 9), "{name}");
+        }
+    }
+}
+
+#[test]
+fn rocksdb_state_survives_reopen_with_positions() {
+    let f = fixture();
+    let (_, kind) = kinds().pop().unwrap();
+    {
+        let mut s = TaskState::open(kind.backend(&f.specs), &f.specs, 0).unwrap();
+        s.record_position(&Arc::from("in"), 0, 99);
+        for i in 0..1000u64 {
+            s.view(&f.a).unwrap().put(&format!("c{i}"), &i).unwrap();
+        }
+        commit(&mut s, &[("app-a-changelog".to_string(), 1000)].into());
+    }
+    let mut s = TaskState::open(kind.backend(&f.specs), &f.specs, 0).unwrap();
+    assert!(s.is_applied("in", 0, 99));
+    assert_eq!(s.changelogs().unwrap()[0].2, Some(1000));
+    let st = s.view(&f.a).unwrap();
+    assert_eq!(st.get(&"c500".to_string()).unwrap(), Some(500));
+    assert_eq!(st.all().unwrap().len(), 1000);
+}
+
+#[test]
+fn a_write_set_is_atomic_and_restore_batches_record_their_offset() {
+    let f = fixture();
+    for (name, kind) in kinds() {
+        let mut backend = kind.backend(&f.specs);
+        // A write naming a store that does not exist fails as a whole.
+        let bad = WriteSet {
+            data: vec![
+                (0, b"k1".to_vec(), Some(b"v".to_vec())),
+                (7, b"k2".to_vec(), Some(b"v".to_vec())),
+            ],
+            meta: vec![],
+        };
+        assert!(backend.write(bad).is_err(), "{name}");
+        assert_eq!(
+            backend.get(0, b"k1").unwrap(),
+            None,
+            "{name}: no partial write"
+        );
+        let mut s = TaskState::open(backend, &f.specs, 0).unwrap();
+        let positions = [(("in".to_string(), 0), 50)].into_iter().collect();
+        let key = scorestream::state::codec::encode_key("a", &"r".to_string()).unwrap();
+        let val = scorestream::state::codec::encode_value("a", &5u64).unwrap();
+        s.apply_restored(0, vec![(key, Some(val))], 17, &positions)
+            .unwrap();
+        assert_eq!(s.changelogs().unwrap()[0].2, Some(17), "{name}");
+        assert!(s.is_applied("in", 0, 49), "{name}");
+        assert_eq!(
+            s.view(&f.a).unwrap().get(&"r".to_string()).unwrap(),
+            Some(5)
+        );
+    }
+}
+
+/// A processor counting per key through a typed store; the driver commits after each record.
+struct Count {
+    store: StoreHandle<String, u64>,
+}
+impl Processor for Count {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_>, r: Record) -> Result<(), ProcessorError> {
+        let k = String::from_utf8(r.key.clone().unwrap_or_default()).unwrap();
+        let mut s = ctx.store(&self.store)?;
+        let n = s.get(&k)?.unwrap_or(0) + 1;
+        s.put(&k, &n)?;
+        Ok(())
+    }
+}
+
+#[test]
+fn processors_reach_stores_only_through_connected_handles() {
+    let mut b = TopologyBuilder::new();
+    b.add_source("src", &[TopicRef::external("in")]);
+    let h = b.add_state_store::<String, u64>(
+        StoreDecl {
+            name: "counts".into(),
+            logged: true,
+        },
+        &["count"],
+    );
+    let h2 = h.clone();
+    b.add_processor(
+        "count",
+        move || Box::new(Count { store: h2.clone() }),
+        &["src"],
+    );
+    // A second processor holding the handle but not connected to the store.
+    b.add_processor(
+        "sneaky",
+        move || Box::new(Count { store: h.clone() }),
+        &["src"],
+    );
+    let t = b.build("app").unwrap();
+    let mut d = TopologyTestDriver::new(t, 0);
+    let rec = |k: &str| Record {
+        key: Some(k.as_bytes().to_vec()),
+        value: Some(b"v".to_vec()),
+        headers: Default::default(),
+        timestamp: 1,
+        source: None,
+    };
+    let err = d.pipe("in", rec("a")).unwrap_err().to_string();
+    assert!(err.contains("not connected to store 'counts'"), "{err}");
+}
+
+#[test]
+fn the_driver_commits_counts_and_replays_are_skipped() {
+    let mut b = TopologyBuilder::new();
+    b.add_source("src", &[TopicRef::external("in")]);
+    let h = b.add_state_store::<String, u64>(
+        StoreDecl {
+            name: "counts".into(),
+            logged: true,
+        },
+        &["count"],
+    );
+    let h_out = h.clone();
+    b.add_processor(
+        "count",
+        move || Box::new(Count { store: h.clone() }),
+        &["src"],
+    );
+    let topology = b.build("app").unwrap();
+    let mut d = TopologyTestDriver::new(topology.clone(), 0);
+    for k in ["a", "b", "a"] {
+        d.pipe(
+            "in",
+            Record {
+                key: Some(k.as_bytes().to_vec()),
+                value: None,
+                headers: Default::default(),
+                timestamp: 1,
+                source: None,
+            },
+        )
+        .unwrap();
+    }
+    let log = d.read_output("app-counts-changelog");
+    assert_eq!(log.len(), 3, "one changelog record per commit and key");
+    let id = TaskId {
+        subtopology: 0,
+        partition: 0,
+    };
+    let state = d.task_state(id).unwrap();
+    assert!(state.is_applied("in", 0, 2));
+    assert_eq!(
+        state.view(&h_out).unwrap().get(&"a".to_string()).unwrap(),
+        Some(2)
+    );
+
+    // A task over the same committed state skips a replayed record and applies a new one.
+    let mut task = scorestream::engine::StreamTask::new(&topology, 0, 0);
+    let specs = topology.store_specs(0);
+    let mut backend = MemoryBackend::new(specs.len());
+    let committed = d.task_state(id).unwrap();
+    let mut set = WriteSet::default();
+    for (k, v) in committed.raw_entries(0).unwrap() {
+        set.data.push((0, k, Some(v)));
+    }
+    set.meta
+        .push(("applied/in/0".into(), 3i64.to_be_bytes().to_vec()));
+    backend.write(set).unwrap();
+    task.attach_state(TaskState::open(Box::new(backend), &specs, 0).unwrap());
+    task.init(0).unwrap();
+    let at = |offset| Record {
+        key: Some(b"a".to_vec()),
+        value: None,
+        headers: Default::default(),
+        timestamp: 1,
+        source: Some(SourcePosition {
+            topic: Arc::from("in"),
+            partition: 0,
+            offset,
+        }),
+    };
+    assert!(
+        !task.process("in", at(1), 0).unwrap(),
+        "offset 1 was applied"
+    );
+    assert!(task.process("in", at(3), 0).unwrap(), "offset 3 is new");
+    let v = task
+        .state_mut()
+        .unwrap()
+        .view(&h_out)
+        .unwrap()
+        .get(&"a".to_string());
+    assert_eq!(v.unwrap(), Some(3));
+}
