@@ -120,7 +120,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn new() -> Setup {
+    fn new(commit: &str) -> Setup {
         let broker = support::tansu::Tansu::start();
         let bootstrap = broker.bootstrap();
         let input = support::random_topic("customer-events");
@@ -132,7 +132,7 @@ impl Setup {
             &config,
             format!(
                 "application_id = \"{app_id}\"\nbootstrap_servers = \"{bootstrap}\"\ninputs = [\"{input}\"]\n\
-                 [runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\ncommit_interval = \"200ms\"\n\
+                 [runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\ncommit_interval = \"{commit}\"\n\
                  shutdown_timeout = \"20s\"\n[state]\ncleanup_delay = \"1h\"\n"
             ),
         )
@@ -154,6 +154,24 @@ impl Setup {
 
     /// Produces `n` events over 1,000 customers with known ids and amounts.
     fn produce(&mut self, n: u64) {
+        let records = self.events(n);
+        support::produce_many(&self.bootstrap, &records);
+    }
+
+    /// Produces `n` events from another thread, in small chunks over about a second.
+    fn produce_in_background(&mut self, n: u64) -> std::thread::JoinHandle<()> {
+        let records = self.events(n);
+        let bootstrap = self.bootstrap.clone();
+        std::thread::spawn(move || {
+            for chunk in records.chunks(50) {
+                support::produce_many(&bootstrap, chunk);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    }
+
+    /// The next `n` events, added to the expected totals.
+    fn events(&mut self, n: u64) -> Vec<support::Outgoing> {
         let mut records = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let i = self.next_event;
@@ -170,7 +188,7 @@ impl Setup {
             );
             records.push((self.input.clone(), None, v.into_bytes(), None));
         }
-        support::produce_many(&self.bootstrap, &records);
+        records
     }
 
     /// The committed totals, read from the changelogs.
@@ -258,7 +276,7 @@ fn classify(log: &str) -> &'static str {
 
 #[test]
 fn kill_9_at_random_moments_never_loses_or_double_counts() {
-    let mut s = Setup::new();
+    let mut s = Setup::new("50ms");
     let state = s.state_dir("crash");
     let mut rng = rand::rng();
     let mut landed: BTreeMap<&str, u32> = BTreeMap::new();
@@ -283,13 +301,17 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
         }
         // Keep events flowing while it runs.
         s.produce(500);
+        // Early kills land inside the restore that just started; the others while
+        // processing, mostly inside one of the commits that run every 50 ms.
+        let producer = s.produce_in_background(500);
         let delay = if early {
-            rng.random_range(0..300)
+            rng.random_range(0..40)
         } else {
             rng.random_range(100..1500)
         };
         std::thread::sleep(Duration::from_millis(delay));
         let log = inst.kill9();
+        producer.join().unwrap();
         *landed.entry(classify(&log)).or_default() += 1;
         assert!(!log.contains("panicked"), "round {round}:\n{log}");
     }
@@ -307,7 +329,7 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
 
 #[test]
 fn wiped_state_is_restored_from_the_changelog_exactly() {
-    let mut s = Setup::new();
+    let mut s = Setup::new("200ms");
     let state = s.state_dir("wipe");
     s.produce(3000);
     let mut inst = Instance::start(&s.config, &state);
@@ -335,7 +357,7 @@ fn wiped_state_is_restored_from_the_changelog_exactly() {
 
 #[test]
 fn tasks_migrate_between_instances_with_exact_totals() {
-    let mut s = Setup::new();
+    let mut s = Setup::new("200ms");
     s.produce(2000);
     let mut a = Instance::start(&s.config, &s.state_dir("a"));
     assert!(a.wait_for_log("Task running", Duration::from_secs(60)));

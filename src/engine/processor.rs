@@ -41,9 +41,15 @@ pub enum ProcessorError {
     #[error("processor '{processor}' is not connected to store '{store}' (connect it in add_state_store)")]
     StoreNotConnected { processor: String, store: String },
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(Box<crate::state::StateError>),
     #[error("{0}")]
     Failed(String),
+}
+
+impl From<crate::state::StateError> for ProcessorError {
+    fn from(e: crate::state::StateError) -> Self {
+        ProcessorError::State(Box::new(e))
+    }
 }
 
 /// A synchronous processing step. One instance per task; never shared between threads

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::state::{MemoryBackend, TaskState};
 
 /// Raw entries per store name, in key order within each task partition.
-pub type StoreDump = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+pub type StoreDump = BTreeMap<String, crate::state::store::RawEntries>;
 
 /// Restores every partition of every logged store into memory and returns the entries.
 pub fn dump_changelogs(

@@ -104,8 +104,9 @@ pub async fn start(
         .filter(|t| t.kind == crate::engine::InternalTopicKind::Changelog)
         .map(|t| t.name.clone())
         .collect();
-    let stores = state_context(config, &topology)?;
-    let restorer = if stores.directory.is_some() || !topology.stores().is_empty() {
+    let mut stores = state_context(config, &topology)?;
+    *stores.restorer.get_mut().unwrap_or_else(|e| e.into_inner()) = if !topology.stores().is_empty()
+    {
         Some(restore::Restorer::new(
             client::restore_consumer_config(config),
             config.state.restore_batch_records,
@@ -125,7 +126,6 @@ pub async fn start(
         counts,
         config.ingest.max_record_bytes + 64 * 1024,
         stores,
-        restorer,
     ));
     let shutdown = Arc::new(AtomicBool::new(false));
     let consumer_config = client::consumer_config(config);
@@ -153,6 +153,7 @@ fn state_context(
             settings,
             directory: None,
             rocks: None,
+            restorer: std::sync::Mutex::new(None),
         });
     }
     let directory = crate::state::StateDirectory::open(&config.state_dir, &config.application_id)
@@ -164,5 +165,6 @@ fn state_context(
         settings,
         directory: Some(directory),
         rocks: Some(rocks),
+        restorer: std::sync::Mutex::new(None),
     })
 }

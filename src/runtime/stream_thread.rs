@@ -87,6 +87,8 @@ pub(crate) struct StateContext {
     /// Locked for this process; `None` with the memory backend.
     pub directory: Option<StateDirectory>,
     pub rocks: Option<RocksResources>,
+    /// Handed to the loop state at start (behind a mutex only to keep `Shared` `Sync`).
+    pub restorer: Mutex<Option<Restorer>>,
 }
 
 pub(crate) struct Shared {
@@ -151,9 +153,13 @@ impl Shared {
         producer: BaseProducer<DeliveryContext>,
         partition_counts: HashMap<String, i32>,
         max_message_bytes: usize,
-        stores: StateContext,
-        restorer: Option<Restorer>,
+        mut stores: StateContext,
     ) -> Shared {
+        let restorer = stores
+            .restorer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let sources = topology
             .source_topics()
             .into_iter()

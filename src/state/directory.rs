@@ -60,7 +60,11 @@ impl StateDirectory {
 
     /// Records that this process stopped owning `id` now.
     pub fn mark_released(&self, id: TaskId) {
-        let marker = self.task_path(id).join(LAST_OWNED);
+        let dir = self.task_path(id);
+        if !dir.is_dir() {
+            return;
+        }
+        let marker = dir.join(LAST_OWNED);
         if let Err(e) = File::create(&marker) {
             warn!(task = %id, path = %marker.display(), error = %e, "Could not mark a task directory as released.");
         }

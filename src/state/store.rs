@@ -57,6 +57,9 @@ impl<K, V> std::fmt::Debug for StoreHandle<K, V> {
     }
 }
 
+/// Encoded `(key, value)` pairs.
+pub type RawEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One store of a task, as the task sees it.
 #[derive(Clone, Debug)]
 pub struct StoreSpec {
@@ -302,7 +305,7 @@ impl TaskState {
     }
 
     /// Every committed entry of local store `store`, raw (for dumps and checks).
-    pub fn raw_entries(&self, store: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    pub fn raw_entries(&self, store: usize) -> Result<RawEntries, StateError> {
         let mut out = Vec::new();
         self.backend.scan(store, &[], None, &mut |k, v| {
             out.push((k.to_vec(), v.to_vec()));
