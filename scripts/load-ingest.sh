@@ -4,12 +4,16 @@
 # (b) ScoreStream ingest on the same events, in one run — prints both rates and their ratio,
 # and stops the broker it started.
 #
-#   scripts/load-ingest.sh [EVENTS]      (default 1000000)
+#   scripts/load-ingest.sh [EVENTS] [BENCH]   (default 1000000 e2e_ingest)
+#
+# BENCH=e2e_restore instead writes EVENTS changelog records and times a full restore into
+# RocksDB, with the process's peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f scripts/env.sh ] && . scripts/env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scorestream-target}"
 EVENTS="${1:-1000000}"
+BENCH="${2:-e2e_ingest}"
 
 TANSU="${TANSU_BIN:-}"
 if [ -z "$TANSU" ]; then
@@ -34,4 +38,4 @@ for _ in $(seq 1 100); do
 done
 echo "Tansu $("$TANSU" --version | awk '{print $2}') on 127.0.0.1:$PORT (pid $BROKER_PID), $EVENTS events, $(nproc) cores"
 SCORESTREAM_BENCH_BOOTSTRAP="127.0.0.1:$PORT" SCORESTREAM_BENCH_EVENTS="$EVENTS" RUST_LOG=warn \
-  cargo bench --bench e2e_ingest
+  cargo bench --bench "$BENCH"

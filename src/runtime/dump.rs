@@ -11,9 +11,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::restore::Restorer;
 use super::{client, RuntimeError};
 use crate::config::Config;
-use crate::engine::{InternalTopicKind, StreamTask, Topology};
+use crate::engine::{InternalTopicKind, StreamTask, TaskId, Topology};
 use crate::metrics::Metrics;
-use crate::state::{MemoryBackend, TaskState};
+use crate::state::store::StoreSpec;
+use crate::state::{Backend, MemoryBackend, TaskState};
 
 /// Raw entries per store name, in key order within each task partition.
 pub type StoreDump = BTreeMap<String, crate::state::store::RawEntries>;
@@ -24,6 +25,38 @@ pub fn dump_changelogs(
     topology: &Topology,
     timeout: Duration,
 ) -> Result<StoreDump, RuntimeError> {
+    let mut out = StoreDump::new();
+    restore_all(
+        config,
+        topology,
+        timeout,
+        &|_, specs| Ok(Box::new(MemoryBackend::new(specs.len()))),
+        &mut |state| {
+            for (i, name) in state.store_names().into_iter().enumerate() {
+                let entries = state.raw_entries(i).map_err(RuntimeError::State)?;
+                out.entry(name.to_string()).or_default().extend(entries);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Makes the backend a task partition is restored into.
+pub type BackendFactory<'a> =
+    &'a dyn Fn(TaskId, &[StoreSpec]) -> Result<Box<dyn Backend>, RuntimeError>;
+
+/// Restores every task partition of every logged store (with the restore rules) into
+/// backends from `make`, handing each finished state to `done`. Returns the number of
+/// changelog records applied.
+pub fn restore_all(
+    config: &Config,
+    topology: &Topology,
+    timeout: Duration,
+    make: BackendFactory<'_>,
+    done: &mut dyn FnMut(&TaskState) -> Result<(), RuntimeError>,
+) -> Result<u64, RuntimeError> {
+    let metrics = Metrics::new();
     let deadline = Instant::now() + timeout;
     let group: BaseConsumer = client::consumer_config(config)
         .create()
@@ -31,7 +64,7 @@ pub fn dump_changelogs(
     let mut restorer = Restorer::new(
         client::restore_consumer_config(config),
         config.state.restore_batch_records,
-        Metrics::new(),
+        metrics.clone(),
     )?;
     let mut expected = 0;
     for changelog in topology
@@ -48,7 +81,7 @@ pub fn dump_changelogs(
             .first()
             .map_or(0, |t| t.partitions().len() as i32);
         for p in 0..partitions {
-            let id = crate::engine::TaskId {
+            let id = TaskId {
                 subtopology: sub,
                 partition: p,
             };
@@ -56,8 +89,8 @@ pub fn dump_changelogs(
                 continue;
             }
             let specs = topology.store_specs(sub);
-            let state = TaskState::open(Box::new(MemoryBackend::new(specs.len())), &specs, p)
-                .map_err(RuntimeError::State)?;
+            let state =
+                TaskState::open(make(id, &specs)?, &specs, p).map_err(RuntimeError::State)?;
             let mut task = StreamTask::new(topology, sub, p);
             task.attach_state(state);
             let mut tpl = TopicPartitionList::new();
@@ -78,7 +111,6 @@ pub fn dump_changelogs(
             expected += 1;
         }
     }
-    let mut out = StoreDump::new();
     let mut finished = 0;
     while finished < expected {
         if Instant::now() >= deadline {
@@ -88,12 +120,10 @@ pub fn dump_changelogs(
         }
         for task in restorer.poll(Duration::from_millis(100))? {
             finished += 1;
-            let Some(state) = task.state() else { continue };
-            for (i, name) in state.store_names().into_iter().enumerate() {
-                let entries = state.raw_entries(i).map_err(RuntimeError::State)?;
-                out.entry(name.to_string()).or_default().extend(entries);
+            if let Some(state) = task.state() {
+                done(state)?;
             }
         }
     }
-    Ok(out)
+    Ok(metrics.restore_records.get())
 }

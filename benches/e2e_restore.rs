@@ -1,0 +1,158 @@
+//! End-to-end restore (not criterion): 1,000,000 customers' totals are written to the
+//! `customer-totals` changelog of a fresh application on a real broker, then restored from
+//! the broker into RocksDB with the default state settings, as a new owner with an empty
+//! disk would. Prints the time, the rate and the process's peak RSS.
+//!
+//! Needs a broker: `scripts/load-ingest.sh 1000000 e2e_restore` starts Tansu and runs this
+//! with `SCORESTREAM_BENCH_BOOTSTRAP` set; without it, it explains and exits 0.
+//! `SCORESTREAM_BENCH_EVENTS` sets the key count.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use scorestream::app;
+use scorestream::app::totals::{CustomerTotals, TOTALS_STORE};
+use scorestream::config::Config;
+use scorestream::engine::changelog_topic;
+use scorestream::runtime::dump::restore_all;
+use scorestream::runtime::RuntimeError;
+use scorestream::state::codec::{encode_key, encode_value};
+use scorestream::state::{Backend, RocksBackend, RocksResources};
+
+const PARTITIONS: i32 = 4;
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let Ok(bootstrap) = std::env::var("SCORESTREAM_BENCH_BOOTSTRAP") else {
+        println!("e2e_restore needs a broker: run scripts/load-ingest.sh 1000000 e2e_restore");
+        return;
+    };
+    let keys: u64 = std::env::var("SCORESTREAM_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let app_id = format!("restore-bench-{:08x}", rand::random::<u32>());
+    let mut config = Config {
+        application_id: app_id.clone(),
+        bootstrap_servers: bootstrap.clone(),
+        ..Config::default()
+    };
+    config.runtime.replication_factor = 1;
+    let topology =
+        app::build_topology(&config, Arc::new(app::normalizer(&config).unwrap()), None).unwrap();
+    let totals_log = changelog_topic(&app_id, TOTALS_STORE);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let topics: Vec<String> = topology
+        .internal_topics()
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(config.inputs.iter().cloned())
+        .collect();
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    for r in rt
+        .block_on(admin.create_topics(new.iter(), &AdminOptions::new()))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+
+    println!("writing {keys} changelog records to {totals_log} ({PARTITIONS} partitions)");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .create()
+        .unwrap();
+    for i in 0..keys {
+        let key = encode_key(TOTALS_STORE, &format!("customer-{i:07}")).unwrap();
+        let value = encode_value(
+            TOTALS_STORE,
+            &CustomerTotals {
+                events: i % 50 + 1,
+                value_sum: (i % 1000) as f64,
+                first_event_at: 1_700_000_000_000,
+                last_event_at: 1_700_000_000_000 + i as i64,
+            },
+        )
+        .unwrap();
+        let mut rec = BaseRecord::<[u8], [u8]>::to(&totals_log)
+            .key(&key)
+            .payload(&value)
+            .partition((i % PARTITIONS as u64) as i32);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    drop(producer);
+    let rss_before = peak_rss_mb();
+
+    let dir = tempfile::tempdir().unwrap();
+    let resources = RocksResources::new(
+        config.state.block_cache_bytes,
+        config.state.write_buffer_bytes,
+    );
+    let root = dir.path().to_path_buf();
+    let make = move |id: scorestream::engine::TaskId,
+                     specs: &[scorestream::state::store::StoreSpec]|
+          -> Result<Box<dyn Backend>, RuntimeError> {
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        Ok(Box::new(
+            RocksBackend::open(&root.join(id.to_string()), &names, &resources)
+                .map_err(RuntimeError::State)?,
+        ))
+    };
+    let mut restored_keys = 0u64;
+    let started = Instant::now();
+    let applied = restore_all(
+        &config,
+        &topology,
+        Duration::from_secs(600),
+        &make,
+        &mut |state| {
+            restored_keys += state.raw_entries(0).map_or(0, |e| e.len() as u64);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "restored {applied} records ({restored_keys} keys read back) in {secs:.2} s = {:.0} records/s",
+        applied as f64 / secs
+    );
+    println!(
+        "peak RSS: {:.0} MB after producing, {:.0} MB after restoring 1 store of {keys} customers (default state settings)",
+        rss_before,
+        peak_rss_mb()
+    );
+    assert_eq!(restored_keys, keys, "every key restored");
+}
