@@ -311,8 +311,9 @@ impl Processor for Count {
     }
 }
 
-#[test]
-fn processors_reach_stores_only_through_connected_handles() {
+/// A source feeding the counting processor "count", connected to store "counts"; with
+/// `sneaky`, a second processor holds the same handle without being connected.
+fn count_topology(sneaky: bool) -> (scorestream::engine::Topology, StoreHandle<String, u64>) {
     let mut b = TopologyBuilder::new();
     b.add_source("src", &[TopicRef::external("in")]);
     let h = b.add_state_store::<String, u64>(
@@ -328,56 +329,41 @@ fn processors_reach_stores_only_through_connected_handles() {
         move || Box::new(Count { store: h2.clone() }),
         &["src"],
     );
-    // A second processor holding the handle but not connected to the store.
-    b.add_processor(
-        "sneaky",
-        move || Box::new(Count { store: h.clone() }),
-        &["src"],
-    );
-    let t = b.build("app").unwrap();
-    let mut d = TopologyTestDriver::new(t, 0);
-    let rec = |k: &str| Record {
+    if sneaky {
+        let h3 = h.clone();
+        b.add_processor(
+            "sneaky",
+            move || Box::new(Count { store: h3.clone() }),
+            &["src"],
+        );
+    }
+    (b.build("app").unwrap(), h)
+}
+
+fn keyed(k: &str) -> Record {
+    Record {
         key: Some(k.as_bytes().to_vec()),
         value: Some(b"v".to_vec()),
         headers: Default::default(),
         timestamp: 1,
         source: None,
-    };
-    let err = d.pipe("in", rec("a")).unwrap_err().to_string();
+    }
+}
+
+#[test]
+fn processors_reach_stores_only_through_connected_handles() {
+    let (t, _) = count_topology(true);
+    let mut d = TopologyTestDriver::new(t, 0);
+    let err = d.pipe("in", keyed("a")).unwrap_err().to_string();
     assert!(err.contains("not connected to store 'counts'"), "{err}");
 }
 
 #[test]
 fn the_driver_commits_counts_and_replays_are_skipped() {
-    let mut b = TopologyBuilder::new();
-    b.add_source("src", &[TopicRef::external("in")]);
-    let h = b.add_state_store::<String, u64>(
-        StoreDecl {
-            name: "counts".into(),
-            logged: true,
-        },
-        &["count"],
-    );
-    let h_out = h.clone();
-    b.add_processor(
-        "count",
-        move || Box::new(Count { store: h.clone() }),
-        &["src"],
-    );
-    let topology = b.build("app").unwrap();
+    let (topology, h_out) = count_topology(false);
     let mut d = TopologyTestDriver::new(topology.clone(), 0);
     for k in ["a", "b", "a"] {
-        d.pipe(
-            "in",
-            Record {
-                key: Some(k.as_bytes().to_vec()),
-                value: None,
-                headers: Default::default(),
-                timestamp: 1,
-                source: None,
-            },
-        )
-        .unwrap();
+        d.pipe("in", keyed(k)).unwrap();
     }
     let log = d.read_output("app-counts-changelog");
     assert_eq!(log.len(), 3, "one changelog record per commit and key");

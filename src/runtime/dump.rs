@@ -2,13 +2,13 @@
 //! the rules restore uses: what a new instance with an empty disk would rebuild. Used by
 //! `scorestream state dump` and by the crash tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 
-use super::restore::Restorer;
+use super::restore::{committed_offsets, Restorer};
 use super::{client, RuntimeError};
 use crate::config::Config;
 use crate::engine::{InternalTopicKind, StreamTask, TaskId, Topology};
@@ -97,16 +97,7 @@ pub fn restore_all(
             for t in &topology.subtopologies()[sub].source_topics {
                 tpl.add_partition(t, p);
             }
-            let committed: HashMap<(String, i32), i64> = group
-                .committed_offsets(tpl, Duration::from_secs(10))
-                .map_err(RuntimeError::Client)?
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
-                    _ => None,
-                })
-                .collect();
+            let committed = committed_offsets(&group, tpl, Duration::from_secs(10))?;
             restorer.add(task, committed)?;
             expected += 1;
         }

@@ -422,3 +422,22 @@ fn cached_watermarks<C: rdkafka::consumer::ConsumerContext>(
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some((low, high))
 }
+
+/// The group's committed offsets of `tpl`, as `(topic, partition) → next offset`;
+/// partitions with none are left out (restore treats them as nothing committed).
+pub(crate) fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: TopicPartitionList,
+    timeout: Duration,
+) -> Result<HashMap<Tp, i64>, RuntimeError> {
+    Ok(consumer
+        .committed_offsets(tpl, timeout)
+        .map_err(RuntimeError::Client)?
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect())
+}

@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use super::client::{DeliveryContext, LoggingContext};
 use super::partitioner::partition_for_key;
-use super::restore::Restorer;
+use super::restore::{committed_offsets, Restorer};
 use super::RuntimeError;
 use crate::config::{RuntimeSettings, StateSettings, StoreBackend};
 use crate::engine::{
@@ -669,16 +669,7 @@ impl Shared {
             if let Err(e) = consumer.pause(&tpl) {
                 debug!(task = %id, error = %e, "Pause before restore failed.");
             }
-            let committed: HashMap<(String, i32), i64> = consumer
-                .committed_offsets(tpl, Duration::from_secs(30))
-                .map_err(RuntimeError::Client)?
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
-                    _ => None,
-                })
-                .collect();
+            let committed = committed_offsets(consumer, tpl, Duration::from_secs(30))?;
             restorer.add(task, committed)?;
         }
         self.metrics.tasks_assigned.set(st.tasks.len() as i64);
