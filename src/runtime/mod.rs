@@ -33,8 +33,8 @@ pub enum RuntimeError {
     Task(#[from] TaskError),
     #[error("state: {0}")]
     State(#[source] crate::state::StateError),
-    #[error("processing.guarantee = exactly_once is not available yet; use at_least_once (no double counting of state is still guaranteed by stored offsets)")]
-    ExactlyOnceUnavailable,
+    #[error("processing_guarantee = exactly_once needs Kafka transactions, and they failed: {0}. Brokers without transactions (Tansu) need processing_guarantee = at_least_once, which still never double counts state")]
+    Transactions(String),
     #[error("timed out {0}")]
     Timeout(String),
     #[error("the processing thread panicked")]
@@ -87,9 +87,7 @@ pub async fn start(
     topology: Topology,
     metrics: Metrics,
 ) -> Result<RuntimeHandle, RuntimeError> {
-    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
-        return Err(RuntimeError::ExactlyOnceUnavailable);
-    }
+    let transactional = config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
     let counts = admin::ensure_topics(
         config,
         &topology,
@@ -115,9 +113,24 @@ pub async fn start(
     } else {
         None
     };
-    let producer: BaseProducer<client::DeliveryContext> = client::producer_config(config)
+    let mut producer_config = client::producer_config(config);
+    if transactional {
+        let id = format!("{}-{}", config.application_id, instance_id(&stores));
+        info!(transactional_id = %id, "exactly_once: using a transactional producer.");
+        producer_config
+            .set("transactional.id", &id)
+            .set("transaction.timeout.ms", "60000");
+    }
+    let producer: BaseProducer<client::DeliveryContext> = producer_config
         .create_with_context(client::DeliveryContext::new(metrics.clone(), changelogs))
         .map_err(RuntimeError::Client)?;
+    if transactional {
+        use rdkafka::producer::Producer as _;
+        producer
+            .init_transactions(config.runtime.startup_timeout.min(std::time::Duration::from_secs(60)))
+            .and_then(|()| producer.begin_transaction())
+            .map_err(|e| RuntimeError::Transactions(e.to_string()))?;
+    }
     let shared = Arc::new(stream_thread::Shared::new(
         topology,
         metrics,
@@ -126,6 +139,7 @@ pub async fn start(
         counts,
         config.ingest.max_record_bytes + 64 * 1024,
         stores,
+        transactional,
     ));
     let shutdown = Arc::new(AtomicBool::new(false));
     let consumer_config = client::consumer_config(config);
@@ -167,4 +181,25 @@ fn state_context(
         rocks: Some(rocks),
         restorer: std::sync::Mutex::new(None),
     })
+}
+
+/// A stable id for this instance's transactional producer: kept in the state directory so a
+/// restarted instance fences its own zombie; random when there is no state directory.
+fn instance_id(stores: &stream_thread::StateContext) -> String {
+    let random = || format!("{:016x}", rand::random::<u64>());
+    let Some(dir) = &stores.directory else {
+        return random();
+    };
+    let path = dir.root().join(".instance-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return id.to_string();
+        }
+    }
+    let id = random();
+    if let Err(e) = std::fs::write(&path, &id) {
+        tracing::warn!(path = %path.display(), error = %e, "Could not persist the instance id; a restart will not fence its previous producer.");
+    }
+    id
 }

@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     settings: RuntimeSettings,
     sources: Vec<SourceTopic>,
     partition_counts: HashMap<String, i32>,
+    /// `exactly_once`: the producer is transactional and a transaction is always open.
+    transactional: bool,
     max_message_bytes: usize,
 }
 
@@ -154,6 +156,7 @@ impl Shared {
         partition_counts: HashMap<String, i32>,
         max_message_bytes: usize,
         mut stores: StateContext,
+        transactional: bool,
     ) -> Shared {
         let restorer = stores
             .restorer
@@ -189,6 +192,7 @@ impl Shared {
             sources,
             partition_counts,
             max_message_bytes,
+            transactional,
         }
     }
 
@@ -501,6 +505,9 @@ impl Shared {
             }
             self.producer.poll(Duration::from_millis(10));
         }
+        if self.transactional {
+            return self.commit_transaction(consumer, st, deadline, started);
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if let Err(e) = self.producer.flush(remaining) {
             warn!(error = %e, in_flight = self.producer.in_flight_count(), "Commit skipped: outputs not acknowledged in time.");
@@ -515,15 +522,43 @@ impl Shared {
         }
         // Every output and changelog record is acknowledged: write each task's data and
         // input positions in one local batch, then commit the consumer offsets.
+        if !self.write_local_state(st) {
+            return Committed::Failed;
+        }
+        let (tpl, n) = self.positions_to_commit(st);
+        if n == 0 {
+            return Committed::Nothing;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                self.mark_committed(st, started, n);
+                Committed::Offsets(n)
+            }
+            Err(e) => {
+                self.metrics.commit_failures.inc();
+                warn!(error = %e, partitions = n, "Offset commit failed; retrying at the next interval.");
+                Committed::Failed
+            }
+        }
+    }
+
+    /// Writes every task's staged store batch. False (and a fatal error recorded) when the
+    /// local write failed.
+    fn write_local_state(&self, st: &mut LoopState) -> bool {
         let ctx = self.producer.context();
         for task in st.tasks.values_mut() {
             if let Err(e) = task.finish_commit(&|t, p| ctx.changelog_end(t, p)) {
                 error!(task = %task.id(), error = %e, "Could not write local state; stopping without committing offsets (a restart restores from the changelog).");
                 self.metrics.commit_failures.inc();
                 st.fatal = Some(RuntimeError::State(e));
-                return Committed::Failed;
+                return false;
             }
         }
+        true
+    }
+
+    /// Positions processed since the last commit, and how many partitions moved.
+    fn positions_to_commit(&self, st: &LoopState) -> (TopicPartitionList, usize) {
         let mut tpl = TopicPartitionList::new();
         let mut n = 0;
         for (&(ti, p), ps) in &st.partitions {
@@ -536,27 +571,90 @@ impl Shared {
                 n += 1;
             }
         }
-        if n == 0 {
-            return Committed::Nothing;
+        (tpl, n)
+    }
+
+    fn mark_committed(&self, st: &mut LoopState, started: Instant, n: usize) {
+        for ps in st.partitions.values_mut() {
+            if ps.position >= 0 {
+                ps.committed = ps.position;
+            }
         }
-        match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => {
-                for ps in st.partitions.values_mut() {
-                    if ps.position >= 0 {
-                        ps.committed = ps.position;
+        self.metrics.commits.inc();
+        self.metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        debug!(partitions = n, "Committed offsets.");
+    }
+
+    /// `exactly_once`: outputs, changelog records and input offsets commit in one Kafka
+    /// transaction; the local store write follows the transaction's commit (a crash in
+    /// between is repaired by restore, whose filter then sees the offsets committed). A
+    /// failed transaction is aborted and the inputs are read again from the last commit.
+    fn commit_transaction(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        deadline: Instant,
+        started: Instant,
+    ) -> Committed {
+        let (tpl, n) = self.positions_to_commit(st);
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let result = (|| {
+            if n > 0 {
+                let cgm = consumer
+                    .group_metadata()
+                    .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
+                self.producer
+                    .send_offsets_to_transaction(&tpl, &cgm, remaining)?;
+            }
+            self.producer.commit_transaction(remaining)
+        })();
+        let failures = self.producer.context().failures.load(Ordering::Relaxed);
+        let delivered = failures == st.failures_seen;
+        st.failures_seen = failures;
+        match result {
+            Ok(()) if delivered => {
+                if !self.write_local_state(st) {
+                    return Committed::Failed;
+                }
+                if n > 0 {
+                    self.mark_committed(st, started, n);
+                }
+                if let Err(e) = self.producer.begin_transaction() {
+                    error!(error = %e, "Could not begin the next transaction; stopping.");
+                    st.fatal = Some(RuntimeError::Transactions(e.to_string()));
+                    return Committed::Failed;
+                }
+                if n > 0 {
+                    Committed::Offsets(n)
+                } else {
+                    Committed::Nothing
+                }
+            }
+            other => {
+                self.metrics.commit_failures.inc();
+                if let Err(KafkaError::Transaction(e)) = &other {
+                    if e.is_fatal() {
+                        error!(error = %e, "Fatal transaction error (fenced by another instance with the same transactional id?); stopping.");
+                        st.fatal = Some(RuntimeError::Transactions(e.to_string()));
+                        return Committed::Failed;
                     }
                 }
-                self.metrics.commits.inc();
-                self.metrics
-                    .commit_duration
-                    .observe(started.elapsed().as_secs_f64());
-                debug!(partitions = n, "Committed offsets.");
-                Committed::Offsets(n)
-            }
-            Err(e) => {
-                self.metrics.commit_failures.inc();
-                warn!(error = %e, partitions = n, "Offset commit failed; retrying at the next interval.");
-                Committed::Failed
+                warn!(result = ?other.err(), delivered, "Transaction not committed; aborting and reprocessing from the last commit.");
+                if let Err(e) = self.producer.abort_transaction(remaining) {
+                    error!(error = %e, "Could not abort the transaction; stopping.");
+                    st.fatal = Some(RuntimeError::Transactions(e.to_string()));
+                    return Committed::Failed;
+                }
+                self.rewind(consumer, st);
+                if let Err(e) = self.producer.begin_transaction() {
+                    st.fatal = Some(RuntimeError::Transactions(e.to_string()));
+                    return Committed::Failed;
+                }
+                Committed::Rewound
             }
         }
     }
@@ -920,6 +1018,11 @@ fn shutdown_sequence(shared: &Shared, consumer: &StreamConsumer, clean: bool) {
             Committed::Failed => warn!("Shutdown: final commit failed; uncommitted inputs will be reprocessed by the next owner."),
             outcome => info!(?outcome, "Shutdown: final commit done."),
         }
+    } else if shared.transactional {
+        // Nothing of the failed transaction may become visible.
+        let _ = shared
+            .producer
+            .abort_transaction(deadline.saturating_duration_since(Instant::now()));
     } else {
         // Do not commit after a failure, but do not leave acknowledged work unsent either.
         let _ = shared
