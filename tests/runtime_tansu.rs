@@ -159,33 +159,3 @@ async fn broker_going_away_is_survived_and_shutdown_stays_bounded() {
         stopping.elapsed()
     );
 }
-
-/// Tansu has no transactions: `exactly_once` fails at start with an error that says so and
-/// names the alternative, instead of hanging or half-working.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_once_without_broker_transactions_fails_clearly() {
-    let broker = support::tansu::Tansu::start();
-    let bootstrap = broker.bootstrap();
-    let input = support::random_topic("customer-events");
-    support::create_topics(&bootstrap, &[(input.clone(), 1)]);
-    let state = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        application_id: support::random_topic("app"),
-        bootstrap_servers: bootstrap.clone(),
-        inputs: vec![input.clone()],
-        state_dir: state.path().to_path_buf(),
-        processing_guarantee: scorestream::config::ProcessingGuarantee::ExactlyOnce,
-        ..Config::default()
-    };
-    config.runtime.replication_factor = 1;
-    config.runtime.startup_timeout = Duration::from_secs(20);
-    let normalizer = std::sync::Arc::new(app::normalizer(&config).unwrap());
-    let topology = app::build_topology(&config, normalizer, None).unwrap();
-    let started = Instant::now();
-    let err = match runtime::start(&config, topology, Metrics::new()).await {
-        Ok(_) => panic!("exactly_once started on a broker without transactions"),
-        Err(e) => e.to_string(),
-    };
-    assert!(err.contains("at_least_once"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(90), "bounded");
-}

@@ -165,6 +165,12 @@ impl ClientContext for LoggingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // End of partition is an event the restore consumer asks for, not a problem.
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        {
+            return;
+        }
         self.report(format!("{error}: {reason}"));
     }
 }

@@ -127,7 +127,12 @@ pub async fn start(
     if transactional {
         use rdkafka::producer::Producer as _;
         producer
-            .init_transactions(config.runtime.startup_timeout.min(std::time::Duration::from_secs(60)))
+            .init_transactions(
+                config
+                    .runtime
+                    .startup_timeout
+                    .min(std::time::Duration::from_secs(60)),
+            )
             .and_then(|()| producer.begin_transaction())
             .map_err(|e| RuntimeError::Transactions(e.to_string()))?;
     }

@@ -26,6 +26,9 @@ use crate::state::{
     Backend, MemoryBackend, RocksBackend, RocksResources, StateDirectory, TaskState,
 };
 
+/// `exactly_once`: consecutive failed transactions after which the instance stops.
+const MAX_ABORTS_IN_A_ROW: u32 = 5;
+
 /// Header set on a dead letter whose value was cut to fit the broker's limit.
 pub const TRUNCATED_HEADER: &str = "scorestream.error.truncated";
 
@@ -74,6 +77,8 @@ pub(crate) struct LoopState {
     held: HashMap<(usize, i32), i64>,
     /// An error raised inside a rebalance callback, ending the loop.
     fatal: Option<RuntimeError>,
+    /// Transactions aborted in a row (`exactly_once`); too many stop the instance.
+    aborts_in_a_row: u32,
     partitions: HashMap<(usize, i32), PartitionState>,
     pending: VecDeque<SinkRecord>,
     scratch: Vec<SinkRecord>,
@@ -179,6 +184,7 @@ impl Shared {
                 restorer,
                 held: HashMap::new(),
                 fatal: None,
+                aborts_in_a_row: 0,
                 partitions: HashMap::new(),
                 pending: VecDeque::new(),
                 scratch: Vec::new(),
@@ -617,6 +623,7 @@ impl Shared {
         st.failures_seen = failures;
         match result {
             Ok(()) if delivered => {
+                st.aborts_in_a_row = 0;
                 if !self.write_local_state(st) {
                     return Committed::Failed;
                 }
@@ -642,6 +649,20 @@ impl Shared {
                         st.fatal = Some(RuntimeError::Transactions(e.to_string()));
                         return Committed::Failed;
                     }
+                }
+                st.aborts_in_a_row += 1;
+                if st.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW {
+                    let why = format!(
+                        "{MAX_ABORTS_IN_A_ROW} transactions in a row failed to commit (last: {})",
+                        other
+                            .as_ref()
+                            .err()
+                            .map_or_else(|| "a delivery failed".to_string(), |e| e.to_string())
+                    );
+                    error!(%why, "Stopping: the broker does not complete transactions.");
+                    let _ = self.producer.abort_transaction(remaining);
+                    st.fatal = Some(RuntimeError::Transactions(why));
+                    return Committed::Failed;
                 }
                 warn!(result = ?other.err(), delivered, "Transaction not committed; aborting and reprocessing from the last commit.");
                 if let Err(e) = self.producer.abort_transaction(remaining) {
