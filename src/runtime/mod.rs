@@ -140,11 +140,13 @@ pub async fn start(
         topology,
         metrics,
         config.runtime.clone(),
-        producer,
+        stream_thread::OutputProducer {
+            producer,
+            max_message_bytes: config.ingest.max_record_bytes + 64 * 1024,
+            transactional,
+        },
         counts,
-        config.ingest.max_record_bytes + 64 * 1024,
         stores,
-        transactional,
     ));
     let shutdown = Arc::new(AtomicBool::new(false));
     let consumer_config = client::consumer_config(config);

@@ -86,6 +86,15 @@ pub(crate) struct LoopState {
     paused: bool,
 }
 
+/// The producer of outputs and changelogs, with what the loop must know about it.
+pub(crate) struct OutputProducer {
+    pub producer: BaseProducer<DeliveryContext>,
+    /// Largest record the broker accepts (dead letters above it are truncated).
+    pub max_message_bytes: usize,
+    /// `exactly_once`: transactional, with a transaction always open.
+    pub transactional: bool,
+}
+
 /// Where tasks' stores live.
 pub(crate) struct StateContext {
     pub settings: StateSettings,
@@ -157,12 +166,15 @@ impl Shared {
         topology: Topology,
         metrics: Metrics,
         settings: RuntimeSettings,
-        producer: BaseProducer<DeliveryContext>,
+        producer: OutputProducer,
         partition_counts: HashMap<String, i32>,
-        max_message_bytes: usize,
         mut stores: StateContext,
-        transactional: bool,
     ) -> Shared {
+        let OutputProducer {
+            producer,
+            max_message_bytes,
+            transactional,
+        } = producer;
         let restorer = stores
             .restorer
             .get_mut()
