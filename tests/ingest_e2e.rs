@@ -18,6 +18,9 @@ use scorestream::ingest::event::CanonicalEvent;
 use scorestream::metrics::Metrics;
 use scorestream::runtime::{self, partitioner::partition_for_key, RuntimeHandle};
 
+/// Partitions the group assigns: four input topics plus `events-by-customer` (as many
+/// partitions as the largest input) read by the per-customer sub-topology.
+const ASSIGNABLE: i64 = (PARTITIONS * 5) as i64;
 const PARTITIONS: i32 = 3;
 
 struct Scenario {
@@ -333,8 +336,7 @@ async fn two_instances_split_and_hand_over_on_tansu() {
         || {
             ma.partitions_assigned.get() > 0
                 && mb.partitions_assigned.get() > 0
-                && ma.partitions_assigned.get() + mb.partitions_assigned.get()
-                    == (PARTITIONS * 4) as i64
+                && ma.partitions_assigned.get() + mb.partitions_assigned.get() == ASSIGNABLE
         },
     )
     .await;
@@ -348,7 +350,7 @@ async fn two_instances_split_and_hand_over_on_tansu() {
     wait_for(
         "A takes every partition back",
         Duration::from_secs(90),
-        || ma.partitions_assigned.get() == (PARTITIONS * 4) as i64,
+        || ma.partitions_assigned.get() == ASSIGNABLE,
     )
     .await;
     s.produce(&bootstrap, 2000..3000);

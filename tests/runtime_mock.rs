@@ -47,6 +47,26 @@ impl Processor for Upper {
     }
 }
 
+/// Sends `n` unkeyed records, record `i` with value `value(i)` to partition `i % partitions`.
+fn produce(bootstrap: &str, topic: &str, n: i32, partitions: i32, value: impl Fn(i32) -> String) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    for i in 0..n {
+        let v = value(i);
+        producer
+            .send(
+                BaseRecord::<(), _>::to(topic)
+                    .payload(&v)
+                    .partition(i % partitions),
+            )
+            .unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
 fn random_name(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
 }
@@ -156,23 +176,14 @@ async fn processes_everything_once_and_commits_after_acks() {
     let output = random_name("out");
     cluster.create_topic(&input, 3, 1).unwrap();
 
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
     let n = 2000;
-    for i in 0..n {
-        let v = if i % 100 == 7 {
+    produce(&bootstrap, &input, n, 3, |i| {
+        if i % 100 == 7 {
             format!("bad-{i}")
         } else {
             format!("c{}:event-{i}", i % 37)
-        };
-        producer
-            .send(BaseRecord::<(), _>::to(&input).payload(&v).partition(i % 3))
-            .unwrap();
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+        }
+    });
 
     let config = test_config(&bootstrap, &[&input]);
     let topology = passthrough_topology(&config.application_id, &[&input], &output);
@@ -266,19 +277,10 @@ async fn backpressure_bounds_in_flight_and_loses_nothing() {
     let input = random_name("in");
     let output = random_name("out");
     cluster.create_topic(&input, 2, 1).unwrap();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
     let n = 3000;
-    for i in 0..n {
-        let v = format!("c{}:{}", i % 11, "x".repeat(200));
-        producer
-            .send(BaseRecord::<(), _>::to(&input).payload(&v).partition(i % 2))
-            .unwrap();
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+    produce(&bootstrap, &input, n, 2, |i| {
+        format!("c{}:{}", i % 11, "x".repeat(200))
+    });
 
     let mut config = test_config(&bootstrap, &[&input]);
     config.runtime.max_in_flight_records = 8;
@@ -373,19 +375,10 @@ async fn exactly_once_commits_transactions_on_the_mock_cluster() {
     let input = random_name("in");
     let output = random_name("out");
     cluster.create_topic(&input, 2, 1).unwrap();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
     let n = 1000;
-    for i in 0..n {
-        let v = format!("c{}:event-{i}", i % 17);
-        producer
-            .send(BaseRecord::<(), _>::to(&input).payload(&v).partition(i % 2))
-            .unwrap();
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+    produce(&bootstrap, &input, n, 2, |i| {
+        format!("c{}:event-{i}", i % 17)
+    });
 
     let mut config = test_config(&bootstrap, &[&input]);
     config.processing_guarantee = scorestream::config::ProcessingGuarantee::ExactlyOnce;
