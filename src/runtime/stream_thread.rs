@@ -332,19 +332,23 @@ impl Shared {
             subtopology: source.subtopology,
             partition,
         };
-        if !st.tasks.contains_key(&id) {
-            // Its task is restoring (or not created yet): come back to this record later.
-            let held = st.held.entry((ti, partition)).or_insert(offset);
-            *held = (*held).min(offset);
-            return Ok(());
-        }
-        let Some(ps) = st.partitions.get_mut(&(ti, partition)) else {
+        if !st.partitions.contains_key(&(ti, partition)) {
             debug!(
                 topic = m.topic(),
                 partition, offset, "Skipping record of a revoked partition."
             );
             return Ok(());
-        };
+        }
+        if !st.tasks.contains_key(&id) {
+            // Its task is restoring: come back to this record when it starts.
+            let held = st.held.entry((ti, partition)).or_insert(offset);
+            *held = (*held).min(offset);
+            return Ok(());
+        }
+        let ps = st
+            .partitions
+            .get_mut(&(ti, partition))
+            .expect("checked above");
         if ps.base < 0 {
             ps.base = offset;
         }
@@ -373,9 +377,7 @@ impl Shared {
                 offset,
             }),
         };
-        let Some(task) = st.tasks.get_mut(&id) else {
-            return Ok(());
-        };
+        let task = st.tasks.get_mut(&id).expect("checked above");
         if !task.process(&source.name, record, now)? {
             self.metrics.replayed_records_skipped.inc();
         }
