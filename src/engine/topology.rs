@@ -112,8 +112,6 @@ pub enum TopologyError {
     ParentIsSink { node: String, parent: String },
     #[error("topic '{0}' is read by more than one source")]
     TopicReadTwice(String),
-    #[error("processor '{processor}' uses store '{store}', which is not declared")]
-    UnknownStore { processor: String, store: String },
     #[error("store '{store}' is connected to '{processor}', which is not a processor")]
     UnknownStoreUser { store: String, processor: String },
     #[error("store name '{0}' is declared twice")]
@@ -151,7 +149,7 @@ pub struct TopologyBuilder {
 
 enum PendingKind {
     Source(Vec<TopicRef>),
-    Processor(ProcessorSupplier, Vec<String>),
+    Processor(ProcessorSupplier),
     Sink(SinkTarget, Partitioning),
 }
 
@@ -184,7 +182,7 @@ impl TopologyBuilder {
     {
         self.nodes.push((
             name.to_string(),
-            PendingKind::Processor(Arc::new(supplier), Vec::new()),
+            PendingKind::Processor(Arc::new(supplier)),
             parents.iter().map(|s| s.to_string()).collect(),
         ));
         self
@@ -266,19 +264,12 @@ impl TopologyBuilder {
                     }
                     NodeKind::Source { topics }
                 }
-                PendingKind::Processor(supplier, stores) => {
-                    let mut stores = stores.clone();
+                PendingKind::Processor(supplier) => {
+                    // Connections name declared stores only (add_state_store makes both).
+                    let mut stores: Vec<String> = Vec::new();
                     for (store, user) in &self.store_users {
                         if user == name && !stores.contains(store) {
                             stores.push(store.clone());
-                        }
-                    }
-                    for s in &stores {
-                        if !self.stores.iter().any(|d| &d.name == s) {
-                            errors.push(TopologyError::UnknownStore {
-                                processor: name.clone(),
-                                store: s.clone(),
-                            });
                         }
                     }
                     NodeKind::Processor {
