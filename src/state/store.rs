@@ -84,7 +84,8 @@ pub struct TaskState {
     by_global: HashMap<usize, usize>,
     partition: i32,
     /// Next offset per input partition whose effects are already in the backend.
-    applied: HashMap<(String, i32), i64>,
+    /// Keyed topic → partition so the per-record check needs no allocation.
+    applied: HashMap<String, HashMap<i32, i64>>,
     /// Next offset per input partition processed since the last commit.
     positions: BTreeMap<(Arc<str>, i32), i64>,
     /// Prepared but not yet written (waiting for the producer's acknowledgements).
@@ -99,13 +100,16 @@ impl TaskState {
         specs: &[StoreSpec],
         partition: i32,
     ) -> Result<TaskState, StateError> {
-        let mut applied = HashMap::new();
+        let mut applied: HashMap<String, HashMap<i32, i64>> = HashMap::new();
         for (k, v) in backend.meta_with_prefix(APPLIED_PREFIX)? {
             if let (Some((topic, p)), Some(offset)) =
                 (k[APPLIED_PREFIX.len()..].rsplit_once('/'), decode_i64(&v))
             {
                 if let Ok(p) = p.parse() {
-                    applied.insert((topic.to_string(), p), offset);
+                    applied
+                        .entry(topic.to_string())
+                        .or_default()
+                        .insert(p, offset);
                 }
             }
         }
@@ -144,7 +148,8 @@ impl TaskState {
     /// after a crash between the local write and the offset commit).
     pub fn is_applied(&self, topic: &str, partition: i32, offset: i64) -> bool {
         self.applied
-            .get(&(topic.to_string(), partition))
+            .get(topic)
+            .and_then(|parts| parts.get(&partition))
             .is_some_and(|&next| offset < next)
     }
 
@@ -245,7 +250,10 @@ impl TaskState {
         }
         self.backend.write(staged)?;
         for ((topic, p), next) in std::mem::take(&mut self.positions) {
-            self.applied.insert((topic.to_string(), p), next);
+            self.applied
+                .entry(topic.to_string())
+                .or_default()
+                .insert(p, next);
         }
         Ok(())
     }
@@ -285,7 +293,12 @@ impl TaskState {
             )],
         };
         for ((topic, p), next) in positions {
-            let cur = self.applied.entry((topic.clone(), *p)).or_insert(*next);
+            let cur = self
+                .applied
+                .entry(topic.clone())
+                .or_default()
+                .entry(*p)
+                .or_insert(*next);
             *cur = (*cur).max(*next);
             set.meta.push((
                 format!("{APPLIED_PREFIX}{topic}/{p}"),
