@@ -139,29 +139,30 @@ impl Restorer {
         if self.tasks.remove(id).is_none() {
             return;
         }
+        self.release_readings(id);
+        self.metrics.tasks_restoring.set(self.tasks.len() as i64);
+    }
+
+    /// Stops reading task `id`'s changelog partitions.
+    fn release_readings(&mut self, id: &TaskId) {
         let tps: Vec<Tp> = self
             .readings
             .iter()
             .filter(|(_, r)| r.task == *id)
             .map(|(tp, _)| tp.clone())
             .collect();
-        self.unassign(&tps);
-        for tp in tps {
-            self.readings.remove(&tp);
-        }
-        self.metrics.tasks_restoring.set(self.tasks.len() as i64);
-    }
-
-    fn unassign(&self, tps: &[Tp]) {
         if tps.is_empty() {
             return;
         }
         let mut tpl = TopicPartitionList::new();
-        for (t, p) in tps {
+        for (t, p) in &tps {
             tpl.add_partition(t, *p);
         }
         if let Err(e) = self.consumer.incremental_unassign(&tpl) {
             warn!(error = %e, "Could not unassign restored changelog partitions.");
+        }
+        for tp in tps {
+            self.readings.remove(&tp);
         }
     }
 
@@ -204,7 +205,7 @@ impl Restorer {
         }
         self.flush_all()?;
         self.report();
-        self.finish_done()
+        Ok(self.finish_done())
     }
 
     /// Marks partition-`p` readings done whose position reached the fetched high watermark.
@@ -307,7 +308,7 @@ impl Restorer {
         self.metrics.restore_remaining.set(remaining_total);
     }
 
-    fn finish_done(&mut self) -> Result<Vec<StreamTask>, RuntimeError> {
+    fn finish_done(&mut self) -> Vec<StreamTask> {
         let done: Vec<TaskId> = self
             .tasks
             .keys()
@@ -321,19 +322,8 @@ impl Restorer {
             .collect();
         let mut out = Vec::new();
         for id in done {
-            let tps: Vec<Tp> = self
-                .readings
-                .iter()
-                .filter(|(_, r)| r.task == id)
-                .map(|(tp, _)| tp.clone())
-                .collect();
-            for tp in &tps {
-                self.flush(tp)?;
-            }
-            self.unassign(&tps);
-            for tp in tps {
-                self.readings.remove(&tp);
-            }
+            // `poll` flushed every reading just before, done ones included.
+            self.release_readings(&id);
             if let Some(t) = self.tasks.remove(&id) {
                 info!(
                     task = %id,
@@ -346,7 +336,7 @@ impl Restorer {
             }
         }
         self.metrics.tasks_restoring.set(self.tasks.len() as i64);
-        Ok(out)
+        out
     }
 }
 
