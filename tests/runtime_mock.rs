@@ -139,6 +139,34 @@ fn passthrough_topology(
     b.build(app_id).unwrap()
 }
 
+/// Starts the runtime, reads each `(topic, partitions, expected)` (see [`read_all`]), then
+/// shuts the runtime down and waits for a clean stop.
+async fn run_reading<const N: usize>(
+    config: &Config,
+    topology: scorestream::engine::Topology,
+    metrics: &Metrics,
+    reads: [(&String, i32, usize); N],
+) -> [Vec<rdkafka::message::OwnedMessage>; N] {
+    let handle = runtime::start(config, topology, metrics.clone())
+        .await
+        .unwrap_or_else(|e| panic!("runtime starts: {e}"));
+    let mut out = Vec::with_capacity(N);
+    for (topic, partitions, expected) in reads {
+        let (b, t) = (config.bootstrap_servers.clone(), topic.clone());
+        out.push(
+            tokio::task::spawn_blocking(move || read_all(&b, &t, partitions, expected))
+                .await
+                .unwrap(),
+        );
+    }
+    handle.shutdown();
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap()
+        .unwrap();
+    out.try_into().expect("one result per read")
+}
+
 /// A configuration for a test application on `bootstrap` with fast commits.
 fn test_config(bootstrap: &str, inputs: &[&str]) -> Config {
     let mut config = Config {
@@ -189,28 +217,15 @@ async fn processes_everything_once_and_commits_after_acks() {
     let topology = passthrough_topology(&config.application_id, &[&input], &output);
     create_planned_topics(&cluster, &config, &topology, (&input, 3));
     let metrics = Metrics::new();
-    let handle = runtime::start(&config, topology, metrics.clone())
-        .await
-        .unwrap();
-
     let bad = (0..n).filter(|i| i % 100 == 7).count();
-    let outs = tokio::task::spawn_blocking({
-        let (b, o) = (bootstrap.clone(), output.clone());
-        move || read_all(&b, &o, 6, n as usize - bad)
-    })
-    .await
-    .unwrap();
-    let dlqs = tokio::task::spawn_blocking({
-        let (b, t) = (bootstrap.clone(), format!("{input}-dlq"));
-        move || read_all(&b, &t, 3, bad)
-    })
-    .await
-    .unwrap();
-    handle.shutdown();
-    tokio::task::spawn_blocking(move || handle.join())
-        .await
-        .unwrap()
-        .unwrap();
+    let dlq = format!("{input}-dlq");
+    let [outs, dlqs] = run_reading(
+        &config,
+        topology,
+        &metrics,
+        [(&output, 6, n as usize - bad), (&dlq, 3, bad)],
+    )
+    .await;
 
     // Every good record exactly once (no crash here, so no repeats), on murmur2's partition.
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -288,20 +303,7 @@ async fn backpressure_bounds_in_flight_and_loses_nothing() {
     let topology = passthrough_topology(&config.application_id, &[&input], &output);
     create_planned_topics(&cluster, &config, &topology, (&input, 2));
     let metrics = Metrics::new();
-    let handle = runtime::start(&config, topology, metrics.clone())
-        .await
-        .unwrap();
-    let outs = tokio::task::spawn_blocking({
-        let (b, o) = (bootstrap.clone(), output.clone());
-        move || read_all(&b, &o, 6, n as usize)
-    })
-    .await
-    .unwrap();
-    handle.shutdown();
-    tokio::task::spawn_blocking(move || handle.join())
-        .await
-        .unwrap()
-        .unwrap();
+    let [outs] = run_reading(&config, topology, &metrics, [(&output, 6, n as usize)]).await;
     assert_eq!(outs.len(), n as usize);
     assert!(
         metrics.backpressure_waits.get() > 0,
@@ -385,20 +387,8 @@ async fn exactly_once_commits_transactions_on_the_mock_cluster() {
     let topology = passthrough_topology(&config.application_id, &[&input], &output);
     create_planned_topics(&cluster, &config, &topology, (&input, 2));
     let metrics = Metrics::new();
-    let handle = runtime::start(&config, topology, metrics.clone())
-        .await
-        .expect("transactional producer initialises on the mock cluster");
-    let outs = tokio::task::spawn_blocking({
-        let (b, o) = (bootstrap.clone(), output.clone());
-        move || read_all(&b, &o, 6, n as usize)
-    })
-    .await
-    .unwrap();
-    handle.shutdown();
-    tokio::task::spawn_blocking(move || handle.join())
-        .await
-        .unwrap()
-        .unwrap();
+    // Start-up includes initialising the transactional producer on the mock cluster.
+    let [outs] = run_reading(&config, topology, &metrics, [(&output, 6, n as usize)]).await;
     let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
     for m in &outs {
         *seen.entry(m.payload().unwrap().to_vec()).or_default() += 1;
