@@ -1,0 +1,578 @@
+//! The processing loop: one thread that polls the consumer, runs tasks, produces their
+//! outputs, and commits input offsets only after those outputs are acknowledged.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::{ClientContext, Message, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use super::client::{DeliveryContext, LoggingContext};
+use super::restore::Restorer;
+use super::RuntimeError;
+use crate::config::{RuntimeSettings, StateSettings};
+use crate::engine::{Headers, Record, SinkRecord, SourcePosition, StreamTask, TaskId, Topology};
+use crate::metrics::Metrics;
+use crate::state::{RocksResources, StateDirectory};
+
+mod commit;
+mod output;
+mod tasks;
+
+/// `exactly_once`: consecutive failed transactions after which the instance stops.
+const MAX_ABORTS_IN_A_ROW: u32 = 5;
+
+/// Header set on a dead letter whose value was cut to fit the broker's limit.
+pub const TRUNCATED_HEADER: &str = "scorestream.error.truncated";
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PartitionState {
+    /// Next offset to commit (last processed + 1); -1 before the first record.
+    position: i64,
+    /// Last committed position; -1 if none this assignment.
+    committed: i64,
+    /// First offset processed this assignment; where a rewind goes if nothing was committed.
+    base: i64,
+}
+
+impl PartitionState {
+    const NEW: PartitionState = PartitionState {
+        position: -1,
+        committed: -1,
+        base: -1,
+    };
+}
+
+/// A source topic, interned with what the loop needs per record.
+struct SourceTopic {
+    name: Arc<str>,
+    subtopology: usize,
+    consumed: prometheus::IntCounter,
+}
+
+/// Everything the loop and the rebalance callback share. Guarded by one mutex that the
+/// loop holds while processing a batch and never while polling the consumer (the
+/// rebalance callback runs inside `poll`).
+pub(crate) struct LoopState {
+    /// Running tasks (restored and initialised).
+    tasks: BTreeMap<TaskId, StreamTask>,
+    /// Tasks whose stores are being restored; their inputs are paused.
+    restorer: Option<Restorer>,
+    /// First offset fetched for a partition while its task was restoring; the partition is
+    /// sought back there when the task starts.
+    held: HashMap<(usize, i32), i64>,
+    /// An error raised inside a rebalance callback, ending the loop.
+    fatal: Option<RuntimeError>,
+    /// Transactions aborted in a row (`exactly_once`); too many stop the instance.
+    aborts_in_a_row: u32,
+    partitions: HashMap<(usize, i32), PartitionState>,
+    pending: VecDeque<SinkRecord>,
+    scratch: Vec<SinkRecord>,
+    failures_seen: u64,
+    paused: bool,
+}
+
+/// The producer of outputs and changelogs, with what the loop must know about it.
+pub(crate) struct OutputProducer {
+    pub producer: BaseProducer<DeliveryContext>,
+    /// Largest record the broker accepts (dead letters above it are truncated).
+    pub max_message_bytes: usize,
+    /// `exactly_once`: transactional, with a transaction always open.
+    pub transactional: bool,
+}
+
+/// Where tasks' stores live.
+pub(crate) struct StateContext {
+    pub settings: StateSettings,
+    /// Locked for this process; `None` with the memory backend.
+    pub directory: Option<StateDirectory>,
+    pub rocks: Option<RocksResources>,
+    /// Handed to the loop state at start (behind a mutex only to keep `Shared` `Sync`).
+    pub restorer: Mutex<Option<Restorer>>,
+}
+
+pub(crate) struct Shared {
+    state: Mutex<LoopState>,
+    stores: StateContext,
+    producer: BaseProducer<DeliveryContext>,
+    topology: Topology,
+    metrics: Metrics,
+    settings: RuntimeSettings,
+    sources: Vec<SourceTopic>,
+    partition_counts: HashMap<String, i32>,
+    /// `exactly_once`: the producer is transactional and a transaction is always open.
+    transactional: bool,
+    max_message_bytes: usize,
+}
+
+/// Consumer callbacks: logging, and commit-before-revoke.
+pub(crate) struct StreamContext {
+    logging: LoggingContext,
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for StreamContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.logging.log(level, fac, log_message)
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.logging.error(error, reason)
+    }
+}
+
+impl ConsumerContext for StreamContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => self.shared.on_revoke(consumer, tpl),
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => warn!(error = %e, "Rebalance error."),
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.shared.on_assign(tpl);
+        }
+    }
+}
+
+type StreamConsumer = BaseConsumer<StreamContext>;
+
+/// Outcome of a commit attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Committed {
+    Nothing,
+    Offsets(usize),
+    Rewound,
+    Failed,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        topology: Topology,
+        metrics: Metrics,
+        settings: RuntimeSettings,
+        producer: OutputProducer,
+        partition_counts: HashMap<String, i32>,
+        mut stores: StateContext,
+    ) -> Shared {
+        let OutputProducer {
+            producer,
+            max_message_bytes,
+            transactional,
+        } = producer;
+        let restorer = stores
+            .restorer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let sources = topology
+            .source_topics()
+            .into_iter()
+            .map(|t| SourceTopic {
+                subtopology: topology.subtopology_of(&t).expect("source topic"),
+                consumed: metrics.records_consumed.with_label_values(&[&t]),
+                name: Arc::from(t.as_str()),
+            })
+            .collect();
+        Shared {
+            stores,
+            state: Mutex::new(LoopState {
+                tasks: BTreeMap::new(),
+                restorer,
+                held: HashMap::new(),
+                fatal: None,
+                aborts_in_a_row: 0,
+                partitions: HashMap::new(),
+                pending: VecDeque::new(),
+                scratch: Vec::new(),
+                failures_seen: 0,
+                paused: false,
+            }),
+            producer,
+            topology,
+            metrics,
+            settings,
+            sources,
+            partition_counts,
+            max_message_bytes,
+            transactional,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LoopState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn topic_index(&self, topic: &str) -> Option<usize> {
+        self.sources.iter().position(|s| &*s.name == topic)
+    }
+
+    fn on_assign(&self, tpl: &TopicPartitionList) {
+        self.metrics.rebalances.with_label_values(&["assign"]).inc();
+        let mut st = self.lock();
+        let mut added = Vec::new();
+        for e in tpl.elements() {
+            if let Some(i) = self.topic_index(e.topic()) {
+                st.partitions
+                    .entry((i, e.partition()))
+                    .or_insert(PartitionState::NEW);
+                added.push(format!("{}-{}", e.topic(), e.partition()));
+            }
+        }
+        self.metrics
+            .partitions_assigned
+            .set(st.partitions.len() as i64);
+        info!(partitions = %added.join(","), total = st.partitions.len(), "Partitions assigned.");
+    }
+
+    fn on_revoke(&self, consumer: &StreamConsumer, tpl: &TopicPartitionList) {
+        self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+        let lost = consumer.assignment_lost();
+        let mut st = self.lock();
+        let revoked: Vec<(usize, i32)> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| self.topic_index(e.topic()).map(|i| (i, e.partition())))
+            .collect();
+        // Tasks left with no assigned partition close; their final outputs and store
+        // writes go out with the commit below, then their stores close.
+        let remaining: Vec<TaskId> = st
+            .partitions
+            .keys()
+            .filter(|k| !revoked.contains(k))
+            .map(|&(i, p)| TaskId {
+                subtopology: self.sources[i].subtopology,
+                partition: p,
+            })
+            .collect();
+        let closing: Vec<TaskId> = st
+            .tasks
+            .keys()
+            .filter(|id| !remaining.contains(id))
+            .copied()
+            .collect();
+        if let Some(r) = st.restorer.as_mut() {
+            for id in r.task_ids() {
+                if !remaining.contains(&id) {
+                    r.remove(&id);
+                    info!(task = %id, "Revoked while restoring.");
+                }
+            }
+        }
+        let now = now_ms();
+        for id in &closing {
+            if let Some(task) = st.tasks.get_mut(id) {
+                if let Err(e) = task.close(now) {
+                    warn!(task = %id, error = %e, "Task failed while closing.");
+                }
+            }
+        }
+        if lost {
+            warn!(
+                partitions = revoked.len(),
+                "Partitions lost (session expired); not committing, the new owner reprocesses from the last commit."
+            );
+        } else {
+            let deadline = Instant::now() + self.settings.shutdown_timeout;
+            let outcome = self.commit(consumer, &mut st, deadline);
+            debug!(?outcome, "Committed before revocation.");
+        }
+        for id in &closing {
+            st.tasks.remove(id);
+            if let Some(dir) = &self.stores.directory {
+                dir.mark_released(*id);
+            }
+        }
+        for k in &revoked {
+            st.partitions.remove(k);
+            st.held.remove(k);
+        }
+        self.metrics
+            .partitions_assigned
+            .set(st.partitions.len() as i64);
+        self.metrics.tasks_assigned.set(st.tasks.len() as i64);
+        info!(
+            revoked = revoked.len(),
+            closed_tasks = closing.len(),
+            remaining = st.partitions.len(),
+            "Partitions revoked."
+        );
+    }
+
+    /// Runs one polled record through its task. Records of partitions no longer assigned
+    /// (revoked during the poll that returned them) are skipped: the new owner has them.
+    fn process_message(
+        &self,
+        st: &mut LoopState,
+        m: &BorrowedMessage<'_>,
+        now: i64,
+    ) -> Result<(), RuntimeError> {
+        let Some(ti) = self.topic_index(m.topic()) else {
+            return Ok(());
+        };
+        let partition = m.partition();
+        let offset = m.offset();
+        let source = &self.sources[ti];
+        let id = TaskId {
+            subtopology: source.subtopology,
+            partition,
+        };
+        if !st.partitions.contains_key(&(ti, partition)) {
+            debug!(
+                topic = m.topic(),
+                partition, offset, "Skipping record of a revoked partition."
+            );
+            return Ok(());
+        }
+        if !st.tasks.contains_key(&id) {
+            // Its task is restoring: come back to this record when it starts.
+            let held = st.held.entry((ti, partition)).or_insert(offset);
+            *held = (*held).min(offset);
+            return Ok(());
+        }
+        let ps = st
+            .partitions
+            .get_mut(&(ti, partition))
+            .expect("checked above");
+        if ps.base < 0 {
+            ps.base = offset;
+        }
+        ps.position = offset + 1;
+        source.consumed.inc();
+        let headers = match m.headers() {
+            None => Headers::new(),
+            Some(h) => h
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        };
+        let record = Record {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp: m.timestamp().to_millis().unwrap_or(now),
+            source: Some(SourcePosition {
+                topic: source.name.clone(),
+                partition,
+                offset,
+            }),
+        };
+        let task = st.tasks.get_mut(&id).expect("checked above");
+        if !task.process(&source.name, record, now)? {
+            self.metrics.replayed_records_skipped.inc();
+        }
+        task.drain_outputs_into(&mut st.scratch);
+        let mut scratch = std::mem::take(&mut st.scratch);
+        for out in scratch.drain(..) {
+            if st.pending.is_empty() {
+                if let Some(back) = self.send(out) {
+                    st.pending.push_back(back);
+                }
+            } else {
+                st.pending.push_back(out);
+            }
+        }
+        st.scratch = scratch;
+        Ok(())
+    }
+}
+
+/// Runs the loop until `shutdown` is set or a task fails.
+pub(crate) fn run_loop(
+    shared: Arc<Shared>,
+    consumer_config: rdkafka::ClientConfig,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(), RuntimeError> {
+    let context = StreamContext {
+        logging: LoggingContext::default(),
+        shared: shared.clone(),
+    };
+    let consumer: StreamConsumer = consumer_config
+        .create_with_context(context)
+        .map_err(RuntimeError::Client)?;
+    let topics: Vec<&str> = shared.sources.iter().map(|s| &*s.name).collect();
+    consumer.subscribe(&topics).map_err(RuntimeError::Client)?;
+    info!(topics = %topics.join(","), "Subscribed; waiting for partitions.");
+
+    let commit_interval = shared.settings.commit_interval;
+    let mut last_commit = Instant::now();
+    let mut last_punctuate = Instant::now();
+    let mut last_housekeeping = Instant::now();
+    let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(1024);
+    let result = loop {
+        if shutdown.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        let backlogged = {
+            let mut st = shared.lock();
+            let clear = shared.send_pending(&mut st);
+            if !clear && !st.paused {
+                shared.metrics.backpressure_waits.inc();
+                if let Ok(a) = consumer.assignment() {
+                    let _ = consumer.pause(&a);
+                }
+                st.paused = true;
+                debug!(
+                    pending = st.pending.len(),
+                    "Producer queue full; pausing fetches."
+                );
+            } else if clear && st.paused {
+                if let Ok(a) = consumer.assignment() {
+                    let _ = consumer.resume(&a);
+                }
+                st.paused = false;
+            }
+            !clear
+        };
+        if backlogged {
+            shared.producer.poll(Duration::from_millis(10));
+        }
+        let wait = if backlogged {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(50)
+        };
+        match consumer.poll(wait) {
+            None => {}
+            Some(Err(e)) => warn!(error = %e, "Consumer error."),
+            Some(Ok(m)) => {
+                batch.push(m);
+                while batch.len() < 1024 {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(Ok(m)) => batch.push(m),
+                        Some(Err(e)) => {
+                            warn!(error = %e, "Consumer error.");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        {
+            let now = now_ms();
+            let mut st = shared.lock();
+            if let Err(e) = shared.ensure_tasks(&consumer, &mut st, now) {
+                error!(error = %e, "Could not create tasks; stopping.");
+                break Err(e);
+            }
+            let budget = if batch.is_empty() {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_millis(5)
+            };
+            if let Err(e) = shared.drive_restore(&consumer, &mut st, budget) {
+                error!(error = %e, "Restore failed; stopping.");
+                break Err(e);
+            }
+        }
+        if !batch.is_empty() {
+            let now = now_ms();
+            let mut st = shared.lock();
+            let mut failed = None;
+            for m in batch.drain(..) {
+                if let Err(e) = shared.process_message(&mut st, &m, now) {
+                    error!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "Task failed; stopping.");
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+        }
+        shared.producer.poll(Duration::ZERO);
+        if last_punctuate.elapsed() >= Duration::from_millis(100) {
+            last_punctuate = Instant::now();
+            let now = now_ms();
+            let mut st = shared.lock();
+            let st = &mut *st;
+            let mut failed = None;
+            for task in st.tasks.values_mut() {
+                if let Err(e) = task.punctuate_wall_clock(now) {
+                    failed = Some(e);
+                    break;
+                }
+                task.drain_outputs_into(&mut st.scratch);
+            }
+            st.pending.extend(st.scratch.drain(..));
+            if let Some(e) = failed {
+                break Err(e.into());
+            }
+        }
+        if last_commit.elapsed() >= commit_interval {
+            last_commit = Instant::now();
+            let mut st = shared.lock();
+            let deadline = Instant::now() + commit_interval.max(Duration::from_secs(5));
+            shared.commit(&consumer, &mut st, deadline);
+        }
+        if last_housekeeping.elapsed() >= Duration::from_secs(10) {
+            last_housekeeping = Instant::now();
+            shared.housekeeping(&shared.lock());
+        }
+        if let Some(e) = shared.lock().fatal.take() {
+            break Err(e);
+        }
+    };
+    shutdown_sequence(&shared, &consumer, result.is_ok());
+    drop(consumer);
+    info!("Left the consumer group.");
+    result
+}
+
+/// Stop fetching, close tasks, flush, commit, leave the group — within the shutdown timeout.
+fn shutdown_sequence(shared: &Shared, consumer: &StreamConsumer, clean: bool) {
+    let deadline = Instant::now() + shared.settings.shutdown_timeout;
+    let mut st = shared.lock();
+    if clean {
+        let now = now_ms();
+        // Close in place: the commit below still writes the tasks' final store batches.
+        for (id, task) in st.tasks.iter_mut() {
+            if let Err(e) = task.close(now) {
+                warn!(task = %id, error = %e, "Task failed while closing.");
+            }
+        }
+        match shared.commit(consumer, &mut st, deadline) {
+            Committed::Failed => warn!("Shutdown: final commit failed; uncommitted inputs will be reprocessed by the next owner."),
+            outcome => info!(?outcome, "Shutdown: final commit done."),
+        }
+    } else if shared.transactional {
+        // Nothing of the failed transaction may become visible.
+        let _ = shared
+            .producer
+            .abort_transaction(deadline.saturating_duration_since(Instant::now()));
+    } else {
+        // Do not commit after a failure, but do not leave acknowledged work unsent either.
+        let _ = shared
+            .producer
+            .flush(deadline.saturating_duration_since(Instant::now()));
+    }
+    st.partitions.clear();
+    for id in std::mem::take(&mut st.tasks).into_keys() {
+        if let Some(dir) = &shared.stores.directory {
+            dir.mark_released(id);
+        }
+    }
+    st.restorer = None;
+    drop(st);
+    consumer.unsubscribe();
+}

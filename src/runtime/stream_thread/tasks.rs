@@ -1,0 +1,170 @@
+//! Task lifecycle: creating tasks for assigned partitions, restoring stateful ones before
+//! they run, and periodic housekeeping of their stores.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{debug, info, warn};
+
+use super::{now_ms, LoopState, Shared, StreamConsumer};
+use crate::config::StoreBackend;
+use crate::engine::{StreamTask, TaskId};
+use crate::runtime::restore::committed_offsets;
+use crate::runtime::RuntimeError;
+use crate::state::{Backend, MemoryBackend, RocksBackend, TaskState};
+
+impl Shared {
+    /// The input partitions (topic index, partition) of task `id`.
+    fn task_inputs(&self, id: TaskId) -> Vec<(usize, i32)> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.subtopology == id.subtopology)
+            .map(|(i, _)| (i, id.partition))
+            .collect()
+    }
+
+    fn input_tpl(&self, inputs: &[(usize, i32)]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for &(i, p) in inputs {
+            tpl.add_partition(&self.sources[i].name, p);
+        }
+        tpl
+    }
+
+    /// Creates the tasks of newly assigned partitions. Stateless ones start at once;
+    /// stateful ones open their stores and, if logged, restore first with their inputs
+    /// paused.
+    pub(super) fn ensure_tasks(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        now: i64,
+    ) -> Result<(), RuntimeError> {
+        let wanted: std::collections::BTreeSet<TaskId> = st
+            .partitions
+            .keys()
+            .map(|&(i, p)| TaskId {
+                subtopology: self.sources[i].subtopology,
+                partition: p,
+            })
+            .collect();
+        for id in wanted {
+            let restoring = st.restorer.as_ref().is_some_and(|r| r.contains(&id));
+            if st.tasks.contains_key(&id) || restoring {
+                continue;
+            }
+            let mut task = StreamTask::new(&self.topology, id.subtopology, id.partition);
+            let specs = self.topology.store_specs(id.subtopology);
+            if specs.is_empty() {
+                task.init(now)?;
+                st.tasks.insert(id, task);
+                info!(task = %id, "Task created.");
+                continue;
+            }
+            let backend: Box<dyn Backend> = match (&self.stores.directory, &self.stores.rocks) {
+                (Some(dir), Some(rocks))
+                    if self.stores.settings.backend == StoreBackend::Rocksdb =>
+                {
+                    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+                    Box::new(
+                        RocksBackend::open(&dir.task_path(id), &names, rocks)
+                            .map_err(RuntimeError::State)?,
+                    )
+                }
+                _ => Box::new(MemoryBackend::new(specs.len())),
+            };
+            let state =
+                TaskState::open(backend, &specs, id.partition).map_err(RuntimeError::State)?;
+            task.attach_state(state);
+            let logged = specs.iter().any(|s| s.changelog.is_some());
+            let Some(restorer) = st.restorer.as_mut().filter(|_| logged) else {
+                task.init(now)?;
+                st.tasks.insert(id, task);
+                info!(task = %id, "Task created (stores not logged).");
+                continue;
+            };
+            let inputs = self.task_inputs(id);
+            let tpl = self.input_tpl(&inputs);
+            if let Err(e) = consumer.pause(&tpl) {
+                debug!(task = %id, error = %e, "Pause before restore failed.");
+            }
+            let committed = committed_offsets(consumer, tpl, Duration::from_secs(30))?;
+            restorer.add(task, committed)?;
+        }
+        self.metrics.tasks_assigned.set(st.tasks.len() as i64);
+        Ok(())
+    }
+
+    /// Restores for up to `budget`; starts the tasks that are done and resumes their inputs
+    /// where they were held.
+    pub(super) fn drive_restore(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        budget: Duration,
+    ) -> Result<(), RuntimeError> {
+        let Some(restorer) = st.restorer.as_mut() else {
+            return Ok(());
+        };
+        if restorer.is_idle() {
+            return Ok(());
+        }
+        let done = restorer.poll(budget)?;
+        let now = now_ms();
+        for mut task in done {
+            let id = task.id();
+            task.init(now)?;
+            st.tasks.insert(id, task);
+            let inputs = self.task_inputs(id);
+            for &(i, p) in &inputs {
+                if let Some(offset) = st.held.remove(&(i, p)) {
+                    if let Err(e) = consumer.seek(
+                        &self.sources[i].name,
+                        p,
+                        Offset::Offset(offset),
+                        Duration::from_secs(10),
+                    ) {
+                        warn!(topic = %self.sources[i].name, partition = p, offset, error = %e, "Seek after restore failed.");
+                    }
+                }
+            }
+            if !st.paused {
+                let tpl = self.input_tpl(&inputs);
+                if let Err(e) = consumer.resume(&tpl) {
+                    warn!(task = %id, error = %e, "Resume after restore failed.");
+                }
+            }
+            info!(task = %id, "Task running.");
+        }
+        self.metrics.tasks_assigned.set(st.tasks.len() as i64);
+        Ok(())
+    }
+
+    /// Periodic housekeeping: store size metrics and removal of stale task directories.
+    pub(super) fn housekeeping(&self, st: &LoopState) {
+        let mut sizes: HashMap<&str, u64> = HashMap::new();
+        for task in st.tasks.values() {
+            if let Some(state) = task.state() {
+                for (name, n) in state.approximate_sizes() {
+                    *sizes.entry(name).or_default() += n;
+                }
+            }
+        }
+        for (name, n) in sizes {
+            self.metrics
+                .store_keys
+                .with_label_values(&[name])
+                .set(n as i64);
+        }
+        if let Some(dir) = &self.stores.directory {
+            let mut owned: std::collections::HashSet<TaskId> = st.tasks.keys().copied().collect();
+            if let Some(r) = &st.restorer {
+                owned.extend(r.task_ids());
+            }
+            dir.clean_stale(&owned, self.stores.settings.cleanup_delay);
+        }
+    }
+}
