@@ -1,12 +1,14 @@
 //! The generic, broker-free engine: records, processors, topologies, tasks and a test
 //! driver. Knows nothing about customers or Kafka clients.
 
+pub mod builder;
 pub mod processor;
 pub mod record;
 pub mod task;
 pub mod test_driver;
 pub mod topology;
 
+pub use builder::{SinkTarget, TopologyBuilder};
 pub use processor::{
     Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, ScheduleId,
 };
@@ -14,6 +16,6 @@ pub use record::{Headers, Record, SourcePosition};
 pub use task::{SinkRecord, StreamTask, TaskError, TaskId};
 pub use test_driver::TopologyTestDriver;
 pub use topology::{
-    changelog_topic, InternalTopic, InternalTopicKind, Partitioning, SinkTarget, SinkTopic,
-    StoreDecl, SubTopology, TopicRef, Topology, TopologyBuilder, TopologyError,
+    changelog_topic, InternalTopic, InternalTopicKind, Partitioning, SinkTopic, StoreDecl,
+    SubTopology, TopicRef, Topology, TopologyError,
 };

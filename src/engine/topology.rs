@@ -1,5 +1,6 @@
-//! Declaring a topology (sources, processors, sinks, internal topics, stores) and deriving
-//! its sub-topologies, as Kafka Streams' `Topology` / `TopologyDescription`.
+//! A built topology: nodes, sub-topologies derived from the graph, internal topics, and a
+//! description in the style of Kafka Streams' `TopologyDescription`. Built by
+//! [`super::builder::TopologyBuilder`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::{self, Write as _};
@@ -25,7 +26,7 @@ impl TopicRef {
     pub fn internal(suffix: impl Into<String>) -> Self {
         TopicRef::Internal(suffix.into())
     }
-    fn resolve(&self, app_id: &str) -> String {
+    pub(super) fn resolve(&self, app_id: &str) -> String {
         match self {
             TopicRef::External(n) => n.clone(),
             TopicRef::Internal(s) => format!("{app_id}-{s}"),
@@ -138,220 +139,6 @@ impl fmt::Display for TopologyErrors {
     }
 }
 
-/// Builds a [`Topology`]. Nodes name their parents, as in Kafka Streams' `Topology` API.
-#[derive(Default)]
-pub struct TopologyBuilder {
-    nodes: Vec<(String, PendingKind, Vec<String>)>,
-    stores: Vec<StoreDecl>,
-    /// `(store, processor)` connections, resolved at build time.
-    store_users: Vec<(String, String)>,
-}
-
-enum PendingKind {
-    Source(Vec<TopicRef>),
-    Processor(ProcessorSupplier),
-    Sink(SinkTarget, Partitioning),
-}
-
-/// A sink's target before internal names are resolved.
-#[derive(Clone, Debug)]
-pub enum SinkTarget {
-    Topic(TopicRef),
-    SourceSuffix(String),
-}
-
-impl TopologyBuilder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a source reading `topics`.
-    pub fn add_source(&mut self, name: &str, topics: &[TopicRef]) -> &mut Self {
-        self.nodes.push((
-            name.to_string(),
-            PendingKind::Source(topics.to_vec()),
-            Vec::new(),
-        ));
-        self
-    }
-
-    /// Adds a processor made by `supplier` (once per task), fed by `parents`.
-    pub fn add_processor<F>(&mut self, name: &str, supplier: F, parents: &[&str]) -> &mut Self
-    where
-        F: Fn() -> Box<dyn Processor> + Send + Sync + 'static,
-    {
-        self.nodes.push((
-            name.to_string(),
-            PendingKind::Processor(Arc::new(supplier)),
-            parents.iter().map(|s| s.to_string()).collect(),
-        ));
-        self
-    }
-
-    /// Adds a sink fed by `parents`.
-    pub fn add_sink(
-        &mut self,
-        name: &str,
-        target: SinkTarget,
-        partitioning: Partitioning,
-        parents: &[&str],
-    ) -> &mut Self {
-        self.nodes.push((
-            name.to_string(),
-            PendingKind::Sink(target, partitioning),
-            parents.iter().map(|s| s.to_string()).collect(),
-        ));
-        self
-    }
-
-    /// Declares a store holding `K → V` and connects it to the processors that use it
-    /// (declared before or after). Returns the typed handle the processors' factories
-    /// capture. Processors sharing a store always land in the same sub-topology.
-    pub fn add_state_store<K, V>(
-        &mut self,
-        store: StoreDecl,
-        processors: &[&str],
-    ) -> crate::state::StoreHandle<K, V> {
-        let handle = crate::state::StoreHandle::new(self.stores.len(), &store.name);
-        for p in processors {
-            self.store_users.push((store.name.clone(), p.to_string()));
-        }
-        self.stores.push(store);
-        handle
-    }
-
-    /// Resolves names (internal topics get the `app_id` prefix), checks the graph and
-    /// derives sub-topologies. Every error is reported, not only the first.
-    pub fn build(&self, app_id: &str) -> Result<Topology, TopologyError> {
-        let mut errors = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for (i, (name, _, _)) in self.nodes.iter().enumerate() {
-            if index.insert(name.as_str(), i).is_some() {
-                errors.push(TopologyError::DuplicateName(name.clone()));
-            }
-        }
-        let mut seen_stores = std::collections::HashSet::new();
-        for d in &self.stores {
-            if !seen_stores.insert(d.name.as_str()) {
-                errors.push(TopologyError::DuplicateStore(d.name.clone()));
-            }
-        }
-        for (store, processor) in &self.store_users {
-            let ok = matches!(
-                index.get(processor.as_str()).map(|&i| &self.nodes[i].1),
-                Some(PendingKind::Processor(..))
-            );
-            if !ok {
-                errors.push(TopologyError::UnknownStoreUser {
-                    store: store.clone(),
-                    processor: processor.clone(),
-                });
-            }
-        }
-        let mut nodes: Vec<Node> = Vec::with_capacity(self.nodes.len());
-        let mut read_by: BTreeMap<String, usize> = BTreeMap::new();
-        for (i, (name, kind, parents)) in self.nodes.iter().enumerate() {
-            let kind = match kind {
-                PendingKind::Source(topics) => {
-                    if topics.is_empty() {
-                        errors.push(TopologyError::EmptySource(name.clone()));
-                    }
-                    let topics: Vec<String> = topics.iter().map(|t| t.resolve(app_id)).collect();
-                    for t in &topics {
-                        if read_by.insert(t.clone(), i).is_some() {
-                            errors.push(TopologyError::TopicReadTwice(t.clone()));
-                        }
-                    }
-                    NodeKind::Source { topics }
-                }
-                PendingKind::Processor(supplier) => {
-                    // Connections name declared stores only (add_state_store makes both).
-                    let mut stores: Vec<String> = Vec::new();
-                    for (store, user) in &self.store_users {
-                        if user == name && !stores.contains(store) {
-                            stores.push(store.clone());
-                        }
-                    }
-                    NodeKind::Processor {
-                        supplier: supplier.clone(),
-                        stores,
-                    }
-                }
-                PendingKind::Sink(target, partitioning) => NodeKind::Sink {
-                    topic: match target {
-                        SinkTarget::Topic(t) => SinkTopic::Fixed(t.resolve(app_id)),
-                        SinkTarget::SourceSuffix(s) => SinkTopic::SourceSuffix(s.clone()),
-                    },
-                    partitioning: *partitioning,
-                },
-            };
-            let mut parent_ids = Vec::new();
-            for p in parents {
-                match index.get(p.as_str()) {
-                    None => errors.push(TopologyError::UnknownParent {
-                        node: name.clone(),
-                        parent: p.clone(),
-                    }),
-                    Some(&pi) => {
-                        if matches!(self.nodes[pi].1, PendingKind::Sink(..)) {
-                            errors.push(TopologyError::ParentIsSink {
-                                node: name.clone(),
-                                parent: p.clone(),
-                            });
-                        } else {
-                            parent_ids.push(pi);
-                        }
-                    }
-                }
-            }
-            nodes.push(Node {
-                name: name.clone(),
-                kind,
-                parents: parent_ids,
-                children: Vec::new(),
-            });
-        }
-        match errors.len() {
-            0 => {}
-            1 => return Err(errors.remove(0)),
-            _ => return Err(TopologyError::Many(TopologyErrors(errors))),
-        }
-        for i in 0..nodes.len() {
-            for p in nodes[i].parents.clone() {
-                nodes[p].children.push(i);
-            }
-        }
-        let internal_sinks = self
-            .nodes
-            .iter()
-            .filter_map(|(_, k, _)| match k {
-                PendingKind::Sink(SinkTarget::Topic(t @ TopicRef::Internal(_)), _) => {
-                    Some(t.resolve(app_id))
-                }
-                _ => None,
-            })
-            .collect::<Vec<_>>();
-        let internal_sources: Vec<String> = self
-            .nodes
-            .iter()
-            .filter_map(|(_, k, _)| match k {
-                PendingKind::Source(topics) => Some(topics),
-                _ => None,
-            })
-            .flatten()
-            .filter(|t| matches!(t, TopicRef::Internal(_)))
-            .map(|t| t.resolve(app_id))
-            .collect();
-        Ok(Topology::derive(
-            app_id,
-            nodes,
-            self.stores.clone(),
-            &internal_sources,
-            &internal_sinks,
-        ))
-    }
-}
-
 /// One connected part of the graph: its own tasks, one per input partition.
 #[derive(Clone, Debug)]
 pub struct SubTopology {
@@ -382,7 +169,7 @@ pub(crate) struct TopologyInner {
 }
 
 impl Topology {
-    fn derive(
+    pub(super) fn derive(
         app_id: &str,
         nodes: Vec<Node>,
         stores: Vec<StoreDecl>,
