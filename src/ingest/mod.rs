@@ -6,6 +6,7 @@ pub mod event_type;
 pub mod mapping;
 pub mod normalize;
 pub mod processor;
+mod raw_json;
 pub mod timestamp;
 
 pub use event::{AttrValue, CanonicalEvent, Origin};
