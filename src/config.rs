@@ -84,6 +84,11 @@ pub struct RuntimeSettings {
     /// giving up with an error.
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
+    /// `exactly_once`: at start-up, abort one probe transaction and commit another, and
+    /// refuse to run unless a `read_committed` reader sees only the committed one (Tansu and
+    /// librdkafka's mock cluster fail this). Turn off only to exercise the transactional
+    /// path on such a broker, knowing aborted outputs will be visible.
+    pub verify_transactions: bool,
 }
 
 impl Default for RuntimeSettings {
@@ -98,6 +103,7 @@ impl Default for RuntimeSettings {
             output_partitions: 6,
             session_timeout: Duration::from_secs(45),
             startup_timeout: Duration::from_secs(300),
+            verify_transactions: true,
         }
     }
 }

@@ -365,11 +365,33 @@ async fn missing_inputs_are_named() {
     );
 }
 
-/// `exactly_once` on the mock cluster, as far as it goes: the transactional producer
-/// initialises, every commit is a committed transaction, and every output is visible to a
-/// `read_committed` reader exactly once. (The mock does not apply offsets sent in a
-/// transaction nor hide aborted records, so fencing and abort visibility are not provable
-/// here; docs/state.md says so.)
+/// The mock cluster shows aborted transactions to `read_committed` readers, so the start-up
+/// probe refuses `exactly_once` on it, with a reason, before touching any input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_is_refused_where_aborted_transactions_are_visible() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let input = random_name("in");
+    cluster.create_topic(&input, 2, 1).unwrap();
+    let mut config = test_config(&bootstrap, &[&input]);
+    config.processing_guarantee = scorestream::config::ProcessingGuarantee::ExactlyOnce;
+    let topology = passthrough_topology(&config.application_id, &[&input], "out");
+    create_planned_topics(&cluster, &config, &topology, (&input, 2));
+    let err = match runtime::start(&config, topology, Metrics::new()).await {
+        Ok(_) => panic!("exactly_once started on a broker that shows aborted records"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("does not hide aborted transactions") && err.contains("at_least_once"),
+        "{err}"
+    );
+}
+
+/// `exactly_once` on the mock cluster, as far as it goes (the probe above turned off): the
+/// transactional producer initialises, every commit is a committed transaction, and every
+/// output is visible to a `read_committed` reader exactly once. (The mock does not apply
+/// offsets sent in a transaction nor hide aborted records, so fencing and abort visibility
+/// are not provable here; docs/state.md says so.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_commits_transactions_on_the_mock_cluster() {
     let cluster = MockCluster::new(1).unwrap();
@@ -384,6 +406,7 @@ async fn exactly_once_commits_transactions_on_the_mock_cluster() {
 
     let mut config = test_config(&bootstrap, &[&input]);
     config.processing_guarantee = scorestream::config::ProcessingGuarantee::ExactlyOnce;
+    config.runtime.verify_transactions = false;
     let topology = passthrough_topology(&config.application_id, &[&input], &output);
     create_planned_topics(&cluster, &config, &topology, (&input, 2));
     let metrics = Metrics::new();

@@ -112,6 +112,67 @@ fn sigterm_finishes_work_commits_and_exits_zero() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// Tansu accepts transactional requests but shows aborted records to `read_committed`
+/// readers: `scorestream run` with `exactly_once` must exit non-zero with the reason and the
+/// way out, before consuming anything — not run with a guarantee it cannot keep.
+#[test]
+fn exactly_once_on_tansu_exits_with_the_reason() {
+    let broker = support::tansu::Tansu::start();
+    let bootstrap = broker.bootstrap();
+    let input = support::random_topic("customer-events");
+    support::create_topics(&bootstrap, &[(input.clone(), 2)]);
+    let app_id = support::random_topic("app");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "inputs = [\"{input}\"]\n[runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scorestream"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .env("SCORESTREAM_APPLICATION_ID", &app_id)
+        .env("SCORESTREAM_PROCESSING_GUARANTEE", "exactly_once")
+        .env("SCORESTREAM_STATE_DIR", dir.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("exactly_once on Tansu neither ran nor exited within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("does not hide aborted transactions") && log.contains("at_least_once"),
+        "{log}"
+    );
+    assert_eq!(
+        committed_total(&bootstrap, &app_id, &input, 2),
+        0,
+        "no input consumed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_going_away_is_survived_and_shutdown_stays_bounded() {
     let broker = support::tansu::Tansu::start();

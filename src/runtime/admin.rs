@@ -153,6 +153,17 @@ pub fn plan_topics(
             exact: true,
         });
     }
+    if config.processing_guarantee == crate::config::ProcessingGuarantee::ExactlyOnce {
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".into(), "delete".into());
+        configs.insert("retention.ms".into(), (3600 * 1000i64).to_string());
+        plans.push(TopicPlan {
+            name: super::txn_probe::probe_topic(&config.application_id),
+            partitions: 1,
+            configs,
+            exact: true,
+        });
+    }
     let dlq_bytes = (config.ingest.max_record_bytes + 64 * 1024).to_string();
     for (dlq, source) in topology.derived_sink_topics() {
         let partitions = existing

@@ -7,14 +7,16 @@ pub mod dump;
 pub mod partitioner;
 mod restore;
 mod stream_thread;
+mod txn_probe;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::producer::BaseProducer;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use stream_thread::{now_ms, TRUNCATED_HEADER};
 
@@ -33,7 +35,7 @@ pub enum RuntimeError {
     Task(#[from] TaskError),
     #[error("state: {0}")]
     State(#[source] crate::state::StateError),
-    #[error("processing_guarantee = exactly_once needs Kafka transactions, and they failed: {0}. Brokers without transactions (Tansu) need processing_guarantee = at_least_once, which still never double counts state")]
+    #[error("processing_guarantee = exactly_once needs Kafka transactions, and they failed: {0}. Brokers without full transactions (Tansu, librdkafka's mock cluster) need processing_guarantee = at_least_once, which still never double counts state")]
     Transactions(String),
     #[error("timed out {0}")]
     Timeout(String),
@@ -133,7 +135,20 @@ pub async fn start(
                     .startup_timeout
                     .min(std::time::Duration::from_secs(60)),
             )
-            .and_then(|()| producer.begin_transaction())
+            .map_err(|e| RuntimeError::Transactions(e.to_string()))?;
+        if config.runtime.verify_transactions {
+            txn_probe::verify(
+                &producer,
+                &client::restore_consumer_config(config),
+                &txn_probe::probe_topic(&config.application_id),
+                config.runtime.startup_timeout.min(Duration::from_secs(15)),
+            )
+            .map_err(RuntimeError::Transactions)?;
+        } else {
+            warn!("exactly_once: runtime.verify_transactions = false; not checking that this broker hides aborted transactions.");
+        }
+        producer
+            .begin_transaction()
             .map_err(|e| RuntimeError::Transactions(e.to_string()))?;
     }
     let shared = Arc::new(stream_thread::Shared::new(
