@@ -13,7 +13,7 @@ use scorestream::engine::{
 };
 use scorestream::state::store::StoreSpec;
 use scorestream::state::{
-    Backend, MemoryBackend, RocksBackend, RocksResources, StoreHandle, TaskState,
+    Backend, CacheBudget, MemoryBackend, RocksBackend, RocksResources, StoreHandle, TaskState,
 };
 
 const BATCH: u64 = 10_000;
@@ -70,25 +70,40 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH));
     g.sample_size(20);
 
+    // The defaults `scorestream run` uses: 64 MiB block cache, 64 MiB write buffers, and the
+    // read cache at `state.cache_bytes`; then the same with the read cache off.
+    let defaults = scorestream::config::StateSettings::default();
     let dir = tempfile::tempdir().unwrap();
-    let resources = RocksResources::new(64 << 20, 64 << 20);
-    let backend: Box<dyn Backend> = Box::new(
-        RocksBackend::open(&dir.path().join("0_0"), &["totals".into()], &resources).unwrap(),
-    );
-    let mut rocks = TaskState::open(backend, &specs, 0).unwrap();
-    let mut next = 0;
-    g.bench_function("rocksdb_get_put_commit", |b| {
-        b.iter_batched(
-            || {
-                next += BATCH;
-                next
-            },
-            |start| run_batch(&mut rocks, &h, start, &topic),
-            BatchSize::SmallInput,
-        )
-    });
+    let resources = RocksResources::new(defaults.block_cache_bytes, defaults.write_buffer_bytes);
+    for (name, cache) in [
+        ("rocksdb_get_put_commit", defaults.cache_bytes),
+        ("rocksdb_no_read_cache_get_put_commit", 0),
+    ] {
+        let backend: Box<dyn Backend> = Box::new(
+            RocksBackend::open(&dir.path().join(name), &["totals".into()], &resources).unwrap(),
+        );
+        let mut rocks =
+            TaskState::open_with_cache(backend, &specs, 0, CacheBudget::new(cache)).unwrap();
+        let mut next = 0;
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    next += BATCH;
+                    next
+                },
+                |start| run_batch(&mut rocks, &h, start, &topic),
+                BatchSize::SmallInput,
+            )
+        });
+    }
 
-    let mut memory = TaskState::open(Box::new(MemoryBackend::new(1)), &specs, 0).unwrap();
+    let mut memory = TaskState::open_with_cache(
+        Box::new(MemoryBackend::new(1)),
+        &specs,
+        0,
+        CacheBudget::new(0),
+    )
+    .unwrap();
     let mut next = 0;
     g.bench_function("memory_get_put_commit", |b| {
         b.iter_batched(

@@ -128,6 +128,9 @@ pub struct StateSettings {
     pub block_cache_bytes: usize,
     /// RocksDB memtables of every task together, in bytes (charged to the block cache).
     pub write_buffer_bytes: usize,
+    /// Read cache of recently used committed entries in front of RocksDB, shared by every
+    /// store of every task, in bytes; 0 turns it off. Not used with the memory backend.
+    pub cache_bytes: usize,
     /// State directories of tasks this instance no longer owns are deleted after this.
     #[serde(with = "humantime_serde")]
     pub cleanup_delay: Duration,
@@ -144,6 +147,7 @@ impl Default for StateSettings {
             backend: StoreBackend::Rocksdb,
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 64 << 20,
+            cache_bytes: 64 << 20,
             cleanup_delay: Duration::from_secs(600),
             restore_batch_records: 10_000,
             dedupe_horizon: Duration::from_secs(7 * 24 * 3600),

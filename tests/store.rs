@@ -276,7 +276,7 @@ fn a_write_set_is_atomic_and_restore_batches_record_their_offset() {
             ],
             meta: vec![],
         };
-        assert!(backend.write(bad).is_err(), "{name}");
+        assert!(backend.write(&bad).is_err(), "{name}");
         assert_eq!(
             backend.get(0, b"k1").unwrap(),
             None,
@@ -293,6 +293,55 @@ fn a_write_set_is_atomic_and_restore_batches_record_their_offset() {
         assert_eq!(
             s.view(&f.a).unwrap().get(&"r".to_string()).unwrap(),
             Some(5)
+        );
+    }
+}
+
+/// The read cache in front of the backend never answers with anything but the latest
+/// write: uncommitted writes win over it, committed ones replace it, a restore (written
+/// behind its back) invalidates it, and dropping uncommitted work leaves it unchanged.
+#[test]
+fn cached_reads_follow_commits_restores_and_dropped_work() {
+    let f = fixture();
+    for (name, kind) in kinds() {
+        let ends: HashMap<String, i64> = HashMap::new();
+        let key = "k".to_string();
+        {
+            let mut s = TaskState::open(kind.backend(&f.specs), &f.specs, 0).unwrap();
+            assert_eq!(s.view(&f.a).unwrap().get(&key).unwrap(), None, "{name}");
+            s.view(&f.a).unwrap().put(&key, &1).unwrap();
+            assert_eq!(s.view(&f.a).unwrap().get(&key).unwrap(), Some(1), "{name}");
+            commit(&mut s, &ends);
+            assert_eq!(s.view(&f.a).unwrap().get(&key).unwrap(), Some(1), "{name}");
+            s.view(&f.a).unwrap().put(&key, &2).unwrap();
+            commit(&mut s, &ends);
+            assert_eq!(s.view(&f.a).unwrap().get(&key).unwrap(), Some(2), "{name}");
+            s.view(&f.a).unwrap().delete(&key).unwrap();
+            commit(&mut s, &ends);
+            assert_eq!(s.view(&f.a).unwrap().get(&key).unwrap(), None, "{name}");
+
+            let encoded = scorestream::state::codec::encode_key("a", &key).unwrap();
+            let val = scorestream::state::codec::encode_value("a", &7u64).unwrap();
+            s.apply_restored(0, vec![(encoded, Some(val))], 1, &HashMap::new())
+                .unwrap();
+            assert_eq!(
+                s.view(&f.a).unwrap().get(&key).unwrap(),
+                Some(7),
+                "{name}: restore seen"
+            );
+            // Uncommitted: visible to this task, then dropped with it.
+            s.view(&f.a).unwrap().put(&key, &99).unwrap();
+            assert_eq!(s.view(&f.a).unwrap().get(&key).unwrap(), Some(99), "{name}");
+            if matches!(kind, Kind::Memory) {
+                continue;
+            }
+        }
+        let s = TaskState::open(kind.backend(&f.specs), &f.specs, 0).unwrap();
+        let mut s = s;
+        assert_eq!(
+            s.view(&f.a).unwrap().get(&key).unwrap(),
+            Some(7),
+            "{name}: uncommitted write dropped"
         );
     }
 }
@@ -389,7 +438,7 @@ fn the_driver_commits_counts_and_replays_are_skipped() {
     }
     set.meta
         .push(("applied/in/0".into(), 3i64.to_be_bytes().to_vec()));
-    backend.write(set).unwrap();
+    backend.write(&set).unwrap();
     task.attach_state(TaskState::open(Box::new(backend), &specs, 0).unwrap());
     task.init(0).unwrap();
     let at = |offset| Record {

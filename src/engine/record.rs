@@ -1,5 +1,6 @@
 //! The unit of data flowing through a topology.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -17,9 +18,11 @@ impl fmt::Display for SourcePosition {
     }
 }
 
-/// Record headers, in order; a name may repeat (as in Kafka).
+/// Record headers, in order; a name may repeat (as in Kafka). Names are usually constants
+/// and values are shared, so copying headers onto many records (the positions header on
+/// every changelog record of a commit) allocates nothing per header.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, Vec<u8>)>);
+pub struct Headers(Vec<(Cow<'static, str>, Arc<[u8]>)>);
 
 impl Headers {
     pub fn new() -> Self {
@@ -27,8 +30,13 @@ impl Headers {
     }
 
     /// Appends a header, keeping any earlier one with the same name.
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) {
-        self.0.push((name.into(), value.into()));
+    pub fn push(&mut self, name: impl Into<Cow<'static, str>>, value: impl AsRef<[u8]>) {
+        self.0.push((name.into(), Arc::from(value.as_ref())));
+    }
+
+    /// [`push`](Self::push) of a value shared with other records, without copying it.
+    pub fn push_shared(&mut self, name: impl Into<Cow<'static, str>>, value: Arc<[u8]>) {
+        self.0.push((name.into(), value));
     }
 
     /// The last value of `name`, as Kafka clients' `lastHeader`.
@@ -37,7 +45,7 @@ impl Headers {
             .iter()
             .rev()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| &v[..])
     }
 
     /// The last value of `name` as UTF-8 text, if it is valid UTF-8.
@@ -46,7 +54,7 @@ impl Headers {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        self.0.iter().map(|(n, v)| (&**n, &v[..]))
     }
 
     pub fn len(&self) -> usize {
@@ -60,7 +68,11 @@ impl Headers {
 
 impl FromIterator<(String, Vec<u8>)> for Headers {
     fn from_iter<T: IntoIterator<Item = (String, Vec<u8>)>>(iter: T) -> Self {
-        Headers(iter.into_iter().collect())
+        Headers(
+            iter.into_iter()
+                .map(|(n, v)| (Cow::Owned(n), Arc::from(v)))
+                .collect(),
+        )
     }
 }
 
@@ -91,7 +103,11 @@ impl Record {
         self
     }
 
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl AsRef<[u8]>,
+    ) -> Self {
         self.headers.push(name, value);
         self
     }

@@ -189,6 +189,7 @@ fn state_context(
             settings,
             directory: None,
             rocks: None,
+            cache: crate::state::CacheBudget::new(0),
             restorer: std::sync::Mutex::new(None),
         });
     }
@@ -198,6 +199,7 @@ fn state_context(
     let rocks =
         crate::state::RocksResources::new(settings.block_cache_bytes, settings.write_buffer_bytes);
     Ok(stream_thread::StateContext {
+        cache: crate::state::CacheBudget::new(settings.cache_bytes),
         settings,
         directory: Some(directory),
         rocks: Some(rocks),

@@ -40,7 +40,7 @@ pub trait Backend: Send {
     fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StateError>;
 
     /// Applies `batch` atomically: after a crash either all of it is visible or none.
-    fn write(&mut self, batch: WriteSet) -> Result<(), StateError>;
+    fn write(&mut self, batch: &WriteSet) -> Result<(), StateError>;
 
     /// An estimate of the number of keys in `store` (for metrics).
     fn approximate_len(&self, store: usize) -> u64;
@@ -106,17 +106,17 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
-    fn write(&mut self, batch: WriteSet) -> Result<(), StateError> {
+    fn write(&mut self, batch: &WriteSet) -> Result<(), StateError> {
         for (s, _, _) in &batch.data {
             self.store(*s)?;
         }
-        for (s, k, v) in batch.data {
+        for (s, k, v) in &batch.data {
             match v {
-                Some(v) => self.stores[s].insert(k, v),
-                None => self.stores[s].remove(&k),
+                Some(v) => self.stores[*s].insert(k.clone(), v.clone()),
+                None => self.stores[*s].remove(k),
             };
         }
-        self.meta.extend(batch.meta);
+        self.meta.extend(batch.meta.iter().cloned());
         Ok(())
     }
 

@@ -24,6 +24,7 @@
 //! broker, with or without transactions.
 
 pub mod backend;
+pub mod cache;
 pub mod changelog;
 pub mod codec;
 pub mod directory;
@@ -31,6 +32,7 @@ pub mod rocks;
 pub mod store;
 
 pub use backend::{Backend, MemoryBackend, WriteSet};
+pub use cache::CacheBudget;
 pub use directory::StateDirectory;
 pub use rocks::{RocksBackend, RocksResources};
 pub use store::{KvStore, StoreHandle, TaskState};

@@ -182,7 +182,7 @@ impl Backend for RocksBackend {
         Ok(out)
     }
 
-    fn write(&mut self, set: WriteSet) -> Result<(), StateError> {
+    fn write(&mut self, set: &WriteSet) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
         for (store, key, value) in &set.data {
             let cf = self.store_cf(*store)?;

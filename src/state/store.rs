@@ -1,5 +1,6 @@
 //! Typed store handles, the per-task state transaction and the typed view processors use.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::ops::Bound;
@@ -9,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::backend::{Backend, WriteSet};
+use super::cache::{CacheBudget, StoreCache};
 use super::changelog::{encode_positions, POSITIONS_HEADER};
 use super::codec::{decode_key, decode_value, encode_key, encode_value, prefix_end};
 use super::StateError;
@@ -16,6 +18,8 @@ use crate::engine::{Headers, Partitioning, Record, SinkRecord};
 
 const APPLIED_PREFIX: &str = "applied/";
 const CHANGELOG_PREFIX: &str = "changelog/";
+/// Read cache of a task opened without a shared budget (tests, tools).
+const DEFAULT_TASK_CACHE_BYTES: usize = 8 << 20;
 
 /// A store declared on a topology, typed by its key and value. Obtained from
 /// [`crate::engine::TopologyBuilder::add_state_store`] at build time and moved into the
@@ -75,6 +79,8 @@ struct StoreSlot {
     changelog: Option<Arc<str>>,
     /// Writes since the last commit; `None` is a delete.
     dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Committed entries read or written recently (reads take `&self`, hence the cell).
+    cache: RefCell<StoreCache>,
 }
 
 /// The stores of one task and its uncommitted writes.
@@ -94,11 +100,26 @@ pub struct TaskState {
 
 impl TaskState {
     /// Opens the state of the task owning `partition` over `backend`, whose store indexes
-    /// follow `specs`.
+    /// follow `specs`, with a read cache of its own (8 MiB).
     pub fn open(
         backend: Box<dyn Backend>,
         specs: &[StoreSpec],
         partition: i32,
+    ) -> Result<TaskState, StateError> {
+        Self::open_with_cache(
+            backend,
+            specs,
+            partition,
+            CacheBudget::new(DEFAULT_TASK_CACHE_BYTES),
+        )
+    }
+
+    /// [`open`](Self::open), with the read caches drawing on an instance-wide budget.
+    pub fn open_with_cache(
+        backend: Box<dyn Backend>,
+        specs: &[StoreSpec],
+        partition: i32,
+        cache: Arc<CacheBudget>,
     ) -> Result<TaskState, StateError> {
         let mut applied: HashMap<String, HashMap<i32, i64>> = HashMap::new();
         for (k, v) in backend.meta_with_prefix(APPLIED_PREFIX)? {
@@ -121,6 +142,7 @@ impl TaskState {
                     name: s.name.clone(),
                     changelog: s.changelog.as_deref().map(Arc::from),
                     dirty: BTreeMap::new(),
+                    cache: RefCell::new(StoreCache::new(cache.clone())),
                 })
                 .collect(),
             by_global: specs
@@ -190,15 +212,16 @@ impl TaskState {
     /// write set with the data and input positions. Nothing is written locally until
     /// [`finish_commit`](Self::finish_commit).
     pub fn prepare_commit(&mut self, timestamp: i64, out: &mut Vec<SinkRecord>) {
-        let header = (!self.positions.is_empty())
-            .then(|| encode_positions(self.positions.iter().map(|((t, p), o)| (&**t, *p, *o))));
+        let header: Option<Arc<[u8]>> = (!self.positions.is_empty()).then(|| {
+            encode_positions(self.positions.iter().map(|((t, p), o)| (&**t, *p, *o))).into()
+        });
         let staged = self.staged.get_or_insert_with(WriteSet::default);
         for (i, store) in self.stores.iter_mut().enumerate() {
             for (key, value) in std::mem::take(&mut store.dirty) {
                 if let Some(topic) = &store.changelog {
                     let mut headers = Headers::new();
                     if let Some(h) = &header {
-                        headers.push(POSITIONS_HEADER, h.clone());
+                        headers.push_shared(POSITIONS_HEADER, h.clone());
                     }
                     out.push(SinkRecord {
                         topic: topic.clone(),
@@ -248,7 +271,10 @@ impl TaskState {
         if staged.is_empty() {
             return Ok(());
         }
-        self.backend.write(staged)?;
+        self.backend.write(&staged)?;
+        for (store, key, value) in staged.data {
+            self.stores[store].cache.get_mut().put(key, value);
+        }
         for ((topic, p), next) in std::mem::take(&mut self.positions) {
             self.applied
                 .entry(topic.to_string())
@@ -284,6 +310,7 @@ impl TaskState {
         next_offset: i64,
         positions: &HashMap<(String, i32), i64>,
     ) -> Result<(), StateError> {
+        self.stores[store].cache.get_mut().clear();
         let name = &self.stores[store].name;
         let mut set = WriteSet {
             data: records.into_iter().map(|(k, v)| (store, k, v)).collect(),
@@ -305,7 +332,7 @@ impl TaskState {
                 cur.to_be_bytes().to_vec(),
             ));
         }
-        self.backend.write(set)
+        self.backend.write(&set)
     }
 
     /// Estimated keys per store, by name.
@@ -348,11 +375,22 @@ where
 {
     pub fn get(&self, key: &K) -> Result<Option<V>, StateError> {
         let k = encode_key(&self.slot.name, key)?;
-        let raw = match self.slot.dirty.get(&k) {
-            Some(v) => v.clone(),
-            None => self.backend.get(self.local, &k)?,
+        let decode = |raw: &Option<Vec<u8>>| {
+            raw.as_deref()
+                .map(|v| decode_value(&self.slot.name, v))
+                .transpose()
         };
-        raw.map(|v| decode_value(&self.slot.name, &v)).transpose()
+        if let Some(raw) = self.slot.dirty.get(&k) {
+            return decode(raw);
+        }
+        let mut cache = self.slot.cache.borrow_mut();
+        if let Some(raw) = cache.get(&k) {
+            return decode(raw);
+        }
+        let raw = self.backend.get(self.local, &k)?;
+        let value = decode(&raw);
+        cache.put(k, raw);
+        value
     }
 
     pub fn put(&mut self, key: &K, value: &V) -> Result<(), StateError> {

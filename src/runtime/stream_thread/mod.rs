@@ -100,6 +100,8 @@ pub(crate) struct StateContext {
     /// Locked for this process; `None` with the memory backend.
     pub directory: Option<StateDirectory>,
     pub rocks: Option<RocksResources>,
+    /// Read caches of every store of every task draw on this.
+    pub cache: Arc<crate::state::CacheBudget>,
     /// Handed to the loop state at start (behind a mutex only to keep `Shared` `Sync`).
     pub restorer: Mutex<Option<Restorer>>,
 }

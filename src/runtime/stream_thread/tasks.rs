@@ -76,8 +76,13 @@ impl Shared {
                 }
                 _ => Box::new(MemoryBackend::new(specs.len())),
             };
-            let state =
-                TaskState::open(backend, &specs, id.partition).map_err(RuntimeError::State)?;
+            let state = TaskState::open_with_cache(
+                backend,
+                &specs,
+                id.partition,
+                self.stores.cache.clone(),
+            )
+            .map_err(RuntimeError::State)?;
             task.attach_state(state);
             let logged = specs.iter().any(|s| s.changelog.is_some());
             let Some(restorer) = st.restorer.as_mut().filter(|_| logged) else {

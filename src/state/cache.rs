@@ -1,0 +1,199 @@
+//! A read cache of committed store entries, in front of the backend.
+//!
+//! Most events update the customer they concern: a get, then a put of the same key. Without
+//! a cache every get is a RocksDB lookup through the memtable's skip list and the block
+//! cache (half the time of a store update, measured in `benches/state.rs`). Kafka Streams
+//! puts a record cache in front of its stores for the same reason.
+//!
+//! The cache only ever holds what the backend holds: it is filled by reads that missed and by
+//! writes once they are committed locally, never by uncommitted writes (those live in the
+//! task's dirty map), so dropping a task's uncommitted work never leaves a stale entry.
+//!
+//! Eviction is generational: entries live in a young and an old map; a hit in the old map
+//! moves the entry to the young one; when the young map outgrows half the budget, the old
+//! map is dropped and the young one becomes old. Hot keys stay, cold keys go, every
+//! operation is O(1), and the bytes held stay under the budget.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Per-entry bookkeeping on top of key and value bytes (map slot, two `Vec` headers).
+const ENTRY_OVERHEAD: usize = 64;
+
+/// The memory shared by the caches of every store of every task of an instance. Each store
+/// of each task may hold `total / stores` bytes, recomputed as tasks come and go.
+#[derive(Debug)]
+pub struct CacheBudget {
+    total: usize,
+    stores: AtomicUsize,
+}
+
+impl CacheBudget {
+    pub fn new(total_bytes: usize) -> Arc<CacheBudget> {
+        Arc::new(CacheBudget {
+            total: total_bytes,
+            stores: AtomicUsize::new(0),
+        })
+    }
+
+    fn share(&self) -> usize {
+        self.total / self.stores.load(Ordering::Relaxed).max(1)
+    }
+}
+
+/// A cached lookup: `None` caches "no such key" (absent keys are looked up too).
+pub type Cached = Option<Vec<u8>>;
+
+/// The read cache of one store of one task.
+pub struct StoreCache {
+    budget: Arc<CacheBudget>,
+    young: HashMap<Vec<u8>, Cached>,
+    old: HashMap<Vec<u8>, Cached>,
+    young_bytes: usize,
+    old_bytes: usize,
+}
+
+impl StoreCache {
+    pub fn new(budget: Arc<CacheBudget>) -> StoreCache {
+        budget.stores.fetch_add(1, Ordering::Relaxed);
+        StoreCache {
+            budget,
+            young: HashMap::new(),
+            old: HashMap::new(),
+            young_bytes: 0,
+            old_bytes: 0,
+        }
+    }
+
+    /// The cached entry for `key`, if cached.
+    pub fn get(&mut self, key: &[u8]) -> Option<&Cached> {
+        if !self.young.contains_key(key) {
+            let (k, v) = self.old.remove_entry(key)?;
+            let size = entry_size(&k, &v);
+            self.old_bytes -= size;
+            self.insert_young(k, v, size);
+        }
+        self.young.get(key)
+    }
+
+    /// Remembers the committed value of `key`.
+    pub fn put(&mut self, key: Vec<u8>, value: Cached) {
+        if let Some(old) = self.old.remove(key.as_slice()) {
+            self.old_bytes -= entry_size(&key, &old);
+        }
+        let size = entry_size(&key, &value);
+        self.insert_young(key, value, size);
+    }
+
+    /// Forgets everything (the backend was written behind the cache's back, e.g. restore).
+    pub fn clear(&mut self) {
+        self.young.clear();
+        self.old.clear();
+        self.young_bytes = 0;
+        self.old_bytes = 0;
+    }
+
+    /// Bytes held (keys, values and per-entry overhead).
+    pub fn bytes(&self) -> usize {
+        self.young_bytes + self.old_bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert_young(&mut self, key: Vec<u8>, value: Cached, size: usize) {
+        let share = self.budget.share();
+        if size > share / 2 {
+            return;
+        }
+        let key_len = key.len();
+        if let Some(prev) = self.young.insert(key, value) {
+            self.young_bytes -= ENTRY_OVERHEAD + key_len + prev.map_or(0, |v| v.len());
+        }
+        self.young_bytes += size;
+        if self.young_bytes > share / 2 {
+            self.old = std::mem::take(&mut self.young);
+            self.old_bytes = self.young_bytes;
+            self.young_bytes = 0;
+        }
+    }
+}
+
+impl Drop for StoreCache {
+    fn drop(&mut self) {
+        self.budget.stores.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn entry_size(key: &[u8], value: &Cached) -> usize {
+    ENTRY_OVERHEAD + key.len() + value.as_ref().map_or(0, |v| v.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_what_was_put_and_misses_what_was_not() {
+        let mut c = StoreCache::new(CacheBudget::new(1 << 20));
+        c.put(b"a".to_vec(), Some(b"1".to_vec()));
+        c.put(b"gone".to_vec(), None);
+        assert_eq!(c.get(b"a"), Some(&Some(b"1".to_vec())));
+        assert_eq!(c.get(b"gone"), Some(&None));
+        assert_eq!(c.get(b"b"), None);
+        c.put(b"a".to_vec(), Some(b"22".to_vec()));
+        assert_eq!(c.get(b"a"), Some(&Some(b"22".to_vec())));
+    }
+
+    #[test]
+    fn stays_within_its_share_of_the_budget_and_keeps_hot_keys() {
+        let budget = CacheBudget::new(64 * 1024);
+        let mut c = StoreCache::new(budget.clone());
+        let _other_store = StoreCache::new(budget);
+        let share = 32 * 1024;
+        for i in 0..10_000u32 {
+            c.put(i.to_be_bytes().to_vec(), Some(vec![0; 100]));
+            // Key 7 is read all the time; it must survive every rotation.
+            assert!(
+                c.get(&7u32.to_be_bytes()).is_some() || i < 7,
+                "hot key evicted at {i}"
+            );
+            assert!(
+                c.bytes() <= share,
+                "{} bytes over a {share}-byte share",
+                c.bytes()
+            );
+        }
+        assert!(
+            c.len() > 50,
+            "cache keeps a useful number of entries: {}",
+            c.len()
+        );
+        assert!(c.get(&0u32.to_be_bytes()).is_none(), "cold key evicted");
+    }
+
+    #[test]
+    fn byte_accounting_survives_overwrites_and_promotions() {
+        let mut c = StoreCache::new(CacheBudget::new(1 << 20));
+        c.put(b"k".to_vec(), Some(vec![0; 10]));
+        c.put(b"k".to_vec(), Some(vec![0; 30]));
+        assert_eq!(c.bytes(), ENTRY_OVERHEAD + 1 + 30);
+        c.put(b"k".to_vec(), None);
+        assert_eq!(c.bytes(), ENTRY_OVERHEAD + 1);
+        c.clear();
+        assert_eq!((c.bytes(), c.len()), (0, 0));
+    }
+
+    #[test]
+    fn an_entry_larger_than_half_the_share_is_not_cached() {
+        let mut c = StoreCache::new(CacheBudget::new(1000));
+        c.put(b"big".to_vec(), Some(vec![0; 600]));
+        assert!(c.get(b"big").is_none());
+    }
+}
