@@ -121,7 +121,8 @@ async fn scorestream_ingest(bootstrap: &str, input: &str, events: u64) -> Durati
     };
     config.runtime.replication_factor = 1;
     config.runtime.session_timeout = Duration::from_secs(6);
-    config.state_dir = std::env::temp_dir().join(format!("bench-{input}-state"));
+    let state = tempfile::tempdir().expect("state directory");
+    config.state_dir = state.path().to_path_buf();
     let metrics = Metrics::new();
     let normalizer = Arc::new(app::normalizer(&config).expect("normalizer"));
     let topology =

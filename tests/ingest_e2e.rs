@@ -27,6 +27,8 @@ struct Scenario {
     config: Config,
     inputs: Vec<String>,
     sent: Vec<Generated>,
+    /// Parent of every instance's state directory, removed with the scenario.
+    _state: tempfile::TempDir,
 }
 
 fn scenario(bootstrap: &str, events: usize) -> Scenario {
@@ -47,7 +49,8 @@ fn scenario(bootstrap: &str, events: usize) -> Scenario {
         ..Config::default()
     };
     config.runtime.replication_factor = 1;
-    config.state_dir = std::env::temp_dir().join(format!("{run}-state"));
+    let state = tempfile::tempdir().unwrap();
+    config.state_dir = state.path().to_path_buf();
     config.runtime.commit_interval = Duration::from_millis(300);
     config.runtime.session_timeout = Duration::from_secs(6);
     config.runtime.shutdown_timeout = Duration::from_secs(15);
@@ -71,6 +74,7 @@ fn scenario(bootstrap: &str, events: usize) -> Scenario {
         config,
         inputs,
         sent,
+        _state: state,
     }
 }
 
