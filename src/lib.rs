@@ -15,6 +15,7 @@
 //! - [`app`]: assembles the bundled topology from configuration.
 //! - [`config`]: the TOML configuration with environment overrides, validated all at once.
 //! - [`metrics`]: Prometheus metrics (low-cardinality labels only).
+//! - [`http`]: the HTTP listener — `/metrics`, `/health`, `/ready`.
 //! - [`generator`]: seed-shaped events, good and bad, for the demo, tests and load runs.
 //! - [`demo`]: `scorestream demo` on librdkafka's in-process mock cluster.
 //!
@@ -25,6 +26,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod generator;
+pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod runtime;

@@ -123,11 +123,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let normalizer = Arc::new(app::normalizer(&config)?);
     let topology = app::build_topology(&config, normalizer, Some(metrics.clone()))?;
+    let listener = scorestream::http::bind(&config.http_addr).await?;
+    let http = scorestream::http::HttpContext::new(metrics.clone());
+    info!(addr = %listener.local_addr()?, "HTTP listening (/metrics, /health, /ready).");
+    scorestream::http::spawn(listener, scorestream::http::router(http.clone()));
     info!(application_id = %config.application_id, bootstrap = %config.bootstrap_servers, "Starting.");
     let handle = tokio::select! {
         h = runtime::start(&config, topology, metrics) => h?,
         _ = shutdown_signal() => { info!("Interrupted during start-up."); return Ok(()); }
     };
+    http.started
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let flag = handle.shutdown_flag();
     let mut waiter = tokio::task::spawn_blocking(move || handle.join());
     tokio::select! {

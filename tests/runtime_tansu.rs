@@ -60,16 +60,32 @@ fn sigterm_finishes_work_commits_and_exits_zero() {
         ),
     )
     .unwrap();
+    let http_port = support::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scorestream"))
         .args(["run", "--config", config.to_str().unwrap()])
         .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .env("SCORESTREAM_APPLICATION_ID", &app_id)
         .env("SCORESTREAM_STATE_DIR", dir.path().join("state"))
+        .env("SCORESTREAM_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Ready once it has joined the group and restored its (empty) state.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((200, body)) = support::http_get(http_port, "/ready") {
+            assert!(body.contains(r#""ready":true"#), "{body}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("/ready never answered 200");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Wait until every input offset is committed, then ask it to stop.
     let deadline = Instant::now() + Duration::from_secs(90);
     while committed_total(&bootstrap, &app_id, &input, 2) < 500 {
@@ -80,6 +96,12 @@ fn sigterm_finishes_work_commits_and_exits_zero() {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+    let (code, metrics) = support::http_get(http_port, "/metrics").expect("/metrics answers");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("scorestream_records_consumed_total{topic="),
+        "{metrics}"
+    );
     let pid = child.id().to_string();
     let signalled = Instant::now();
     assert!(Command::new("kill")
@@ -136,6 +158,7 @@ fn exactly_once_on_tansu_exits_with_the_reason() {
         .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .env("SCORESTREAM_APPLICATION_ID", &app_id)
         .env("SCORESTREAM_PROCESSING_GUARANTEE", "exactly_once")
+        .env("SCORESTREAM_HTTP_ADDR", "127.0.0.1:0")
         .env("SCORESTREAM_STATE_DIR", dir.path().join("state"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -38,6 +38,7 @@ impl Instance {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scorestream"))
             .args(["run", "--config", config.to_str().unwrap()])
             .env("SCORESTREAM_STATE_DIR", state_dir)
+            .env("SCORESTREAM_HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,7 +1,7 @@
 //! A Tansu broker process for one test: free loopback port, memory storage, output to a
 //! log file, killed by PID (and reaped) when dropped — also when the test panics.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,20 +35,12 @@ pub fn binary() -> PathBuf {
     panic!("no Tansu broker binary found: run scripts/install-deps.sh (or set TANSU_BIN)");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Tansu {
     /// Starts a memory-storage broker and waits (at most 20 s) until it answers metadata.
     pub fn start() -> Tansu {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("tansu.log");
-        let port = free_port();
+        let port = super::free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(binary())
             .args([

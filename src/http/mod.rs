@@ -1,0 +1,210 @@
+//! The HTTP listener (DESIGN §5): `/metrics` for Prometheus, `/health` (the process is
+//! alive) and `/ready` (the instance has joined the group and every task it owns is
+//! restored). Errors are JSON with a status code that means what it says.
+//!
+//! The listener is bound before anything else starts, so a bad `http_addr` fails at once
+//! and `/health` answers while topics are created and the group is joined.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+
+/// Seconds a client is asked to wait before asking `/ready` again.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// What the handlers read: the metrics registry and whether the runtime has started.
+#[derive(Clone)]
+pub struct HttpContext {
+    pub metrics: Metrics,
+    /// Set once topics are ready and the processing thread runs.
+    pub started: Arc<AtomicBool>,
+}
+
+impl HttpContext {
+    pub fn new(metrics: Metrics) -> HttpContext {
+        HttpContext {
+            metrics,
+            started: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Why the listener could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for HTTP on '{addr}' (http_addr / SCORESTREAM_HTTP_ADDR): {source}")]
+pub struct BindError {
+    addr: String,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Binds `addr` (e.g. `0.0.0.0:8080`; port 0 picks a free one).
+pub async fn bind(addr: &str) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        addr: addr.to_string(),
+        source,
+    })
+}
+
+/// Every route.
+pub fn router(ctx: HttpContext) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .with_state(ctx)
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub fn spawn(listener: TcpListener, router: Router) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "HTTP listener stopped.");
+        }
+    })
+}
+
+async fn metrics(State(ctx): State<HttpContext>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        ctx.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the runtime has started, the group has assigned this instance its
+/// partitions (possibly none), and no task is restoring.
+async fn ready(State(ctx): State<HttpContext>) -> Response {
+    let m = &ctx.metrics;
+    let not_ready = |reason: String| {
+        let mut r = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": reason})),
+        )
+            .into_response();
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+        r
+    };
+    if !ctx.started.load(Ordering::Relaxed) {
+        return not_ready("starting: checking topics and joining the consumer group".into());
+    }
+    if m.rebalances.with_label_values(&["assign"]).get() == 0 {
+        return not_ready("waiting for the consumer group to assign partitions".into());
+    }
+    let restoring = m.tasks_restoring.get();
+    if restoring > 0 {
+        return not_ready(format!(
+            "restoring {restoring} task(s) from their changelogs, {} record(s) to go",
+            m.restore_remaining.get()
+        ));
+    }
+    Json(json!({"ready": true, "tasks": m.tasks_assigned.get()})).into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "not found", "routes": ["/metrics", "/health", "/ready"]})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn call(ctx: &HttpContext, path: &str) -> (StatusCode, Option<String>, String) {
+        let res = router(ctx.clone())
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let retry = res
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, retry, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn ready_follows_start_assignment_and_restore() {
+        let ctx = HttpContext::new(Metrics::new());
+        let (s, retry, body) = call(&ctx, "/ready").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("5"));
+        assert!(body.contains("starting"), "{body}");
+
+        ctx.started.store(true, Ordering::Relaxed);
+        let (s, _, body) = call(&ctx, "/ready").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("assign"), "{body}");
+
+        ctx.metrics.rebalances.with_label_values(&["assign"]).inc();
+        ctx.metrics.tasks_restoring.set(2);
+        ctx.metrics.restore_remaining.set(1234);
+        let (s, _, body) = call(&ctx, "/ready").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("restoring 2 task(s)") && body.contains("1234"),
+            "{body}"
+        );
+
+        ctx.metrics.tasks_restoring.set(0);
+        ctx.metrics.tasks_assigned.set(3);
+        let (s, retry, body) = call(&ctx, "/ready").await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(retry, None);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v, json!({"ready": true, "tasks": 3}));
+    }
+
+    #[tokio::test]
+    async fn health_metrics_and_unknown_routes() {
+        let ctx = HttpContext::new(Metrics::new());
+        let (s, _, body) = call(&ctx, "/health").await;
+        assert_eq!((s, body.as_str()), (StatusCode::OK, r#"{"status":"ok"}"#));
+
+        ctx.metrics.tasks_assigned.set(7);
+        let (s, _, body) = call(&ctx, "/metrics").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("scorestream_tasks_assigned 7"), "{body}");
+
+        let (s, _, body) = call(&ctx, "/nope").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"], "not found");
+    }
+
+    #[tokio::test]
+    async fn a_taken_address_is_a_clear_error() {
+        let held = bind("127.0.0.1:0").await.unwrap();
+        let addr = held.local_addr().unwrap().to_string();
+        let err = bind(&addr).await.unwrap_err().to_string();
+        assert!(err.contains(&addr) && err.contains("http_addr"), "{err}");
+    }
+}
