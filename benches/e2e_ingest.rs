@@ -121,6 +121,12 @@ async fn scorestream_ingest(bootstrap: &str, input: &str, events: u64) -> Durati
     };
     config.runtime.replication_factor = 1;
     config.runtime.session_timeout = Duration::from_secs(6);
+    if let Some(b) = std::env::var("SCORESTREAM_BENCH_CACHE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.state.cache_bytes = b;
+    }
     let state = tempfile::tempdir().expect("state directory");
     config.state_dir = state.path().to_path_buf();
     let metrics = Metrics::new();
