@@ -34,6 +34,35 @@ fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -
         .sum()
 }
 
+/// `promtool check metrics` (Debian's `prometheus` package, installed by
+/// scripts/install-deps.sh) must have nothing to say about a live `/metrics`.
+fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool not found: run scripts/install-deps.sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics: {report}"
+    );
+}
+
 #[test]
 fn sigterm_finishes_work_commits_and_exits_zero() {
     let broker = support::tansu::Tansu::start();
@@ -102,6 +131,7 @@ fn sigterm_finishes_work_commits_and_exits_zero() {
         metrics.contains("scorestream_records_consumed_total{topic="),
         "{metrics}"
     );
+    promtool_check_metrics(&metrics);
     let pid = child.id().to_string();
     let signalled = Instant::now();
     assert!(Command::new("kill")
