@@ -10,8 +10,9 @@ SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
 need=()
-# prometheus: for promtool, which checks /metrics and deploy/prometheus.yml.
-for pkg in pkg-config libssl-dev build-essential python3-pip libclang1-14 libclang-common-14-dev prometheus; do
+# prometheus: for promtool, which checks /metrics and deploy/prometheus.yml; docker-compose:
+# `docker-compose config` validates docker-compose.yml without a Docker engine.
+for pkg in pkg-config libssl-dev build-essential python3-pip libclang1-14 libclang-common-14-dev prometheus docker-compose; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
