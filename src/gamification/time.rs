@@ -31,6 +31,14 @@ pub fn local_day(ms: i64, tz: Tz) -> LocalDay {
     local_date(ms, tz).num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE
 }
 
+/// A local day as `YYYY-MM-DD`.
+pub fn day_string(day: LocalDay) -> String {
+    NaiveDate::from_num_days_from_ce_opt(day.saturating_add(UNIX_EPOCH_DAYS_FROM_CE))
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 /// The Monday that starts the ISO week containing `day`.
 pub fn week_start(day: LocalDay) -> LocalDay {
     // 1970-01-01 was a Thursday: weekday index from Monday is (day + 3) mod 7.
@@ -154,6 +162,7 @@ mod tests {
         assert_eq!(local_day(t, Tz::UTC) + 1, local_day(t, nairobi));
         assert_eq!(local_day(0, Tz::UTC), 0);
         assert_eq!(local_day(-1, Tz::UTC), -1);
+        assert_eq!(day_string(local_day(t, nairobi)), "2024-01-15");
     }
 
     #[test]
