@@ -2,7 +2,9 @@
 //! requirements, repeats with cooldowns, and rewards on completion.
 //!
 //! Sequences follow arrival order (an out-of-order step within grace is taken as it
-//! comes); every other kind depends only on which events arrived.
+//! comes); without cooldowns and windows, every other kind depends only on which events
+//! arrived. A cooldown blocks events from the completion's time on, so an out-of-order
+//! event from before the completion still counts towards the next round.
 
 use super::eval::Ctx;
 use super::output::{OutputBody, PointsSource};
@@ -28,7 +30,7 @@ pub(super) fn advance_missions(ctx: &mut Ctx<'_>, state: &mut CustomerGameState)
         let cooling = mission.repeatable
             && progress
                 .last_completed_at
-                .is_some_and(|t| at < t.saturating_add(mission.cooldown_ms));
+                .is_some_and(|t| at >= t && at < t.saturating_add(mission.cooldown_ms));
         if cooling {
             continue;
         }

@@ -31,6 +31,8 @@ pub mod streak;
 pub mod time;
 
 #[cfg(test)]
+mod eval_props;
+#[cfg(test)]
 mod eval_tests;
 #[cfg(test)]
 mod rules_tests;
