@@ -25,6 +25,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod gamification;
 pub mod generator;
 pub mod http;
 pub mod ingest;

@@ -1,0 +1,193 @@
+//! Applying one event to one customer's game state: the heart of the gamification
+//! sub-topology.
+//!
+//! [`apply`] is pure and deterministic: the same rules, state, event and stream time give
+//! the same state and outputs, with no wall clock, randomness or hash-map order involved
+//! (every collection it iterates is sorted). It works in event time: an out-of-order event
+//! inside the grace period counts towards its own local day (caps, streak day, rolling
+//! windows); an older one is [`Applied::Late`] and changes nothing.
+
+use std::collections::BTreeMap;
+
+use super::missions::advance_missions;
+use super::output::{GameOutput, LeaderboardUpdate, OutputBody, Trigger};
+use super::points::award_rules;
+use super::rules::Rules;
+use super::standing::{update_badges, update_scores, update_tier};
+use super::state::{CustomerGameState, SeenEvents};
+use super::streak::StreakChange;
+use super::time::{day_string, local_day, whole_days, LocalDay};
+use crate::ingest::event::CanonicalEvent;
+
+/// What applying an event did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Applied {
+    /// Its `event_id` was applied before (within the dedupe horizon); nothing changed.
+    Duplicate,
+    /// Older than stream time minus the grace period; nothing changed. What happens to it
+    /// is `rules.settings.late_policy`.
+    Late {
+        behind_ms: i64,
+    },
+    /// `strict_event_types` is on and no rule knows its type; nothing changed. Dead-letter
+    /// it as `unknown_event_type`.
+    UnknownEventType,
+    Applied(Effects),
+}
+
+/// The results of an applied event.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Effects {
+    /// For `gamification-results`, keyed by the customer id, in a deterministic order.
+    pub outputs: Vec<GameOutput>,
+    /// For the leaderboard repartition topic, keyed by [`LeaderboardUpdate::key`]: one
+    /// per board and period whose total this event changed, sorted by board and period.
+    pub leaderboard: Vec<LeaderboardUpdate>,
+}
+
+/// Applies `event` to `state`.
+///
+/// `stream_time_ms` is the task's stream time: the largest event time it has seen (with
+/// or without this event; the result is the same). It decides lateness and when
+/// remembered event ids may be forgotten, so it must never run ahead of event time.
+pub fn apply(
+    rules: &Rules,
+    state: &mut CustomerGameState,
+    event: &CanonicalEvent,
+    stream_time_ms: i64,
+) -> Applied {
+    let stream_time = stream_time_ms.max(event.occurred_at);
+    let behind_ms = stream_time - event.occurred_at;
+    if behind_ms > rules.lateness_grace_ms() {
+        return Applied::Late { behind_ms };
+    }
+    let id_hash = SeenEvents::hash(&event.event_id);
+    if state.seen.contains(id_hash) {
+        return Applied::Duplicate;
+    }
+    let known = rules.knows_event_type(&event.event_type);
+    if !known && rules.settings.strict_event_types {
+        return Applied::UnknownEventType;
+    }
+    state.seen.insert(id_hash, event.occurred_at);
+    state
+        .seen
+        .prune(stream_time.saturating_sub(rules.dedupe_horizon_ms()));
+    update_profile(state, event, known);
+
+    let tz = rules.customer_time_zone(event);
+    let newest_at = state.profile.last_event_at.unwrap_or(event.occurred_at);
+    let mut ctx = Ctx {
+        rules,
+        event,
+        day: local_day(event.occurred_at, tz),
+        newest_day: local_day(newest_at, tz),
+        trigger: Trigger {
+            customer_id: &event.customer_id,
+            event_id: &event.event_id,
+            occurred_at: event.occurred_at,
+            rules_version: &rules.version,
+        },
+        outputs: Vec::new(),
+        boards: BTreeMap::new(),
+    };
+    state
+        .days
+        .prune_before(ctx.newest_day.saturating_sub(rules.retention_days));
+    state.prune_board_totals(stream_time.saturating_sub(rules.lateness_grace_ms()));
+
+    award_rules(&mut ctx, state);
+    update_streaks(&mut ctx, state);
+    advance_missions(&mut ctx, state);
+    update_tier(&mut ctx, state);
+    update_scores(&mut ctx, state);
+    update_badges(&mut ctx, state);
+    Applied::Applied(ctx.finish())
+}
+
+fn update_profile(state: &mut CustomerGameState, event: &CanonicalEvent, known: bool) {
+    let p = &mut state.profile;
+    let at = event.occurred_at;
+    p.first_event_at = Some(p.first_event_at.map_or(at, |f| f.min(at)));
+    p.last_event_at = Some(p.last_event_at.map_or(at, |l| l.max(at)));
+    p.events += 1;
+    if known {
+        *p.by_type.entry(event.event_type.clone()).or_insert(0) += 1;
+    } else {
+        p.unknown_type_events += 1;
+    }
+}
+
+fn update_streaks(ctx: &mut Ctx<'_>, state: &mut CustomerGameState) {
+    let rules = ctx.rules;
+    // Slack beyond the grace period for customers whose zone changes between events.
+    let keep_days = whole_days(rules.settings.lateness_grace) + 2;
+    for streak in &rules.streaks {
+        if !streak.event_types.contains(&ctx.event.event_type) {
+            continue;
+        }
+        let s = state.streaks.entry(streak.id.clone()).or_default();
+        if s.record(ctx.day, streak, keep_days) == StreakChange::Unchanged {
+            continue;
+        }
+        let body = OutputBody::StreakUpdated {
+            streak: streak.id.clone(),
+            current: s.now.current,
+            longest: s.now.longest,
+            day: day_string(ctx.day),
+            freezes_used: s.freezes_used(),
+        };
+        ctx.emit(body);
+    }
+}
+
+/// What the steps of [`apply`] share: the event, its local day, and what it produced.
+pub(super) struct Ctx<'a> {
+    pub rules: &'a Rules,
+    pub event: &'a CanonicalEvent,
+    /// The event's local day in the customer's zone.
+    pub day: LocalDay,
+    /// The customer's newest local day: where rolling windows end.
+    pub newest_day: LocalDay,
+    trigger: Trigger<'a>,
+    outputs: Vec<GameOutput>,
+    /// (board, period key) → the customer's new total.
+    boards: BTreeMap<(String, String), i64>,
+}
+
+impl Ctx<'_> {
+    pub fn emit(&mut self, body: OutputBody) {
+        self.outputs.push(GameOutput::new(self.trigger, body));
+    }
+
+    /// Adds to the event's day bucket.
+    pub fn buckets_add(&self, state: &mut CustomerGameState, key: &str, amount: i64) {
+        state.days.add(self.day, key, amount);
+    }
+
+    /// Records a board period's new total; the last one per period is sent.
+    pub fn touch_board(&mut self, board: &str, period_key: String, total: i64) {
+        self.boards.insert((board.to_string(), period_key), total);
+    }
+
+    fn finish(self) -> Effects {
+        let t = self.trigger;
+        let leaderboard = self
+            .boards
+            .into_iter()
+            .map(|((board, period), total)| LeaderboardUpdate {
+                board,
+                period,
+                customer_id: t.customer_id.to_string(),
+                total,
+                reached_at: t.occurred_at,
+                event_id: t.event_id.to_string(),
+                rules_version: t.rules_version.to_string(),
+            })
+            .collect();
+        Effects {
+            outputs: self.outputs,
+            leaderboard,
+        }
+    }
+}

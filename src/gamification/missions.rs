@@ -1,0 +1,202 @@
+//! Mission progress: single, count, sum and sequence missions, active windows, tier
+//! requirements, repeats with cooldowns, and rewards on completion.
+//!
+//! Sequences follow arrival order (an out-of-order step within grace is taken as it
+//! comes); without cooldowns and windows, every other kind depends only on which events
+//! arrived. A cooldown blocks events from the completion's time on, so an out-of-order
+//! event from before the completion still counts towards the next round.
+
+use super::eval::Ctx;
+use super::output::{OutputBody, PointsSource};
+use super::points::credit;
+use super::rules::{all_match, Mission, MissionKind};
+use super::state::{CustomerGameState, MissionProgress};
+
+/// What one event did to one mission's progress.
+enum Step {
+    Ignored,
+    Progressed { progress: f64, target: f64 },
+    Completed,
+}
+
+pub(super) fn advance_missions(ctx: &mut Ctx<'_>, state: &mut CustomerGameState) {
+    let rules = ctx.rules;
+    for mission in &rules.missions {
+        if !eligible(ctx, state, mission) {
+            continue;
+        }
+        let at = ctx.event.occurred_at;
+        let mut progress = state.missions.get(&mission.id).cloned().unwrap_or_default();
+        let cooling = mission.repeatable
+            && progress
+                .last_completed_at
+                .is_some_and(|t| at >= t && at < t.saturating_add(mission.cooldown_ms));
+        if cooling {
+            continue;
+        }
+        match step(ctx, mission, &mut progress) {
+            Step::Ignored => {}
+            Step::Progressed {
+                progress: p,
+                target,
+            } => {
+                state.missions.insert(mission.id.clone(), progress);
+                ctx.emit(OutputBody::MissionProgress {
+                    mission: mission.id.clone(),
+                    kind: mission.kind.name(),
+                    progress: p,
+                    target,
+                });
+            }
+            Step::Completed => complete(ctx, state, mission, progress),
+        }
+    }
+}
+
+/// Not finished for good, inside its window, at the required tier, filters pass.
+fn eligible(ctx: &Ctx<'_>, state: &CustomerGameState, mission: &Mission) -> bool {
+    let at = ctx.event.occurred_at;
+    if state.missions_done.contains_key(&mission.id)
+        || mission.from_ms.is_some_and(|f| at < f)
+        || mission.to_ms.is_some_and(|t| at >= t)
+    {
+        return false;
+    }
+    if let (Some(min), Some(tiers)) = (mission.min_tier, &ctx.rules.tiers) {
+        let current = state
+            .tier
+            .as_ref()
+            .and_then(|t| tiers.levels.iter().position(|l| &l.id == t));
+        if current.is_none_or(|c| c < min) {
+            return false;
+        }
+    }
+    all_match(&mission.when, ctx.event)
+}
+
+fn step(ctx: &Ctx<'_>, mission: &Mission, p: &mut MissionProgress) -> Step {
+    let event = ctx.event;
+    let matches = |types: &[String]| types.contains(&event.event_type);
+    match &mission.kind {
+        MissionKind::Single { event_types } if matches(event_types) => Step::Completed,
+        MissionKind::Count {
+            event_types,
+            target,
+        } if matches(event_types) => {
+            p.count += 1;
+            if p.count >= *target {
+                Step::Completed
+            } else {
+                Step::Progressed {
+                    progress: p.count as f64,
+                    target: *target as f64,
+                }
+            }
+        }
+        MissionKind::Sum {
+            event_types,
+            target_milli,
+            unit,
+        } if matches(event_types) => {
+            let add = unit.units_milli(event);
+            if add == 0 {
+                return Step::Ignored;
+            }
+            p.sum_milli = p.sum_milli.saturating_add(add);
+            if p.sum_milli >= *target_milli {
+                Step::Completed
+            } else {
+                Step::Progressed {
+                    progress: p.sum_milli as f64 / 1000.0,
+                    target: *target_milli as f64 / 1000.0,
+                }
+            }
+        }
+        MissionKind::Sequence { steps, within_ms } => sequence_step(event, steps, *within_ms, p),
+        _ => Step::Ignored,
+    }
+}
+
+/// The next expected step advances; the first step (re)starts; anything else is ignored.
+/// A sequence that ran past `within` starts over.
+fn sequence_step(
+    event: &crate::ingest::event::CanonicalEvent,
+    steps: &[String],
+    within_ms: Option<i64>,
+    p: &mut MissionProgress,
+) -> Step {
+    let at = event.occurred_at;
+    let expired = p.step > 0 && within_ms.is_some_and(|w| at - p.started_at > w);
+    if expired {
+        p.step = 0;
+    }
+    let next = steps.get(p.step as usize);
+    if p.step > 0 && next == Some(&event.event_type) {
+        p.step += 1;
+    } else if steps.first() == Some(&event.event_type) {
+        p.step = 1;
+        p.started_at = at;
+    } else if expired {
+        return Step::Progressed {
+            progress: 0.0,
+            target: steps.len() as f64,
+        };
+    } else {
+        return Step::Ignored;
+    }
+    if p.step as usize >= steps.len() {
+        Step::Completed
+    } else {
+        Step::Progressed {
+            progress: f64::from(p.step),
+            target: steps.len() as f64,
+        }
+    }
+}
+
+fn complete(
+    ctx: &mut Ctx<'_>,
+    state: &mut CustomerGameState,
+    mission: &Mission,
+    mut p: MissionProgress,
+) {
+    let at = ctx.event.occurred_at;
+    p.completions += 1;
+    p.last_completed_at = Some(at);
+    p.count = 0;
+    p.sum_milli = 0;
+    p.step = 0;
+    let completions = p.completions;
+    if mission.repeatable {
+        state.missions.insert(mission.id.clone(), p);
+    } else {
+        state.missions.remove(&mission.id);
+        state.missions_done.insert(mission.id.clone(), at);
+    }
+    state.missions_completed += 1;
+    let reward = &mission.reward;
+    ctx.emit(OutputBody::MissionCompleted {
+        mission: mission.id.clone(),
+        name: mission.name.clone(),
+        completions,
+        reward_point_type: reward.points.as_ref().map(|(t, _)| t.clone()),
+        reward_points: reward.points.as_ref().map(|(_, n)| *n),
+        reward_badge: reward.badge.as_ref().map(|(b, _)| b.clone()),
+    });
+    if let Some((point_type, points)) = &reward.points {
+        if *points > 0 {
+            let total = credit(ctx, state, point_type, *points);
+            ctx.emit(OutputBody::PointsAwarded {
+                point_type: point_type.clone(),
+                points: *points,
+                uncapped: *points,
+                capped: false,
+                source: PointsSource::Mission(mission.id.clone()),
+                total,
+            });
+        }
+    }
+    if let Some((badge, level)) = &reward.badge {
+        super::standing::raise_badge(ctx, state, badge, *level);
+    }
+}

@@ -1,0 +1,273 @@
+//! Records published on `gamification-results` (DESIGN §3), and the leaderboard update
+//! requests that cross into the leaderboard sub-topology.
+//!
+//! Every record carries `type`, `schema_version`, a deterministic `result_id`, the
+//! customer, the event it was computed from (`event_id`, `occurred_at`) and the
+//! `rules_version`. `result_id` hashes the customer, the event id, the type and what the
+//! result is about (a mission id, a badge level...), so re-processing the same event under
+//! at-least-once yields the same ids and consumers can drop repeats.
+
+use serde::{Deserialize, Serialize};
+
+use super::time::rfc3339_ms;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One result for `gamification-results`, keyed by the customer id.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GameOutput {
+    #[serde(rename = "type")]
+    pub output_type: &'static str,
+    pub schema_version: u32,
+    pub result_id: String,
+    pub customer_id: String,
+    pub event_id: String,
+    /// Event time of the triggering event, RFC 3339 UTC with milliseconds.
+    pub occurred_at: String,
+    pub rules_version: String,
+    #[serde(flatten)]
+    pub body: OutputBody,
+}
+
+/// Where points came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum PointsSource {
+    Rule(String),
+    Mission(String),
+}
+
+/// The type-specific fields. Serialized inline after the common ones.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum OutputBody {
+    ScoreUpdated {
+        score: String,
+        /// 0..100, two decimals.
+        value: f64,
+        previous: Option<f64>,
+    },
+    PointsAwarded {
+        point_type: String,
+        /// Points credited, after multipliers and caps.
+        points: i64,
+        /// Points before caps (after the tier multiplier).
+        uncapped: i64,
+        capped: bool,
+        source: PointsSource,
+        /// The customer's all-time total of this point type, this award included.
+        total: i64,
+    },
+    MissionProgress {
+        mission: String,
+        kind: &'static str,
+        /// Events counted (count), amount summed (sum) or steps done (sequence).
+        progress: f64,
+        target: f64,
+    },
+    MissionCompleted {
+        mission: String,
+        name: String,
+        /// How many times this customer has completed it, this time included.
+        completions: u32,
+        reward_point_type: Option<String>,
+        reward_points: Option<i64>,
+        reward_badge: Option<String>,
+    },
+    BadgeAwarded {
+        badge: String,
+        name: String,
+        level: u32,
+        level_name: String,
+        previous_level: u32,
+    },
+    StreakUpdated {
+        streak: String,
+        current: u32,
+        longest: u32,
+        /// The customer's local day of the activity, `YYYY-MM-DD`.
+        day: String,
+        freezes_used: u32,
+    },
+    TierChanged {
+        from: Option<String>,
+        to: Option<String>,
+        /// `promoted` or `demoted`.
+        direction: &'static str,
+        rolling_points: i64,
+    },
+}
+
+impl OutputBody {
+    /// The `type` field.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OutputBody::ScoreUpdated { .. } => "score_updated",
+            OutputBody::PointsAwarded { .. } => "points_awarded",
+            OutputBody::MissionProgress { .. } => "mission_progress",
+            OutputBody::MissionCompleted { .. } => "mission_completed",
+            OutputBody::BadgeAwarded { .. } => "badge_awarded",
+            OutputBody::StreakUpdated { .. } => "streak_updated",
+            OutputBody::TierChanged { .. } => "tier_changed",
+        }
+    }
+
+    /// What distinguishes this result from others of its type for the same event.
+    fn discriminator(&self) -> String {
+        match self {
+            OutputBody::ScoreUpdated { score, .. } => score.clone(),
+            OutputBody::PointsAwarded { source, .. } => match source {
+                PointsSource::Rule(r) => format!("rule:{r}"),
+                PointsSource::Mission(m) => format!("mission:{m}"),
+            },
+            OutputBody::MissionProgress { mission, .. } => mission.clone(),
+            OutputBody::MissionCompleted {
+                mission,
+                completions,
+                ..
+            } => format!("{mission}#{completions}"),
+            OutputBody::BadgeAwarded { badge, level, .. } => format!("{badge}#{level}"),
+            OutputBody::StreakUpdated { streak, .. } => streak.clone(),
+            OutputBody::TierChanged { .. } => String::new(),
+        }
+    }
+}
+
+/// The event an output was computed from.
+#[derive(Clone, Copy, Debug)]
+pub struct Trigger<'a> {
+    pub customer_id: &'a str,
+    pub event_id: &'a str,
+    pub occurred_at: i64,
+    pub rules_version: &'a str,
+}
+
+/// `xxh3(customer \0 event \0 type \0 discriminator)` as 16 hex digits.
+pub fn result_id(
+    customer_id: &str,
+    event_id: &str,
+    output_type: &str,
+    discriminator: &str,
+) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [customer_id, event_id, output_type, discriminator] {
+        h.update(part.as_bytes());
+        h.update(&[0]);
+    }
+    format!("{:016x}", h.digest())
+}
+
+impl GameOutput {
+    pub fn new(trigger: Trigger<'_>, body: OutputBody) -> GameOutput {
+        let output_type = body.type_name();
+        GameOutput {
+            output_type,
+            schema_version: SCHEMA_VERSION,
+            result_id: result_id(
+                trigger.customer_id,
+                trigger.event_id,
+                output_type,
+                &body.discriminator(),
+            ),
+            customer_id: trigger.customer_id.to_string(),
+            event_id: trigger.event_id.to_string(),
+            occurred_at: rfc3339_ms(trigger.occurred_at),
+            rules_version: trigger.rules_version.to_string(),
+            body,
+        }
+    }
+
+    /// The record value: compact JSON, fields in a stable order.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("outputs hold only strings, integers and finite floats")
+    }
+}
+
+/// A customer's new total on one board and period, sent to the leaderboard
+/// sub-topology keyed by `board` + `period`. A total, not a delta: a repeat is an
+/// idempotent upsert (DESIGN §4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderboardUpdate {
+    pub board: String,
+    /// `daily:2024-01-15`, `weekly:2024-W03`, `monthly:2024-01` or `all_time`.
+    pub period: String,
+    pub customer_id: String,
+    pub total: i64,
+    /// Event time at which the customer reached `total` (earlier wins a tie).
+    pub reached_at: i64,
+    pub event_id: String,
+    pub rules_version: String,
+}
+
+impl LeaderboardUpdate {
+    /// The repartition key: one leaderboard task owns a board's period.
+    pub fn key(&self) -> String {
+        format!("{}|{}", self.board, self.period)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger() -> Trigger<'static> {
+        Trigger {
+            customer_id: "254700000001",
+            event_id: "evt-1",
+            occurred_at: 1_705_312_800_000,
+            rules_version: "v1+abcd",
+        }
+    }
+
+    #[test]
+    fn json_has_the_common_fields_first_then_the_specific_ones() {
+        let out = GameOutput::new(
+            trigger(),
+            OutputBody::BadgeAwarded {
+                badge: "shopper".into(),
+                name: "Shopper".into(),
+                level: 2,
+                level_name: "Silver".into(),
+                previous_level: 1,
+            },
+        );
+        let text = String::from_utf8(out.to_json_bytes()).unwrap();
+        assert!(
+            text.starts_with(r#"{"type":"badge_awarded","schema_version":1,"result_id":""#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["occurred_at"], "2024-01-15T10:00:00.000Z");
+        assert_eq!(v["customer_id"], "254700000001");
+        assert_eq!(v["rules_version"], "v1+abcd");
+        assert_eq!(v["level"], 2);
+        assert_eq!(v["level_name"], "Silver");
+    }
+
+    #[test]
+    fn result_ids_are_stable_and_tell_results_apart() {
+        let points = |rule: &str| {
+            GameOutput::new(
+                trigger(),
+                OutputBody::PointsAwarded {
+                    point_type: "xp".into(),
+                    points: 5,
+                    uncapped: 5,
+                    capped: false,
+                    source: PointsSource::Rule(rule.into()),
+                    total: 5,
+                },
+            )
+        };
+        assert_eq!(points("a").result_id, points("a").result_id);
+        assert_ne!(points("a").result_id, points("b").result_id);
+        assert_eq!(points("a").result_id.len(), 16);
+        let v: serde_json::Value = serde_json::from_slice(&points("a").to_json_bytes()).unwrap();
+        assert_eq!(v["source"], serde_json::json!({"kind": "rule", "id": "a"}));
+        // The same event id for another customer is another result.
+        assert_ne!(
+            result_id("c1", "e", "points_awarded", "rule:a"),
+            result_id("c2", "e", "points_awarded", "rule:a")
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! Calendar arithmetic in a time zone: local days, ISO weeks, leaderboard period keys.
+//!
+//! Caps, streaks and daily/weekly leaderboards are about the customer's calendar, not UTC
+//! (a recharge at 01:00 in Nairobi belongs to that local day). Days are numbered as
+//! days since 1970-01-01 *in the zone*, so buckets compare and subtract as plain integers.
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Days between 0001-01-01 (chrono's day 1) and 1970-01-01.
+const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+/// A local calendar day: days since 1970-01-01 in some time zone.
+pub type LocalDay = i32;
+
+/// The instant as a UTC date-time; out-of-range instants clamp to the epoch (event times
+/// are validated by ingest, so this never happens on real input).
+fn utc(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn local_date(ms: i64, tz: Tz) -> NaiveDate {
+    utc(ms).with_timezone(&tz).date_naive()
+}
+
+/// The local day of an instant in `tz`.
+pub fn local_day(ms: i64, tz: Tz) -> LocalDay {
+    local_date(ms, tz).num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE
+}
+
+/// A local day as `YYYY-MM-DD`.
+pub fn day_string(day: LocalDay) -> String {
+    NaiveDate::from_num_days_from_ce_opt(day.saturating_add(UNIX_EPOCH_DAYS_FROM_CE))
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// The Monday that starts the ISO week containing `day`.
+pub fn week_start(day: LocalDay) -> LocalDay {
+    // 1970-01-01 was a Thursday: weekday index from Monday is (day + 3) mod 7.
+    day - (day + 3).rem_euclid(7)
+}
+
+/// RFC 3339 in UTC with milliseconds and `Z`, the output contract's time format.
+pub fn rfc3339_ms(ms: i64) -> String {
+    utc(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Whole days covered by a duration, rounded up (a 36 h window spans 2 day buckets).
+pub fn whole_days(d: std::time::Duration) -> i32 {
+    let days = d.as_millis().div_ceil(DAY_MS as u128);
+    i32::try_from(days).unwrap_or(i32::MAX)
+}
+
+/// A leaderboard period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Daily,
+    Weekly,
+    Monthly,
+    AllTime,
+}
+
+impl Period {
+    pub const ALL: [Period; 4] = [
+        Period::Daily,
+        Period::Weekly,
+        Period::Monthly,
+        Period::AllTime,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Daily => "daily",
+            Period::Weekly => "weekly",
+            Period::Monthly => "monthly",
+            Period::AllTime => "all_time",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Period> {
+        Period::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// The period an instant falls in, in `tz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeriodSpan {
+    /// `daily:2024-01-15`, `weekly:2024-W03`, `monthly:2024-01`, `all_time`.
+    pub key: String,
+    /// First instant after the period (epoch ms UTC); `i64::MAX` for `all_time`.
+    pub end_ms: i64,
+}
+
+/// The key and end of the period containing `ms` in `tz`.
+pub fn period_span(period: Period, ms: i64, tz: Tz) -> PeriodSpan {
+    let date = local_date(ms, tz);
+    let (key, next_start) = match period {
+        Period::AllTime => {
+            return PeriodSpan {
+                key: "all_time".into(),
+                end_ms: i64::MAX,
+            }
+        }
+        Period::Daily => (
+            format!("daily:{}", date.format("%Y-%m-%d")),
+            date.succ_opt(),
+        ),
+        Period::Weekly => {
+            let w = date.iso_week();
+            let monday = date - chrono::Days::new(u64::from(date.weekday().num_days_from_monday()));
+            (
+                format!("weekly:{}-W{:02}", w.year(), w.week()),
+                monday.checked_add_days(chrono::Days::new(7)),
+            )
+        }
+        Period::Monthly => (
+            format!("monthly:{}", date.format("%Y-%m")),
+            date.with_day(1)
+                .and_then(|d| d.checked_add_months(chrono::Months::new(1))),
+        ),
+    };
+    PeriodSpan {
+        key,
+        end_ms: next_start.map_or(i64::MAX, |d| start_of_day_ms(d, tz)),
+    }
+}
+
+/// The first instant of a local date in `tz` (the earliest one if midnight is ambiguous,
+/// the first existing one if a DST gap swallows midnight).
+fn start_of_day_ms(date: NaiveDate, tz: Tz) -> i64 {
+    use chrono::offset::LocalResult;
+    use chrono::TimeZone;
+    let mut t = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    for _ in 0..4 {
+        match tz.from_local_datetime(&t) {
+            LocalResult::Single(d) | LocalResult::Ambiguous(d, _) => return d.timestamp_millis(),
+            LocalResult::None => t += chrono::Duration::minutes(30),
+        }
+    }
+    t.and_utc().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn local_day_follows_the_zone() {
+        let nairobi: Tz = "Africa/Nairobi".parse().unwrap();
+        // 22:30 UTC on the 14th is 01:30 on the 15th in Nairobi (UTC+3).
+        let t = ms("2024-01-14T22:30:00Z");
+        assert_eq!(local_day(t, Tz::UTC) + 1, local_day(t, nairobi));
+        assert_eq!(local_day(0, Tz::UTC), 0);
+        assert_eq!(local_day(-1, Tz::UTC), -1);
+        assert_eq!(day_string(local_day(t, nairobi)), "2024-01-15");
+    }
+
+    #[test]
+    fn weeks_start_on_monday() {
+        let monday = local_day(ms("2024-01-15T12:00:00Z"), Tz::UTC);
+        for d in 0..7 {
+            assert_eq!(week_start(monday + d), monday);
+        }
+        assert_eq!(week_start(monday - 1), monday - 7);
+    }
+
+    #[test]
+    fn period_keys_match_the_contract() {
+        let t = ms("2024-01-15T10:00:00Z");
+        let key = |p| period_span(p, t, Tz::UTC).key;
+        assert_eq!(key(Period::Daily), "daily:2024-01-15");
+        assert_eq!(key(Period::Weekly), "weekly:2024-W03");
+        assert_eq!(key(Period::Monthly), "monthly:2024-01");
+        assert_eq!(key(Period::AllTime), "all_time");
+        // ISO week-year: 2024-12-30 belongs to 2025-W01.
+        assert_eq!(
+            period_span(Period::Weekly, ms("2024-12-30T10:00:00Z"), Tz::UTC).key,
+            "weekly:2025-W01"
+        );
+        assert_eq!(
+            period_span(Period::Monthly, t, Tz::UTC).end_ms,
+            ms("2024-02-01T00:00:00Z")
+        );
+        assert_eq!(
+            period_span(Period::Weekly, t, Tz::UTC).end_ms,
+            ms("2024-01-22T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn day_ends_respect_dst() {
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        // 2024-03-31 is 23 hours long in Paris.
+        let span = period_span(Period::Daily, ms("2024-03-31T10:00:00Z"), paris);
+        assert_eq!(span.end_ms, ms("2024-03-31T22:00:00Z"));
+    }
+
+    #[test]
+    fn whole_days_round_up() {
+        use std::time::Duration;
+        assert_eq!(whole_days(Duration::from_secs(86_400)), 1);
+        assert_eq!(whole_days(Duration::from_secs(86_401)), 2);
+        assert_eq!(rfc3339_ms(1_705_312_800_123), "2024-01-15T10:00:00.123Z");
+    }
+}
