@@ -7,7 +7,6 @@
 //! `cargo bench` without a broker is not an error). `SCORESTREAM_BENCH_EVENTS` sets the
 //! event count (default 1,000,000).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -130,9 +129,8 @@ async fn scorestream_ingest(bootstrap: &str, input: &str, events: u64) -> Durati
     let state = tempfile::tempdir().expect("state directory");
     config.state_dir = state.path().to_path_buf();
     let metrics = Metrics::new();
-    let normalizer = Arc::new(app::normalizer(&config).expect("normalizer"));
-    let topology =
-        app::build_topology(&config, normalizer, Some(metrics.clone())).expect("topology");
+    let parts = app::Components::load(&config).expect("mapping and rules");
+    let topology = app::build_topology(&config, &parts, Some(metrics.clone())).expect("topology");
     let handle = runtime::start(&config, topology, metrics.clone())
         .await
         .expect("start");

@@ -1,5 +1,5 @@
-//! End-to-end restore (not criterion): 1,000,000 customers' totals are written to the
-//! `customer-totals` changelog of a fresh application on a real broker, then restored from
+//! End-to-end restore (not criterion): 1,000,000 customers' game states are written to the
+//! `customer-state` changelog of a fresh application on a real broker, then restored from
 //! the broker into RocksDB with the default state settings, as a new owner with an empty
 //! disk would. Prints the time, the rate and the process's peak RSS.
 //!
@@ -7,7 +7,6 @@
 //! with `SCORESTREAM_BENCH_BOOTSTRAP` set; without it, it explains and exits 0.
 //! `SCORESTREAM_BENCH_EVENTS` sets the key count.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -15,9 +14,10 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use scorestream::app;
-use scorestream::app::totals::{CustomerTotals, TOTALS_STORE};
+use scorestream::app::game::{StoredGameState, STATE_STORE as TOTALS_STORE};
 use scorestream::config::Config;
 use scorestream::engine::changelog_topic;
+use scorestream::gamification::CustomerGameState;
 use scorestream::runtime::dump::restore_all;
 use scorestream::runtime::RuntimeError;
 use scorestream::state::codec::{encode_key, encode_value};
@@ -53,8 +53,8 @@ fn main() {
         ..Config::default()
     };
     config.runtime.replication_factor = 1;
-    let topology =
-        app::build_topology(&config, Arc::new(app::normalizer(&config).unwrap()), None).unwrap();
+    let parts = app::Components::load(&config).unwrap();
+    let topology = app::build_topology(&config, &parts, None).unwrap();
     let totals_log = changelog_topic(&app_id, TOTALS_STORE);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -90,12 +90,15 @@ fn main() {
         let key = encode_key(TOTALS_STORE, &format!("customer-{i:07}")).unwrap();
         let value = encode_value(
             TOTALS_STORE,
-            &CustomerTotals {
-                events: i % 50 + 1,
-                value_sum: (i % 1000) as f64,
-                first_event_at: 1_700_000_000_000,
-                last_event_at: 1_700_000_000_000 + i as i64,
-            },
+            &StoredGameState::V1({
+                let mut s = CustomerGameState::default();
+                s.profile.events = i % 50 + 1;
+                s.profile.value_milli = (i % 1000) as i64 * 1000;
+                s.profile.first_event_at = Some(1_700_000_000_000);
+                s.profile.last_event_at = Some(1_700_000_000_000 + i as i64);
+                s.points.insert("xp".into(), (i % 500) as i64);
+                s
+            }),
         )
         .unwrap();
         let mut rec = BaseRecord::<[u8], [u8]>::to(&totals_log)

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use scorestream::app::totals::CustomerTotals;
 use scorestream::engine::{
     Processor, ProcessorContext, ProcessorError, Record, StoreDecl, TopicRef, TopologyBuilder,
 };
@@ -24,6 +23,15 @@ impl Processor for Noop {
     fn process(&mut self, _: &mut ProcessorContext<'_>, _: Record) -> Result<(), ProcessorError> {
         Ok(())
     }
+}
+
+/// A small per-customer value (the size of a running total), so the numbers measure the
+/// store, not serialization of a large value.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CustomerTotals {
+    events: u64,
+    value_sum: f64,
+    last_event_at: i64,
 }
 
 fn handle() -> (StoreHandle<String, CustomerTotals>, Vec<StoreSpec>) {

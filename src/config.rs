@@ -36,6 +36,7 @@ pub struct Config {
     pub runtime: RuntimeSettings,
     pub state: StateSettings,
     pub ingest: IngestSettings,
+    pub gamification: GamificationSettings,
     /// librdkafka properties passed through unchanged (SASL, TLS, tuning).
     pub kafka: KafkaPassthrough,
 }
@@ -52,6 +53,7 @@ impl Default for Config {
             runtime: RuntimeSettings::default(),
             state: StateSettings::default(),
             ingest: IngestSettings::default(),
+            gamification: GamificationSettings::default(),
             kafka: KafkaPassthrough::default(),
         }
     }
@@ -136,9 +138,6 @@ pub struct StateSettings {
     pub cleanup_delay: Duration,
     /// Changelog records applied per local write while restoring.
     pub restore_batch_records: usize,
-    /// How long event ids are remembered to drop duplicates (event time).
-    #[serde(with = "humantime_serde")]
-    pub dedupe_horizon: Duration,
 }
 
 impl Default for StateSettings {
@@ -150,7 +149,6 @@ impl Default for StateSettings {
             cache_bytes: 64 << 20,
             cleanup_delay: Duration::from_secs(600),
             restore_batch_records: 10_000,
-            dedupe_horizon: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -180,6 +178,26 @@ impl Default for IngestSettings {
             max_future_skew: Duration::from_secs(3600),
             strict_event_types: false,
             mapping_file: None,
+        }
+    }
+}
+
+/// The gamification sub-topologies (DESIGN §1, §3). Game semantics (time zone, grace
+/// period, late policy, dedupe horizon) live in the rules file's `[settings]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GamificationSettings {
+    /// Rules file; the bundled `topology/gamification.toml` when absent.
+    pub rules_file: Option<PathBuf>,
+    /// Where results go.
+    pub results_topic: String,
+}
+
+impl Default for GamificationSettings {
+    fn default() -> Self {
+        GamificationSettings {
+            rules_file: None,
+            results_topic: "gamification-results".into(),
         }
     }
 }
@@ -333,8 +351,15 @@ impl Config {
         if self.state.restore_batch_records == 0 {
             err("state.restore_batch_records", "must be above zero".into());
         }
-        if self.state.dedupe_horizon.is_zero() {
-            err("state.dedupe_horizon", "must be above zero".into());
+        if self.gamification.results_topic.is_empty() || self.gamification.results_topic.len() > 249
+        {
+            err(
+                "gamification.results_topic",
+                format!(
+                    "'{}' is not a valid topic name",
+                    self.gamification.results_topic
+                ),
+            );
         }
         if self.ingest.max_record_bytes == 0 {
             err("ingest.max_record_bytes", "must be above zero".into());

@@ -109,8 +109,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         opts.rate
     );
     let metrics = Metrics::new();
-    let normalizer = Arc::new(app::normalizer(&config).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let topology = app::build_topology(&config, normalizer, Some(metrics.clone()))?;
+    let parts = app::Components::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let topology = app::build_topology(&config, &parts, Some(metrics.clone()))?;
     println!("\n{}", topology.describe());
     // The mock cluster does not implement CreateTopics: create what the runtime plans.
     let existing = DEMO_TOPICS

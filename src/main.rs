@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use scorestream::config::Config;
@@ -121,8 +120,8 @@ async fn shutdown_signal() {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let normalizer = Arc::new(app::normalizer(&config)?);
-    let topology = app::build_topology(&config, normalizer, Some(metrics.clone()))?;
+    let parts = app::Components::load(&config)?;
+    let topology = app::build_topology(&config, &parts, Some(metrics.clone()))?;
     let listener = scorestream::http::bind(&config.http_addr).await?;
     let http = scorestream::http::HttpContext::new(metrics.clone());
     info!(addr = %listener.local_addr()?, "HTTP listening (/metrics, /health, /ready).");
@@ -157,8 +156,8 @@ fn dump_state(
     timeout: std::time::Duration,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let normalizer = Arc::new(app::normalizer(config)?);
-    let topology = app::build_topology(config, normalizer, None)?;
+    let parts = app::Components::load(config)?;
+    let topology = app::build_topology(config, &parts, None)?;
     if let Some(s) = only {
         anyhow::ensure!(
             topology.stores().iter().any(|d| d.name == s),
@@ -188,9 +187,9 @@ async fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let result = app::normalizer(&config)
+            let result = app::Components::load(&config)
                 .map_err(anyhow::Error::from)
-                .and_then(|n| Ok(app::build_topology(&config, Arc::new(n), None)?));
+                .and_then(|p| Ok(app::build_topology(&config, &p, None)?));
             match result {
                 Ok(t) => {
                     print!("{}", t.describe());

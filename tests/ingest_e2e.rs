@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Headers as _, OwnedMessage};
@@ -18,9 +17,10 @@ use scorestream::ingest::event::CanonicalEvent;
 use scorestream::metrics::Metrics;
 use scorestream::runtime::{self, partitioner::partition_for_key, RuntimeHandle};
 
-/// Partitions the group assigns: four input topics plus `events-by-customer` (as many
-/// partitions as the largest input) read by the per-customer sub-topology.
-const ASSIGNABLE: i64 = (PARTITIONS * 5) as i64;
+/// Partitions the group assigns: four input topics plus `events-by-customer` and
+/// `leaderboard-points` (as many partitions as the largest input) read by the
+/// per-customer and leaderboard sub-topologies.
+const ASSIGNABLE: i64 = (PARTITIONS * 6) as i64;
 const PARTITIONS: i32 = 3;
 
 struct Scenario {
@@ -103,9 +103,8 @@ impl Scenario {
 
     async fn start(&self) -> (RuntimeHandle, Metrics) {
         let metrics = Metrics::new();
-        let normalizer = Arc::new(app::normalizer(&self.config).unwrap());
-        let topology =
-            app::build_topology(&self.config, normalizer, Some(metrics.clone())).unwrap();
+        let parts = app::Components::load(&self.config).unwrap();
+        let topology = app::build_topology(&self.config, &parts, Some(metrics.clone())).unwrap();
         // Each instance has its own state directory, as separate machines would.
         let mut config = self.config.clone();
         config.state_dir = self
@@ -303,12 +302,8 @@ async fn ingest_on_mock_cluster() {
         for t in &s.inputs {
             mock.create_topic(t, PARTITIONS);
         }
-        let topology = app::build_topology(
-            &s.config,
-            Arc::new(app::normalizer(&s.config).unwrap()),
-            None,
-        )
-        .unwrap();
+        let parts = app::Components::load(&s.config).unwrap();
+        let topology = app::build_topology(&s.config, &parts, None).unwrap();
         for plan in runtime::admin::plan_topics(&s.config, &topology, &existing) {
             mock.create_topic(&plan.name, plan.partitions);
         }

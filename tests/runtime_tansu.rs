@@ -245,8 +245,8 @@ async fn broker_going_away_is_survived_and_shutdown_stays_bounded() {
     config.runtime.commit_interval = Duration::from_millis(200);
     config.runtime.shutdown_timeout = Duration::from_secs(5);
     let metrics = Metrics::new();
-    let normalizer = std::sync::Arc::new(app::normalizer(&config).unwrap());
-    let topology = app::build_topology(&config, normalizer, Some(metrics.clone())).unwrap();
+    let parts = app::Components::load(&config).unwrap();
+    let topology = app::build_topology(&config, &parts, Some(metrics.clone())).unwrap();
     let handle = runtime::start(&config, topology, metrics.clone())
         .await
         .unwrap();

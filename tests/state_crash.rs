@@ -201,7 +201,7 @@ impl Setup {
                 "--config",
                 self.config.to_str().unwrap(),
                 "--store",
-                "customer-totals",
+                "customer-state",
                 "--timeout",
                 "60s",
             ])
@@ -216,8 +216,9 @@ impl Setup {
         for line in String::from_utf8(out.stdout).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let key = v["key"].as_str().unwrap().to_string();
-            let events = v["value"]["events"].as_u64().unwrap();
-            let sum = v["value"]["value_sum"].as_f64().unwrap();
+            let profile = &v["value"]["profile"];
+            let events = profile["events"].as_u64().unwrap();
+            let sum = profile["value_milli"].as_i64().unwrap() as f64 / 1000.0;
             totals.insert(key, (events, sum));
         }
         totals

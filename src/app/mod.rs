@@ -1,6 +1,7 @@
 //! The bundled ScoreStream topology, assembled from configuration.
 
-pub mod totals;
+pub mod game;
+pub mod leaderboards;
 
 use std::sync::Arc;
 
@@ -8,30 +9,69 @@ use crate::config::Config;
 use crate::engine::{
     Partitioning, SinkTarget, StoreDecl, TopicRef, Topology, TopologyBuilder, TopologyError,
 };
+use crate::gamification::{RuleErrors, Rules};
 use crate::ingest::normalize::Normalizer;
 use crate::ingest::processor::{IngestProcessor, DEAD_LETTER_CHILD, VALID_CHILD};
 use crate::metrics::Metrics;
 
 /// Suffix of the internal repartition topic holding events keyed by customer id.
 pub const EVENTS_BY_CUSTOMER: &str = "events-by-customer";
+/// Suffix of the internal repartition topic holding leaderboard totals keyed by board.
+pub const LEADERBOARD_POINTS: &str = "leaderboard-points";
 /// Suffix of every dead-letter topic: `<input-topic>-dlq`.
 pub const DLQ_SUFFIX: &str = "-dlq";
 
+/// What the topology is built from besides configuration: the source mapping and the
+/// gamification rules, both validated.
+#[derive(Clone)]
+pub struct Components {
+    pub normalizer: Arc<Normalizer>,
+    pub rules: Arc<Rules>,
+}
+
+impl Components {
+    /// Loads the mapping and the rules named by `config` (or the bundled ones), reporting
+    /// every problem in both files at once.
+    pub fn load(config: &Config) -> Result<Components, LoadError> {
+        let normalizer = normalizer(config);
+        let rules = rules(config);
+        match (normalizer, rules) {
+            (Ok(n), Ok(r)) => Ok(Components {
+                normalizer: Arc::new(n),
+                rules: Arc::new(r),
+            }),
+            (n, r) => Err(LoadError {
+                problems: n.err().into_iter().chain(r.err()).collect(),
+            }),
+        }
+    }
+}
+
+/// Everything wrong with the mapping and rules files.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct LoadError {
+    pub problems: Vec<MappingLoadError>,
+}
+
 /// Builds the topology: sub-topology 0 (ingest) reads every input topic, dead-letters bad
 /// records and re-keys good ones onto `<app-id>-events-by-customer`; sub-topology 1 keeps
-/// per-customer state from there.
+/// one game state per customer from there and sends results, late dead letters and
+/// leaderboard totals; sub-topology 2 ranks those totals per board and period.
 pub fn build_topology(
     config: &Config,
-    normalizer: Arc<Normalizer>,
+    parts: &Components,
     metrics: Option<Metrics>,
 ) -> Result<Topology, TopologyError> {
     let inputs: Vec<TopicRef> = config.inputs.iter().map(TopicRef::external).collect();
+    let results = TopicRef::external(&config.gamification.results_topic);
     let mut b = TopologyBuilder::new();
-    let metrics2 = metrics.clone();
+
+    let (normalizer, m) = (parts.normalizer.clone(), metrics.clone());
     b.add_source("ingest-source", &inputs);
     b.add_processor(
         "normalize",
-        move || Box::new(IngestProcessor::new(normalizer.clone(), metrics.clone())),
+        move || Box::new(IngestProcessor::new(normalizer.clone(), m.clone())),
         &["ingest-source"],
     );
     b.add_sink(
@@ -48,40 +88,102 @@ pub fn build_topology(
     );
 
     b.add_source("customer-source", &[TopicRef::internal(EVENTS_BY_CUSTOMER)]);
-    let totals_store = b.add_state_store(
+    let state = b.add_state_store(
         StoreDecl {
-            name: totals::TOTALS_STORE.into(),
+            name: game::STATE_STORE.into(),
             logged: true,
         },
-        &["customer-totals"],
+        &["gamify"],
     );
-    let seen_store = b.add_state_store(
-        StoreDecl {
-            name: totals::SEEN_STORE.into(),
-            logged: true,
-        },
-        &["customer-totals"],
-    );
-    let horizon = config.state.dedupe_horizon;
+    let (rules, m) = (parts.rules.clone(), metrics.clone());
     b.add_processor(
-        "customer-totals",
+        "gamify",
         move || {
-            Box::new(totals::TotalsProcessor::new(
-                totals_store.clone(),
-                seen_store.clone(),
-                horizon,
-                metrics2.clone(),
+            Box::new(game::GameProcessor::new(
+                rules.clone(),
+                state.clone(),
+                m.clone(),
             ))
         },
         &["customer-source"],
     );
+    b.add_sink(
+        game::RESULTS_CHILD,
+        SinkTarget::Topic(results.clone()),
+        Partitioning::ByKey,
+        &["gamify"],
+    );
+    b.add_sink(
+        game::LEADERBOARD_CHILD,
+        SinkTarget::Topic(TopicRef::internal(LEADERBOARD_POINTS)),
+        Partitioning::ByKey,
+        &["gamify"],
+    );
+    b.add_sink(
+        game::LATE_CHILD,
+        SinkTarget::OriginSuffix {
+            suffix: DLQ_SUFFIX.into(),
+            origins: inputs.clone(),
+        },
+        Partitioning::SameAsSource,
+        &["gamify"],
+    );
+
+    b.add_source(
+        "leaderboard-source",
+        &[TopicRef::internal(LEADERBOARD_POINTS)],
+    );
+    let boards = b.add_state_store(
+        StoreDecl {
+            name: leaderboards::BOARDS_STORE.into(),
+            logged: true,
+        },
+        &["leaderboards"],
+    );
+    let (rules, m) = (parts.rules.clone(), metrics);
+    let emit_every = config.runtime.commit_interval;
+    b.add_processor(
+        "leaderboards",
+        move || {
+            Box::new(leaderboards::LeaderboardProcessor::new(
+                rules.clone(),
+                boards.clone(),
+                emit_every,
+                m.clone(),
+            ))
+        },
+        &["leaderboard-source"],
+    );
+    b.add_sink(
+        leaderboards::RESULTS_CHILD,
+        SinkTarget::Topic(results),
+        Partitioning::ByKey,
+        &["leaderboards"],
+    );
     b.build(&config.application_id)
 }
 
-/// Why the normalizer could not be built from configuration.
+/// Loads the gamification rules named by `gamification.rules_file` (or the bundled ones).
+pub fn rules(config: &Config) -> Result<Rules, MappingLoadError> {
+    let (path, loaded) = match &config.gamification.rules_file {
+        None => (
+            "topology/gamification.toml (bundled)".to_string(),
+            Rules::bundled(),
+        ),
+        Some(p) => (p.display().to_string(), Rules::load(p)),
+    };
+    loaded.map_err(|RuleErrors(errs)| MappingLoadError {
+        what: "gamification rules",
+        path,
+        errors: errs.iter().map(|e| format!("  - {e}")).collect(),
+    })
+}
+
+/// Why a mapping or rules file could not be loaded: every problem, one per line.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid source mapping {path}:\n{}", .errors.join("\n"))]
+#[error("invalid {what} {path}:\n{}", .errors.join("\n"))]
 pub struct MappingLoadError {
+    pub what: &'static str,
     pub path: String,
     pub errors: Vec<String>,
 }
@@ -94,10 +196,12 @@ pub fn normalizer(config: &Config) -> Result<Normalizer, MappingLoadError> {
         Some(p) => {
             let path = p.display().to_string();
             let text = std::fs::read_to_string(p).map_err(|e| MappingLoadError {
+                what: "source mapping",
                 path: path.clone(),
                 errors: vec![format!("  - cannot read: {e}")],
             })?;
             SourceMappings::from_toml_str(&text).map_err(|errs| MappingLoadError {
+                what: "source mapping",
                 path,
                 errors: errs.iter().map(|e| format!("  - {e}")).collect(),
             })?
@@ -120,13 +224,13 @@ pub fn normalizer(config: &Config) -> Result<Normalizer, MappingLoadError> {
 pub fn store_entry_json(store: &str, key: &[u8], value: &[u8]) -> serde_json::Value {
     use crate::state::codec::{decode_key, decode_value};
     let decoded = match store {
-        totals::TOTALS_STORE => decode_key::<String>(store, key).and_then(|k| {
-            let v: totals::CustomerTotals = decode_value(store, value)?;
-            Ok(serde_json::json!({ "key": k, "value": v }))
+        game::STATE_STORE => decode_key::<String>(store, key).and_then(|k| {
+            let v: game::StoredGameState = decode_value(store, value)?;
+            Ok(serde_json::json!({ "key": k, "value": v.into_state() }))
         }),
-        totals::SEEN_STORE => decode_key::<totals::SeenKey>(store, key).and_then(|k| {
-            let v: i64 = decode_value(store, value)?;
-            Ok(serde_json::json!({ "key": { "hour": k.0, "event_id": k.1 }, "value": v }))
+        leaderboards::BOARDS_STORE => decode_key::<String>(store, key).and_then(|k| {
+            let leaderboards::StoredBoard::V1(v) = decode_value(store, value)?;
+            Ok(serde_json::json!({ "key": k, "value": v }))
         }),
         _ => Err(crate::state::StateError::UnknownStore(store.to_string())),
     };

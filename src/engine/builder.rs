@@ -29,7 +29,15 @@ enum PendingKind {
 #[derive(Clone, Debug)]
 pub enum SinkTarget {
     Topic(TopicRef),
+    /// The record's source topic plus a suffix (dead letters next to their input).
     SourceSuffix(String),
+    /// Like `SourceSuffix`, for records that carry the position they *originally* came
+    /// from (a dead letter raised after a repartition hop); `origins` lists the topics they
+    /// can come from, so the suffixed topics can be planned.
+    OriginSuffix {
+        suffix: String,
+        origins: Vec<TopicRef>,
+    },
 }
 
 impl TopologyBuilder {
@@ -153,6 +161,10 @@ impl TopologyBuilder {
                     topic: match target {
                         SinkTarget::Topic(t) => SinkTopic::Fixed(t.resolve(app_id)),
                         SinkTarget::SourceSuffix(s) => SinkTopic::SourceSuffix(s.clone()),
+                        SinkTarget::OriginSuffix { suffix, origins } => SinkTopic::OriginSuffix {
+                            suffix: suffix.clone(),
+                            origins: origins.iter().map(|t| t.resolve(app_id)).collect(),
+                        },
                     },
                     partitioning: *partitioning,
                 },

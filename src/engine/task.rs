@@ -117,7 +117,7 @@ impl StreamTask {
                     } => Slot::Sink {
                         fixed: match topic {
                             SinkTopic::Fixed(t) => Some(Arc::from(t.as_str())),
-                            SinkTopic::SourceSuffix(_) => None,
+                            SinkTopic::SourceSuffix(_) | SinkTopic::OriginSuffix { .. } => None,
                         },
                         topic: topic.clone(),
                         partitioning: *partitioning,
@@ -323,7 +323,10 @@ impl StreamTask {
                 let partitioning = *partitioning;
                 let topic = match (fixed, topic) {
                     (Some(t), _) => t.clone(),
-                    (None, SinkTopic::SourceSuffix(sfx)) => {
+                    (
+                        None,
+                        SinkTopic::SourceSuffix(sfx) | SinkTopic::OriginSuffix { suffix: sfx, .. },
+                    ) => {
                         let sfx = sfx.clone();
                         let src = record.source.as_ref().map(|p| p.topic.clone());
                         self.suffixed(src.as_deref().unwrap_or(""), &sfx)

@@ -40,6 +40,22 @@ pub enum SinkTopic {
     Fixed(String),
     /// The source topic of the record plus a suffix, e.g. `-dlq`.
     SourceSuffix(String),
+    /// The same, where the record's source is its original position before a
+    /// repartition; `origins` are the topics that can be.
+    OriginSuffix {
+        suffix: String,
+        origins: Vec<String>,
+    },
+}
+
+impl SinkTopic {
+    /// The suffix of a topic derived from the record's source, if this is one.
+    pub fn suffix(&self) -> Option<&str> {
+        match self {
+            SinkTopic::Fixed(_) => None,
+            SinkTopic::SourceSuffix(s) | SinkTopic::OriginSuffix { suffix: s, .. } => Some(s),
+        }
+    }
 }
 
 /// How a sink chooses the partition.
@@ -330,18 +346,24 @@ impl Topology {
     }
 
     /// Topics written by `SourceSuffix` sinks, derived from the sources of their
-    /// sub-topology (e.g. one `<input>-dlq` per input topic), with the source they mirror.
+    /// sub-topology (e.g. one `<input>-dlq` per input topic), and by `OriginSuffix` sinks
+    /// from their origins, each once, with the source it mirrors.
     pub fn derived_sink_topics(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
+        let mut out: Vec<(String, String)> = Vec::new();
         for st in &self.inner.subtopologies {
             for &n in &st.nodes {
-                if let NodeKind::Sink {
-                    topic: SinkTopic::SourceSuffix(suffix),
-                    ..
-                } = &self.inner.nodes[n].kind
-                {
-                    for t in &st.source_topics {
-                        out.push((format!("{t}{suffix}"), t.clone()));
+                let NodeKind::Sink { topic, .. } = &self.inner.nodes[n].kind else {
+                    continue;
+                };
+                let (suffix, sources) = match topic {
+                    SinkTopic::Fixed(_) => continue,
+                    SinkTopic::SourceSuffix(suffix) => (suffix, &st.source_topics),
+                    SinkTopic::OriginSuffix { suffix, origins } => (suffix, origins),
+                };
+                for t in sources {
+                    let pair = (format!("{t}{suffix}"), t.clone());
+                    if !out.contains(&pair) {
+                        out.push(pair);
                     }
                 }
             }
@@ -418,6 +440,9 @@ impl Topology {
                         let t = match topic {
                             SinkTopic::Fixed(t) => t.clone(),
                             SinkTopic::SourceSuffix(sfx) => format!("<source topic>{sfx}"),
+                            SinkTopic::OriginSuffix { suffix, .. } => {
+                                format!("<original input topic>{suffix}")
+                            }
                         };
                         let _ = writeln!(s, "    Sink: {} (topic: {})", node.name, t);
                     }

@@ -111,6 +111,9 @@ fn update_profile(state: &mut CustomerGameState, event: &CanonicalEvent, known: 
     p.first_event_at = Some(p.first_event_at.map_or(at, |f| f.min(at)));
     p.last_event_at = Some(p.last_event_at.map_or(at, |l| l.max(at)));
     p.events += 1;
+    p.value_milli = p
+        .value_milli
+        .saturating_add(super::rules::to_milli(event.value.unwrap_or(0.0)));
     if known {
         *p.by_type.entry(event.event_type.clone()).or_insert(0) += 1;
     } else {
@@ -151,8 +154,8 @@ pub(super) struct Ctx<'a> {
     pub newest_day: LocalDay,
     trigger: Trigger<'a>,
     outputs: Vec<GameOutput>,
-    /// (board, period key) → the customer's new total.
-    boards: BTreeMap<(String, String), i64>,
+    /// (board, period key) → (period end, the customer's new total).
+    boards: BTreeMap<(String, String), (i64, i64)>,
 }
 
 impl Ctx<'_> {
@@ -166,8 +169,9 @@ impl Ctx<'_> {
     }
 
     /// Records a board period's new total; the last one per period is sent.
-    pub fn touch_board(&mut self, board: &str, period_key: String, total: i64) {
-        self.boards.insert((board.to_string(), period_key), total);
+    pub fn touch_board(&mut self, board: &str, period_key: String, end_ms: i64, total: i64) {
+        self.boards
+            .insert((board.to_string(), period_key), (end_ms, total));
     }
 
     fn finish(self) -> Effects {
@@ -175,15 +179,18 @@ impl Ctx<'_> {
         let leaderboard = self
             .boards
             .into_iter()
-            .map(|((board, period), total)| LeaderboardUpdate {
-                board,
-                period,
-                customer_id: t.customer_id.to_string(),
-                total,
-                reached_at: t.occurred_at,
-                event_id: t.event_id.to_string(),
-                rules_version: t.rules_version.to_string(),
-            })
+            .map(
+                |((board, period), (period_end_ms, total))| LeaderboardUpdate {
+                    board,
+                    period,
+                    period_end_ms,
+                    customer_id: t.customer_id.to_string(),
+                    total,
+                    reached_at: t.occurred_at,
+                    event_id: t.event_id.to_string(),
+                    rules_version: t.rules_version.to_string(),
+                },
+            )
             .collect();
         Effects {
             outputs: self.outputs,

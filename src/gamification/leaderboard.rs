@@ -119,8 +119,10 @@ impl TopN {
     }
 
     /// A `leaderboard_updated` record for `gamification-results`, keyed by the board id:
-    /// the whole visible top N after `update` changed it.
-    pub fn updated_json(&self, update: &LeaderboardUpdate) -> Vec<u8> {
+    /// the whole visible top N after `update` (the latest total that changed it).
+    /// `final_snapshot` marks the ranking of a period that has closed (its end plus the
+    /// grace period has passed in stream time).
+    pub fn updated_json(&self, update: &LeaderboardUpdate, final_snapshot: bool) -> Vec<u8> {
         let entries: Vec<serde_json::Value> = self
             .entries
             .iter()
@@ -139,9 +141,17 @@ impl TopN {
             rules_version: &'a str,
             board: &'a str,
             period: &'a str,
+            #[serde(rename = "final")]
+            final_snapshot: bool,
             entries: Vec<serde_json::Value>,
         }
-        let discriminator = format!("{}|{}|{}", update.board, update.period, update.total);
+        let discriminator = format!(
+            "{}|{}|{}{}",
+            update.board,
+            update.period,
+            update.total,
+            if final_snapshot { "|final" } else { "" }
+        );
         let record = Record {
             output_type: "leaderboard_updated",
             schema_version: SCHEMA_VERSION,
@@ -157,6 +167,7 @@ impl TopN {
             rules_version: &update.rules_version,
             board: &update.board,
             period: &update.period,
+            final_snapshot,
             entries,
         };
         serde_json::to_vec(&record).expect("strings and integers always serialize")
@@ -225,6 +236,7 @@ mod tests {
         let u = LeaderboardUpdate {
             board: "xp".into(),
             period: "daily:2024-01-15".into(),
+            period_end_ms: 1_705_363_200_000,
             customer_id: "c1".into(),
             total: 40,
             reached_at: 1_705_312_800_000,
@@ -232,7 +244,7 @@ mod tests {
             rules_version: "v".into(),
         };
         assert!(t.apply(&u));
-        let v: serde_json::Value = serde_json::from_slice(&t.updated_json(&u)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&t.updated_json(&u, false)).unwrap();
         assert_eq!(v["type"], "leaderboard_updated");
         assert_eq!(v["period"], "daily:2024-01-15");
         assert_eq!(

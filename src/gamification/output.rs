@@ -191,6 +191,8 @@ pub struct LeaderboardUpdate {
     pub board: String,
     /// `daily:2024-01-15`, `weekly:2024-W03`, `monthly:2024-01` or `all_time`.
     pub period: String,
+    /// First instant after the period (epoch ms); `i64::MAX` for `all_time`.
+    pub period_end_ms: i64,
     pub customer_id: String,
     pub total: i64,
     /// Event time at which the customer reached `total` (earlier wins a tie).

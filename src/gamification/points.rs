@@ -115,7 +115,7 @@ pub(super) fn credit(
             } else {
                 state.add_board_total(&board.id, &span.key, span.end_ms, points)
             };
-            ctx.touch_board(&board.id, span.key, board_total);
+            ctx.touch_board(&board.id, span.key, span.end_ms, board_total);
         }
     }
     total

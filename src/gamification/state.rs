@@ -52,6 +52,8 @@ pub struct Profile {
     pub first_event_at: Option<i64>,
     pub last_event_at: Option<i64>,
     pub events: u64,
+    /// Sum of the events' `value` (amount, MB, minutes...), in thousandths, exact.
+    pub value_milli: i64,
     /// Events per event type, for types some rule knows.
     pub by_type: BTreeMap<String, u64>,
     /// Events of types no rule knows (kept as one number so the state stays bounded).

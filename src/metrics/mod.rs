@@ -32,6 +32,9 @@ pub struct Metrics {
     pub store_keys: IntGaugeVec,
     pub duplicate_events: IntCounter,
     pub corrupt_internal_records: IntCounter,
+    pub late_events: IntCounterVec,
+    pub game_results: IntCounterVec,
+    pub leaderboard_updates: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -197,6 +200,24 @@ impl Metrics {
                 &r,
                 "scorestream_corrupt_internal_records_total",
                 "Records on internal topics that did not decode; skipped.",
+            ),
+            late_events: counter_vec(
+                &r,
+                "scorestream_late_events_total",
+                "Events older than stream time minus the rules' grace period, by what was done with them.",
+                &["action"],
+            ),
+            game_results: counter_vec(
+                &r,
+                "scorestream_game_results_total",
+                "Records sent to the gamification results topic, by output type.",
+                &["type"],
+            ),
+            leaderboard_updates: counter_vec(
+                &r,
+                "scorestream_leaderboard_updates_total",
+                "Leaderboard totals by stage: forwarded (entered a partition's partial top-N), skipped (could not), changed (changed a board's top-N).",
+                &["stage"],
             ),
             registry: r,
         }

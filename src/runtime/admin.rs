@@ -184,7 +184,8 @@ pub fn plan_topics(
     let mut outputs = Vec::new();
     for st in topology.subtopologies() {
         for t in &st.sink_topics {
-            if !internal.contains(&t.as_str()) && topology.subtopology_of(t).is_none() {
+            let planned = outputs.iter().any(|p: &TopicPlan| &p.name == t);
+            if !planned && !internal.contains(&t.as_str()) && topology.subtopology_of(t).is_none() {
                 outputs.push(TopicPlan {
                     name: t.clone(),
                     partitions: config.runtime.output_partitions,

@@ -1,0 +1,343 @@
+//! The per-customer gamification processor (DESIGN §1, sub-topology 2): one store value per
+//! customer holds everything the game remembers about them, the dedupe window included, so
+//! an event costs one read and one write of local state and one changelog record.
+//!
+//! For each event on `<app-id>-events-by-customer` it loads the customer's
+//! [`CustomerGameState`], calls [`apply`], stores the state, sends the results to
+//! `gamification-results` (keyed by the customer) and the customer's new leaderboard
+//! totals to `<app-id>-leaderboard-points` (keyed by board and period). Late events are
+//! dead-lettered to their original input topic's `-dlq` as canonical JSON, or dropped, as
+//! the rules say.
+//!
+//! Leaderboards must not funnel every event into one partition per board, so each task
+//! keeps an in-memory partial top-N per board and period of its own customers and forwards
+//! a total only when it changes that partial ranking. That is exact: a customer in the
+//! global top N is in their partition's top N at the moment they reach their total (totals
+//! only grow), so every total that can matter crosses. The partial is a filter, not state:
+//! after a restart it starts empty and lets more through, never less.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::engine::{
+    Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Record,
+    SourcePosition,
+};
+use crate::gamification::rules::LatePolicy;
+use crate::gamification::{apply, Applied, CustomerGameState, LeaderboardUpdate, Rules, TopN};
+use crate::ingest::event::CanonicalEvent;
+use crate::ingest::normalize::RejectReason;
+use crate::ingest::processor::dead_letter;
+use crate::metrics::Metrics;
+use crate::state::StoreHandle;
+
+/// The per-customer store: customer id → [`StoredGameState`].
+pub const STATE_STORE: &str = "customer-state";
+/// Children of the processor.
+pub const RESULTS_CHILD: &str = "gamification-results";
+pub const LEADERBOARD_CHILD: &str = "leaderboard-points";
+pub const LATE_CHILD: &str = "late-dead-letter";
+
+/// The stored value, versioned: bincode writes the variant index first, so a future
+/// layout is a new variant and old values still decode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StoredGameState {
+    V1(CustomerGameState),
+}
+
+impl StoredGameState {
+    pub fn into_state(self) -> CustomerGameState {
+        match self {
+            StoredGameState::V1(s) => s,
+        }
+    }
+}
+
+pub struct GameProcessor {
+    rules: Arc<Rules>,
+    store: StoreHandle<String, StoredGameState>,
+    metrics: Option<Metrics>,
+    children: Option<(Child, Child, Child)>,
+    partials: PartialBoards,
+}
+
+impl GameProcessor {
+    pub fn new(
+        rules: Arc<Rules>,
+        store: StoreHandle<String, StoredGameState>,
+        metrics: Option<Metrics>,
+    ) -> Self {
+        GameProcessor {
+            partials: PartialBoards::new(&rules),
+            rules,
+            store,
+            metrics,
+            children: None,
+        }
+    }
+
+    fn late(
+        &self,
+        ctx: &mut ProcessorContext<'_>,
+        late: Child,
+        event: &CanonicalEvent,
+        behind_ms: i64,
+    ) {
+        let policy = self.rules.settings.late_policy;
+        let action = match policy {
+            LatePolicy::DeadLetter => "dead_lettered",
+            LatePolicy::Drop => "dropped",
+        };
+        if let Some(m) = &self.metrics {
+            m.late_events.with_label_values(&[action]).inc();
+        }
+        if policy == LatePolicy::Drop {
+            return;
+        }
+        let message = format!(
+            "event time {} is {} behind stream time, beyond the grace period of {}",
+            crate::gamification::time::rfc3339_ms(event.occurred_at),
+            humantime::format_duration(Duration::from_millis(behind_ms as u64)),
+            humantime::format_duration(self.rules.settings.lateness_grace),
+        );
+        self.dead_letter(ctx, late, event, RejectReason::LateEvent, &message);
+    }
+
+    /// A dead letter raised after re-keying: the canonical event as JSON, placed on the
+    /// original input's `-dlq` and partition, with the original position in the headers.
+    fn dead_letter(
+        &self,
+        ctx: &mut ProcessorContext<'_>,
+        child: Child,
+        event: &CanonicalEvent,
+        reason: RejectReason,
+        message: &str,
+    ) {
+        let origin = &event.origin;
+        if let Some(m) = &self.metrics {
+            m.dead_letters
+                .with_label_values(&[origin.topic.as_str(), reason.as_str()])
+                .inc();
+        }
+        let record = Record {
+            key: Some(event.customer_id.as_bytes().to_vec()),
+            value: Some(event.to_json().to_string().into_bytes()),
+            headers: Default::default(),
+            timestamp: event.occurred_at,
+            source: Some(SourcePosition {
+                topic: Arc::from(origin.topic.as_str()),
+                partition: origin.partition,
+                offset: origin.offset,
+            }),
+        };
+        ctx.forward_to(child, dead_letter(record, reason, message));
+    }
+}
+
+impl Processor for GameProcessor {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<(), ProcessorError> {
+        self.children = Some((
+            ctx.child(RESULTS_CHILD)?,
+            ctx.child(LEADERBOARD_CHILD)?,
+            ctx.child(LATE_CHILD)?,
+        ));
+        // Closed periods leave the partial rankings once they can no longer change.
+        ctx.schedule(Duration::from_secs(3600), PunctuationType::StreamTime);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_>, r: Record) -> Result<(), ProcessorError> {
+        let Some((results, boards, late)) = self.children else {
+            return Err(ProcessorError::Failed("process called before init".into()));
+        };
+        let event = match r.value.as_deref().map(CanonicalEvent::decode) {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
+                let p = ctx.position();
+                warn!(
+                    topic = p.map_or("", |p| &*p.topic),
+                    partition = p.map_or(-1, |p| p.partition),
+                    offset = p.map_or(-1, |p| p.offset),
+                    error = %e,
+                    "Undecodable record on the per-customer topic; skipped."
+                );
+                if let Some(m) = &self.metrics {
+                    m.corrupt_internal_records.inc();
+                }
+                return Ok(());
+            }
+            None => return Ok(()),
+        };
+        let stream_time = ctx.stream_time().unwrap_or(event.occurred_at);
+        let mut store = ctx.store(&self.store)?;
+        let mut state = store
+            .get(&event.customer_id)?
+            .map(StoredGameState::into_state)
+            .unwrap_or_default();
+        let effects = match apply(&self.rules, &mut state, &event, stream_time) {
+            Applied::Applied(effects) => effects,
+            Applied::Duplicate => {
+                if let Some(m) = &self.metrics {
+                    m.duplicate_events.inc();
+                }
+                return Ok(());
+            }
+            Applied::Late { behind_ms } => {
+                self.late(ctx, late, &event, behind_ms);
+                return Ok(());
+            }
+            Applied::UnknownEventType => {
+                let message = format!(
+                    "event type '{}' is not used by any gamification rule (settings.strict_event_types is on)",
+                    event.event_type
+                );
+                self.dead_letter(ctx, late, &event, RejectReason::UnknownEventType, &message);
+                return Ok(());
+            }
+        };
+        store.put(&event.customer_id, &StoredGameState::V1(state))?;
+        for out in &effects.outputs {
+            if let Some(m) = &self.metrics {
+                m.game_results.with_label_values(&[out.output_type]).inc();
+            }
+            let rec = Record {
+                key: Some(event.customer_id.as_bytes().to_vec()),
+                value: Some(out.to_json_bytes()),
+                headers: Default::default(),
+                timestamp: event.occurred_at,
+                source: r.source.clone(),
+            };
+            ctx.forward_to(results, rec);
+        }
+        for update in &effects.leaderboard {
+            let admitted = self.partials.admit(update);
+            if let Some(m) = &self.metrics {
+                let stage = if admitted { "forwarded" } else { "skipped" };
+                m.leaderboard_updates.with_label_values(&[stage]).inc();
+            }
+            if admitted {
+                let rec = Record {
+                    key: Some(update.key().into_bytes()),
+                    value: Some(encode_update(update)),
+                    headers: Default::default(),
+                    timestamp: event.occurred_at,
+                    source: r.source.clone(),
+                };
+                ctx.forward_to(boards, rec);
+            }
+        }
+        Ok(())
+    }
+
+    fn punctuate(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_>,
+        p: Punctuation,
+    ) -> Result<(), ProcessorError> {
+        self.partials
+            .forget_closed(p.time.saturating_sub(self.rules.lateness_grace_ms()));
+        Ok(())
+    }
+}
+
+/// The wire form of a [`LeaderboardUpdate`] on `<app-id>-leaderboard-points`: a version
+/// byte, then JSON (readable with any Kafka tool; these records are few, see the module
+/// doc).
+pub fn encode_update(update: &LeaderboardUpdate) -> Vec<u8> {
+    let mut out = vec![UPDATE_FORMAT];
+    serde_json::to_writer(&mut out, update).expect("strings and integers always serialize");
+    out
+}
+
+pub fn decode_update(bytes: &[u8]) -> Result<LeaderboardUpdate, String> {
+    match bytes.split_first() {
+        Some((&UPDATE_FORMAT, rest)) => serde_json::from_slice(rest).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!(
+            "unknown leaderboard update format {v} (this build reads {UPDATE_FORMAT})"
+        )),
+        None => Err("empty leaderboard update".into()),
+    }
+}
+
+const UPDATE_FORMAT: u8 = 1;
+
+/// This task's partial top-N per board and period (see the module doc).
+struct PartialBoards {
+    capacity: HashMap<String, usize>,
+    /// `board|period` → (period end, partial ranking).
+    boards: HashMap<String, (i64, TopN)>,
+}
+
+impl PartialBoards {
+    fn new(rules: &Rules) -> Self {
+        PartialBoards {
+            capacity: rules
+                .leaderboards
+                .iter()
+                .map(|b| (b.id.clone(), b.top_n))
+                .collect(),
+            boards: HashMap::new(),
+        }
+    }
+
+    /// Whether the update changes this task's partial ranking (and so must be forwarded).
+    fn admit(&mut self, u: &LeaderboardUpdate) -> bool {
+        let key = u.key();
+        let capacity = self.capacity.get(&u.board).copied().unwrap_or(1);
+        let (_, top) = self
+            .boards
+            .entry(key)
+            .or_insert_with(|| (u.period_end_ms, TopN::new(capacity)));
+        top.apply(u)
+    }
+
+    /// Drops periods that ended before `cutoff`.
+    fn forget_closed(&mut self, cutoff: i64) {
+        self.boards.retain(|_, (end, _)| *end >= cutoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(customer: &str, total: i64) -> LeaderboardUpdate {
+        LeaderboardUpdate {
+            board: "xp".into(),
+            period: "daily:2024-01-15".into(),
+            period_end_ms: 1_000,
+            customer_id: customer.into(),
+            total,
+            reached_at: total,
+            event_id: format!("e-{customer}-{total}"),
+            rules_version: "v".into(),
+        }
+    }
+
+    #[test]
+    fn only_totals_that_change_the_partial_ranking_cross() {
+        let rules = Rules::bundled().unwrap();
+        let mut p = PartialBoards::new(&rules);
+        p.capacity.insert("xp".into(), 2);
+        assert!(p.admit(&update("a", 10)));
+        assert!(p.admit(&update("b", 20)));
+        assert!(!p.admit(&update("c", 5)), "below a full top 2");
+        assert!(!p.admit(&update("a", 10)), "a repeat");
+        assert!(p.admit(&update("c", 30)));
+        assert!(!p.admit(&update("a", 11)), "a was pushed out and 11 < 20");
+        p.forget_closed(1_001);
+        assert!(p.admit(&update("a", 11)), "a forgotten period admits again");
+    }
+
+    #[test]
+    fn updates_round_trip_and_bad_bytes_are_named() {
+        let u = update("a", 3);
+        assert_eq!(decode_update(&encode_update(&u)).unwrap(), u);
+        assert!(decode_update(&[9, b'{']).unwrap_err().contains("format 9"));
+        assert!(decode_update(&[]).is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! The leaderboard processor (DESIGN §1, sub-topology 3): the top N per board and period,
+//! fed by customers' totals on `<app-id>-leaderboard-points` (keyed `board|period`).
+//!
+//! - A total is an upsert ([`TopN::apply`]): repeats and stale totals change nothing, so
+//!   at-least-once replays are harmless.
+//! - Suppression: a change marks the board's period pending; `leaderboard_updated` goes
+//!   out when the wall-clock punctuation runs (every commit interval), once per pending
+//!   period however many totals changed it in between. The pending mark is stored, so a
+//!   crash between a change and its emission emits it after restore.
+//! - Rollover: when stream time passes a period's end plus the grace period, its final
+//!   ranking is emitted once with `"final": true` and kept (queryable) for
+//!   [`CLOSED_RETENTION_MS`], then deleted.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::game::decode_update;
+use crate::engine::{
+    Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Record,
+    ScheduleId,
+};
+use crate::gamification::{LeaderboardUpdate, Rules, TopN};
+use crate::metrics::Metrics;
+use crate::state::StoreHandle;
+
+/// `board|period` → [`StoredBoard`].
+pub const BOARDS_STORE: &str = "leaderboards";
+pub const RESULTS_CHILD: &str = "leaderboard-results";
+/// Closed periods' final rankings are kept this long after they close.
+pub const CLOSED_RETENTION_MS: i64 = 400 * 24 * 3_600_000;
+
+/// One board period's ranking and what is still to be published about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoardPeriod {
+    pub top: TopN,
+    pub period_end_ms: i64,
+    /// The latest total that changed the ranking (the trigger of the next record).
+    pub last: LeaderboardUpdate,
+    /// Changed since the last `leaderboard_updated`.
+    pub pending: bool,
+    /// The final snapshot was published.
+    pub closed: bool,
+}
+
+/// Versioned store value (see `game::StoredGameState`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StoredBoard {
+    V1(BoardPeriod),
+}
+
+pub struct LeaderboardProcessor {
+    rules: Arc<Rules>,
+    store: StoreHandle<String, StoredBoard>,
+    metrics: Option<Metrics>,
+    emit_every: Duration,
+    results: Option<Child>,
+    /// Keys with `pending` set; `None` until read back from the store after a (re)start.
+    pending: Option<BTreeSet<String>>,
+    emit_schedule: Option<ScheduleId>,
+}
+
+impl LeaderboardProcessor {
+    pub fn new(
+        rules: Arc<Rules>,
+        store: StoreHandle<String, StoredBoard>,
+        emit_every: Duration,
+        metrics: Option<Metrics>,
+    ) -> Self {
+        LeaderboardProcessor {
+            rules,
+            store,
+            metrics,
+            emit_every,
+            results: None,
+            pending: None,
+            emit_schedule: None,
+        }
+    }
+
+    fn pending_keys(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+    ) -> Result<&mut BTreeSet<String>, ProcessorError> {
+        if self.pending.is_none() {
+            let keys = ctx
+                .store(&self.store)?
+                .all()?
+                .into_iter()
+                .filter(|(_, StoredBoard::V1(b))| b.pending)
+                .map(|(k, _)| k)
+                .collect();
+            self.pending = Some(keys);
+        }
+        Ok(self.pending.get_or_insert_with(BTreeSet::new))
+    }
+
+    fn emit(&self, ctx: &mut ProcessorContext<'_>, b: &BoardPeriod, final_snapshot: bool) {
+        let Some(results) = self.results else { return };
+        if let Some(m) = &self.metrics {
+            m.game_results
+                .with_label_values(&["leaderboard_updated"])
+                .inc();
+        }
+        let rec = Record {
+            key: Some(b.last.board.as_bytes().to_vec()),
+            value: Some(b.top.updated_json(&b.last, final_snapshot)),
+            headers: Default::default(),
+            timestamp: b.last.reached_at,
+            source: None,
+        };
+        ctx.forward_to(results, rec);
+    }
+
+    /// Publishes every pending period once.
+    fn flush_pending(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<(), ProcessorError> {
+        let keys = std::mem::take(self.pending_keys(ctx)?);
+        for key in keys {
+            let mut store = ctx.store(&self.store)?;
+            let Some(StoredBoard::V1(mut b)) = store.get(&key)? else {
+                continue;
+            };
+            if !b.pending {
+                continue;
+            }
+            b.pending = false;
+            store.put(&key, &StoredBoard::V1(b.clone()))?;
+            self.emit(ctx, &b, b.closed);
+        }
+        Ok(())
+    }
+
+    /// Publishes final snapshots of periods closed by `stream_time`, forgets old ones.
+    fn roll_over(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+        stream_time: i64,
+    ) -> Result<(), ProcessorError> {
+        let grace = self.rules.lateness_grace_ms();
+        let entries = ctx.store(&self.store)?.all()?;
+        for (key, StoredBoard::V1(mut b)) in entries {
+            let closes_at = b.period_end_ms.saturating_add(grace);
+            if closes_at.saturating_add(CLOSED_RETENTION_MS) <= stream_time {
+                ctx.store(&self.store)?.delete(&key)?;
+                self.pending_keys(ctx)?.remove(&key);
+            } else if !b.closed && closes_at <= stream_time {
+                b.closed = true;
+                b.pending = false;
+                self.pending_keys(ctx)?.remove(&key);
+                ctx.store(&self.store)?
+                    .put(&key, &StoredBoard::V1(b.clone()))?;
+                self.emit(ctx, &b, true);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Processor for LeaderboardProcessor {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<(), ProcessorError> {
+        self.results = Some(ctx.child(RESULTS_CHILD)?);
+        self.emit_schedule = Some(ctx.schedule(self.emit_every, PunctuationType::WallClock));
+        ctx.schedule(Duration::from_secs(600), PunctuationType::StreamTime);
+        Ok(())
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_>, r: Record) -> Result<(), ProcessorError> {
+        let update = match r.value.as_deref().map(decode_update) {
+            Some(Ok(u)) => u,
+            Some(Err(e)) => {
+                let p = ctx.position();
+                warn!(
+                    topic = p.map_or("", |p| &*p.topic),
+                    partition = p.map_or(-1, |p| p.partition),
+                    offset = p.map_or(-1, |p| p.offset),
+                    error = %e,
+                    "Undecodable leaderboard update; skipped."
+                );
+                if let Some(m) = &self.metrics {
+                    m.corrupt_internal_records.inc();
+                }
+                return Ok(());
+            }
+            None => return Ok(()),
+        };
+        let Some(board) = self
+            .rules
+            .leaderboards
+            .iter()
+            .find(|b| b.id == update.board)
+        else {
+            // Written before a rules change removed the board.
+            return Ok(());
+        };
+        let key = update.key();
+        let mut store = ctx.store(&self.store)?;
+        let mut b = match store.get(&key)? {
+            Some(StoredBoard::V1(b)) => b,
+            None => BoardPeriod {
+                top: TopN::new(board.top_n),
+                period_end_ms: update.period_end_ms,
+                last: update.clone(),
+                pending: false,
+                closed: false,
+            },
+        };
+        if !b.top.apply(&update) {
+            return Ok(());
+        }
+        if let Some(m) = &self.metrics {
+            m.leaderboard_updates.with_label_values(&["changed"]).inc();
+        }
+        b.last = update;
+        b.pending = true;
+        store.put(&key, &StoredBoard::V1(b))?;
+        self.pending_keys(ctx)?.insert(key);
+        Ok(())
+    }
+
+    fn punctuate(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+        p: Punctuation,
+    ) -> Result<(), ProcessorError> {
+        if Some(p.schedule) == self.emit_schedule {
+            self.flush_pending(ctx)
+        } else {
+            self.roll_over(ctx, p.time)
+        }
+    }
+
+    fn close(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<(), ProcessorError> {
+        // Whatever is pending goes out with the task's last commit rather than after the
+        // next owner restores it.
+        self.flush_pending(ctx)
+    }
+}
