@@ -103,6 +103,15 @@ fn demo_runs_to_completion_on_the_embedded_broker() {
     assert_eq!(consumed, sent);
     assert_eq!(rekeyed + dead, sent);
     assert_eq!(dead, bad);
+    // The gamification results were read back: points, and a published leaderboard.
+    assert!(done.contains("points_awarded="), "{done}");
+    assert!(done.contains("leaderboard_updated="), "{done}");
+    let standings = out.split("Final standings:").nth(1).expect(&out);
+    assert!(
+        standings.contains("leaderboard xp all_time:"),
+        "{standings}"
+    );
+    assert!(standings.contains("#1 "), "{standings}");
 }
 
 #[test]

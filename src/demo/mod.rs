@@ -1,5 +1,8 @@
 //! `scorestream demo`: the whole pipeline on librdkafka's in-process mock cluster, fed by
-//! the built-in generator, with a live one-line-per-second summary.
+//! the built-in generator, with a live one-line-per-second summary and, every few seconds,
+//! the leaderboard and its customers' progress read back from `gamification-results`.
+
+mod live;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +54,8 @@ pub struct DemoReport {
     pub consumed: u64,
     pub rekeyed: u64,
     pub dead_lettered: u64,
+    /// Records read back from `gamification-results`.
+    pub results: u64,
 }
 
 fn sum(v: &prometheus::IntCounterVec, label_ok: impl Fn(&str) -> bool) -> u64 {
@@ -123,6 +128,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             .with_context(|| format!("cannot create topic {}", plan.name))?;
     }
     let handle = runtime::start(&config, topology, metrics.clone()).await?;
+    let mut live = live::LiveView::start(
+        &bootstrap,
+        &config.gamification.results_topic,
+        config.runtime.output_partitions,
+    )?;
 
     // The generator runs on its own thread, paced to the requested rate.
     let gen_opts = opts.clone();
@@ -169,12 +179,20 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let started = Instant::now();
     let mut last = BTreeMap::new();
     let mut report = DemoReport::default();
+    let mut settled = 0;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let consumed = per_label(&metrics.records_consumed);
         let rekeyed = sum(&metrics.records_produced, |t| t == out_topic);
         let dlq = sum(&metrics.records_produced, |t| t.ends_with(DLQ_SUFFIX));
-        let total: u64 = consumed.values().sum();
+        let total: u64 = DEMO_TOPICS
+            .iter()
+            .map(|t| consumed.get(*t).copied().unwrap_or(0))
+            .sum();
+        let gamified = consumed.get(&out_topic).copied().unwrap_or(0);
+        let results = sum(&metrics.records_produced, |t| {
+            t == config.gamification.results_topic
+        });
         let rates: Vec<String> = DEMO_TOPICS
             .iter()
             .map(|t| {
@@ -183,17 +201,28 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
                 format!("{}={}/s", t.trim_end_matches("-events"), now - before)
             })
             .collect();
+        let secs = started.elapsed().as_secs();
         println!(
-            "[{:>3}s] sent={} in={total} ({}) dlq={dlq} out={rekeyed} (re-keyed events)",
-            started.elapsed().as_secs(),
+            "[{secs:>3}s] sent={} in={total} ({}) dlq={dlq} re-keyed={rekeyed} gamified={gamified} results={results}",
             sent_counter.load(std::sync::atomic::Ordering::Relaxed),
             rates.join(" ")
         );
+        if secs % 3 == 0 {
+            for line in live.view.lock().expect("view lock").render() {
+                println!("{line}");
+            }
+        }
         last = consumed;
         report.consumed = total;
         report.rekeyed = rekeyed;
         report.dead_lettered = dlq;
-        if generator.is_finished() && total >= opts.events && rekeyed + dlq >= opts.events {
+        let all_in = generator.is_finished()
+            && total >= opts.events
+            && rekeyed + dlq >= opts.events
+            && gamified >= rekeyed;
+        // Two more ticks so the last leaderboard suppression interval is published.
+        settled = if all_in { settled + 1 } else { 0 };
+        if settled > 2 {
             break;
         }
         if handle.is_finished() {
@@ -212,9 +241,26 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     handle.shutdown();
     handle.join()?;
     print_samples(&bootstrap, &out_topic, opts.partitions)?;
+    // Let the view catch up with the last records before the final picture.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    live.stop();
+    let view = live.view.lock().expect("view lock");
+    println!("\nFinal standings:");
+    for line in view.render() {
+        println!("{line}");
+    }
+    report.results = view.results_by_type.values().sum();
     println!(
-        "\nDone: sent {sent} ({bad} bad), consumed {}, re-keyed {}, dead-lettered {}.",
-        report.consumed, report.rekeyed, report.dead_lettered
+        "\nDone: sent {sent} ({bad} bad), consumed {}, re-keyed {}, dead-lettered {}; {} gamification results ({}).",
+        report.consumed,
+        report.rekeyed,
+        report.dead_lettered,
+        report.results,
+        view.results_by_type
+            .iter()
+            .map(|(t, n)| format!("{t}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     if report.rekeyed + report.dead_lettered < sent {
         bail!(
