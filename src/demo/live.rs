@@ -147,13 +147,10 @@ impl LiveView {
         let (v, s) = (view.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                match consumer.poll(Duration::from_millis(100)) {
-                    Some(Ok(m)) => {
-                        if let Some(Ok(json)) = m.payload().map(serde_json::from_slice::<Value>) {
-                            v.lock().expect("view lock").apply(&json);
-                        }
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    if let Some(Ok(json)) = m.payload().map(serde_json::from_slice::<Value>) {
+                        v.lock().expect("view lock").apply(&json);
                     }
-                    Some(Err(_)) | None => {}
                 }
             }
         });

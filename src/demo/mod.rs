@@ -207,7 +207,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             sent_counter.load(std::sync::atomic::Ordering::Relaxed),
             rates.join(" ")
         );
-        if secs % 3 == 0 {
+        if secs.is_multiple_of(3) {
             for line in live.view.lock().expect("view lock").render() {
                 println!("{line}");
             }
