@@ -8,6 +8,9 @@ use scorestream::config::Config;
 use scorestream::{app, demo, metrics::Metrics, runtime};
 use tracing::{error, info};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "scorestream",

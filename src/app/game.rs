@@ -63,6 +63,38 @@ pub struct GameProcessor {
     metrics: Option<Metrics>,
     children: Option<(Child, Child, Child)>,
     partials: PartialBoards,
+    /// Counters resolved once: `with_label_values` hashes and locks on every call.
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    results: Vec<(&'static str, prometheus::IntCounter)>,
+    forwarded: Option<prometheus::IntCounter>,
+    skipped: Option<prometheus::IntCounter>,
+}
+
+impl Counters {
+    fn result(&mut self, metrics: &Metrics, output_type: &'static str) {
+        match self.results.iter().find(|(t, _)| *t == output_type) {
+            Some((_, c)) => c.inc(),
+            None => {
+                let c = metrics.game_results.with_label_values(&[output_type]);
+                c.inc();
+                self.results.push((output_type, c));
+            }
+        }
+    }
+
+    fn leaderboard(&mut self, metrics: &Metrics, forwarded: bool) {
+        let (slot, stage) = if forwarded {
+            (&mut self.forwarded, "forwarded")
+        } else {
+            (&mut self.skipped, "skipped")
+        };
+        slot.get_or_insert_with(|| metrics.leaderboard_updates.with_label_values(&[stage]))
+            .inc();
+    }
 }
 
 impl GameProcessor {
@@ -77,6 +109,7 @@ impl GameProcessor {
             store,
             metrics,
             children: None,
+            counters: Counters::default(),
         }
     }
 
@@ -202,7 +235,7 @@ impl Processor for GameProcessor {
         store.put(&event.customer_id, &StoredGameState::V1(state))?;
         for out in &effects.outputs {
             if let Some(m) = &self.metrics {
-                m.game_results.with_label_values(&[out.output_type]).inc();
+                self.counters.result(m, out.output_type);
             }
             let rec = Record {
                 key: Some(event.customer_id.as_bytes().to_vec()),
@@ -216,8 +249,7 @@ impl Processor for GameProcessor {
         for update in &effects.leaderboard {
             let admitted = self.partials.admit(update);
             if let Some(m) = &self.metrics {
-                let stage = if admitted { "forwarded" } else { "skipped" };
-                m.leaderboard_updates.with_label_values(&[stage]).inc();
+                self.counters.leaderboard(m, admitted);
             }
             if admitted {
                 let rec = Record {

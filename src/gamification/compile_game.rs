@@ -337,10 +337,19 @@ fn score(id: &str, s: &ScoreSpec, errs: &mut Errs) -> Score {
             }
         }
     };
+    let min_change = match s.min_change {
+        None => 0.0,
+        Some(v) if v.is_finite() && (0.0..=100.0).contains(&v) => v,
+        Some(v) => {
+            errs.push(k("min_change"), format!("{v} must be within 0..100"));
+            0.0
+        }
+    };
     Score {
         id: id.to_string(),
         event_types,
         kind,
+        min_change,
     }
 }
 

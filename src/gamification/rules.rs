@@ -231,6 +231,8 @@ pub struct Score {
     pub id: String,
     pub event_types: Vec<String>,
     pub kind: ScoreKind,
+    /// Smallest move of the score that is published (see the spec's `min_change`).
+    pub min_change: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]

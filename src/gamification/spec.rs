@@ -181,6 +181,9 @@ pub struct ScoreSpec {
     pub saturation: Option<f64>,
     /// count/sum: `linear` (default), `sqrt` or `log`.
     pub curve: Option<String>,
+    /// Publish `score_updated` only when the score moved at least this much (0..100 scale)
+    /// since the last published value, or reached 0 or 100. Default 0: every change.
+    pub min_change: Option<f64>,
     /// recency: days since the last activity still scoring 100.
     pub full_days: Option<i64>,
     /// recency: days since the last activity scoring 0.

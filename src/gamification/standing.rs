@@ -110,7 +110,16 @@ pub(super) fn update_scores(ctx: &mut Ctx<'_>, state: &mut CustomerGameState) {
         };
         let value = (value * 100.0).round() / 100.0;
         let previous = state.scores.get(&score.id).copied();
-        if previous != Some(value) {
+        let due = match previous {
+            None => true,
+            Some(p) => {
+                p != value
+                    && ((value - p).abs() + 1e-9 >= score.min_change
+                        || value == 0.0
+                        || value == 100.0)
+            }
+        };
+        if due {
             state.scores.insert(score.id.clone(), value);
             ctx.emit(OutputBody::ScoreUpdated {
                 score: score.id.clone(),

@@ -46,8 +46,31 @@ pub fn week_start(day: LocalDay) -> LocalDay {
 }
 
 /// RFC 3339 in UTC with milliseconds and `Z`, the output contract's time format.
+///
+/// Every output carries one, so years 0..=9999 are written by hand (chrono's formatter
+/// parses the pattern on each call: ~4 % of the whole topology's CPU); other years fall
+/// back to chrono.
 pub fn rfc3339_ms(ms: i64) -> String {
-    utc(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    let t = utc(ms);
+    if !(0..=9999).contains(&t.year()) {
+        return t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, t.year() as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 3, t.timestamp_subsec_millis().min(999));
+    String::from_utf8(b.to_vec()).expect("ASCII digits")
 }
 
 /// Whole days covered by a duration, rounded up (a 36 h window spans 2 day buckets).
@@ -203,6 +226,27 @@ mod tests {
         // 2024-03-31 is 23 hours long in Paris.
         let span = period_span(Period::Daily, ms("2024-03-31T10:00:00Z"), paris);
         assert_eq!(span.end_ms, ms("2024-03-31T22:00:00Z"));
+    }
+
+    #[test]
+    fn rfc3339_by_hand_equals_chrono() {
+        for ms in [
+            0,
+            1,
+            999,
+            1_705_312_800_123,
+            -1,
+            -86_400_001,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_001,
+        ] {
+            assert_eq!(
+                rfc3339_ms(ms),
+                utc(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                "{ms}"
+            );
+        }
     }
 
     #[test]
