@@ -132,6 +132,24 @@ async fn scorestream_ingest(bootstrap: &str, input: &str, events: u64) -> Durati
     {
         config.state.cache_bytes = b;
     }
+    if let Some(n) = std::env::var("SCORESTREAM_BENCH_MAX_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.runtime.max_in_flight_records = n;
+    }
+    if let Some(n) = std::env::var("SCORESTREAM_BENCH_MAX_IN_FLIGHT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.runtime.max_in_flight_bytes = n;
+    }
+    if let Some(ms) = std::env::var("SCORESTREAM_BENCH_COMMIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.runtime.commit_interval = Duration::from_millis(ms);
+    }
     let state = tempfile::tempdir().expect("state directory");
     config.state_dir = state.path().to_path_buf();
     let metrics = Metrics::new();
@@ -170,16 +188,24 @@ async fn scorestream_ingest(bootstrap: &str, input: &str, events: u64) -> Durati
     let elapsed = started.expect("consumed something").elapsed();
     {
         use prometheus::core::Collector;
-        let results: u64 = metrics
+        let by_type: Vec<(String, u64)> = metrics
             .game_results
             .collect()
             .iter()
             .flat_map(|mf| mf.get_metric().iter())
-            .map(|m| m.get_counter().get_value() as u64)
-            .sum();
+            .map(|m| {
+                let t = m.get_label().first().map_or("", |l| l.value()).to_string();
+                (t, m.get_counter().get_value() as u64)
+            })
+            .collect();
+        let results: u64 = by_type.iter().map(|(_, n)| n).sum();
+        println!("  results by type: {by_type:?}");
         println!(
-            "  ScoreStream sent {results} gamification results ({:.2} per event)",
-            results as f64 / events as f64
+            "  ScoreStream sent {results} gamification results ({:.2} per event); commits {} taking {:.2} s in all; backpressure pauses {}",
+            results as f64 / events as f64,
+            metrics.commits.get(),
+            metrics.commit_duration.get_sample_sum(),
+            metrics.backpressure_waits.get(),
         );
     }
     handle.shutdown();

@@ -97,7 +97,7 @@ impl Default for RuntimeSettings {
     fn default() -> Self {
         RuntimeSettings {
             commit_interval: Duration::from_secs(1),
-            max_in_flight_records: 100_000,
+            max_in_flight_records: 500_000,
             max_in_flight_bytes: 64 << 20,
             shutdown_timeout: Duration::from_secs(30),
             replication_factor: -1,

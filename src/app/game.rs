@@ -299,37 +299,43 @@ const UPDATE_FORMAT: u8 = 1;
 
 /// This task's partial top-N per board and period (see the module doc).
 struct PartialBoards {
-    capacity: HashMap<String, usize>,
-    /// `board|period` → (period end, partial ranking).
-    boards: HashMap<String, (i64, TopN)>,
+    /// board → period → (period end, partial ranking); looked up by `&str`, no key built.
+    boards: HashMap<String, (usize, HashMap<String, (i64, TopN)>)>,
 }
 
 impl PartialBoards {
     fn new(rules: &Rules) -> Self {
         PartialBoards {
-            capacity: rules
+            boards: rules
                 .leaderboards
                 .iter()
-                .map(|b| (b.id.clone(), b.top_n))
+                .map(|b| (b.id.clone(), (b.top_n, HashMap::new())))
                 .collect(),
-            boards: HashMap::new(),
         }
     }
 
     /// Whether the update changes this task's partial ranking (and so must be forwarded).
+    /// A board the rules do not know is let through (the leaderboard task decides).
     fn admit(&mut self, u: &LeaderboardUpdate) -> bool {
-        let key = u.key();
-        let capacity = self.capacity.get(&u.board).copied().unwrap_or(1);
-        let (_, top) = self
-            .boards
-            .entry(key)
-            .or_insert_with(|| (u.period_end_ms, TopN::new(capacity)));
-        top.apply(u)
+        let Some((capacity, periods)) = self.boards.get_mut(&u.board) else {
+            return true;
+        };
+        match periods.get_mut(&u.period) {
+            Some((_, top)) => top.apply(u),
+            None => {
+                let mut top = TopN::new(*capacity);
+                top.apply(u);
+                periods.insert(u.period.clone(), (u.period_end_ms, top));
+                true
+            }
+        }
     }
 
     /// Drops periods that ended before `cutoff`.
     fn forget_closed(&mut self, cutoff: i64) {
-        self.boards.retain(|_, (end, _)| *end >= cutoff);
+        for (_, periods) in self.boards.values_mut() {
+            periods.retain(|_, (end, _)| *end >= cutoff);
+        }
     }
 }
 
@@ -354,7 +360,7 @@ mod tests {
     fn only_totals_that_change_the_partial_ranking_cross() {
         let rules = Rules::bundled().unwrap();
         let mut p = PartialBoards::new(&rules);
-        p.capacity.insert("xp".into(), 2);
+        p.boards.insert("xp".into(), (2, HashMap::new()));
         assert!(p.admit(&update("a", 10)));
         assert!(p.admit(&update("b", 20)));
         assert!(!p.admit(&update("c", 5)), "below a full top 2");

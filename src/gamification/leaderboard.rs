@@ -66,6 +66,21 @@ impl TopN {
     /// Records a customer's new total. Returns whether the visible top N changed. A total
     /// below the one held (a stale or replayed update) changes nothing.
     pub fn upsert(&mut self, customer_id: &str, total: i64, reached_at: i64) -> bool {
+        // Fast path, no allocation: a full ranking whose last entry ranks at or above the
+        // candidate cannot change. (Were the customer in the list with a smaller total, the
+        // candidate would outrank that entry, hence the last one too.)
+        if self.entries.len() >= self.capacity {
+            if let Some(last) = self.entries.last() {
+                let candidate_first = last
+                    .total
+                    .cmp(&total)
+                    .then(reached_at.cmp(&last.reached_at))
+                    .then_with(|| customer_id.cmp(&last.customer_id));
+                if candidate_first != Ordering::Less {
+                    return false;
+                }
+            }
+        }
         let entry = Entry {
             customer_id: customer_id.to_string(),
             total,
@@ -198,6 +213,19 @@ mod tests {
         assert_eq!(ids(&t), ["d", "b", "c"]);
         assert_eq!(t.rank_of("c"), Some(3));
         assert_eq!(t.rank_of("a"), None);
+    }
+
+    #[test]
+    fn a_full_ranking_refuses_what_cannot_enter_and_takes_what_can() {
+        let mut t = TopN::new(2);
+        assert!(t.upsert("a", 10, 5));
+        assert!(t.upsert("b", 8, 5));
+        assert!(!t.upsert("c", 8, 6), "same total, reached later");
+        assert!(!t.upsert("c", 8, 5), "same total and time, larger id");
+        assert!(!t.upsert("b", 8, 5), "the last entry repeated");
+        assert!(t.upsert("b", 9, 6), "the last entry growing");
+        assert!(t.upsert("a0", 9, 6), "ties broken by id: a0 < b");
+        assert_eq!(ids(&t), ["a", "a0"]);
     }
 
     #[test]

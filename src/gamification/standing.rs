@@ -111,7 +111,8 @@ pub(super) fn update_scores(ctx: &mut Ctx<'_>, state: &mut CustomerGameState) {
         let value = (value * 100.0).round() / 100.0;
         let previous = state.scores.get(&score.id).copied();
         let due = match previous {
-            None => true,
+            // Every score starts at 0; it is first published when it leaves 0.
+            None => value != 0.0,
             Some(p) => {
                 p != value
                     && ((value - p).abs() + 1e-9 >= score.min_change
