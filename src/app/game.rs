@@ -297,10 +297,13 @@ pub fn decode_update(bytes: &[u8]) -> Result<LeaderboardUpdate, String> {
 
 const UPDATE_FORMAT: u8 = 1;
 
+/// period key → (period end, partial ranking).
+type Periods = HashMap<String, (i64, TopN)>;
+
 /// This task's partial top-N per board and period (see the module doc).
 struct PartialBoards {
-    /// board → period → (period end, partial ranking); looked up by `&str`, no key built.
-    boards: HashMap<String, (usize, HashMap<String, (i64, TopN)>)>,
+    /// board → (top N, its periods); looked up by `&str`, no key built.
+    boards: HashMap<String, (usize, Periods)>,
 }
 
 impl PartialBoards {
