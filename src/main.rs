@@ -53,6 +53,15 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         partitions: i32,
     },
+    /// Check the configuration, the source mapping and the gamification rules without
+    /// starting anything: every problem is listed, with its key path; exits 2 if any.
+    Validate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Rules file to check instead of the configured `gamification.rules_file`.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
     /// Print the topology (sub-topologies, sources, processors, sinks, stores).
     Describe {
         #[arg(long, short)]
@@ -181,6 +190,65 @@ fn dump_state(
     Ok(())
 }
 
+/// `scorestream validate`: everything that would stop `run` before it starts, at once.
+fn validate(config: Option<&std::path::Path>, rules: Option<PathBuf>) -> ExitCode {
+    let mut failed = false;
+    let mut config = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            failed = true;
+            // Go on with defaults so the mapping and rules are still checked.
+            Config::default()
+        }
+    };
+    if rules.is_some() {
+        config.gamification.rules_file = rules;
+    }
+    match app::Components::load(&config) {
+        Ok(parts) => match app::build_topology(&config, &parts, None) {
+            Ok(t) => {
+                let r = &parts.rules;
+                println!(
+                    "rules {}: {} point types, {} points rules, {} missions, {} badges, {} streaks, {} tiers, {} scores, {} leaderboards",
+                    r.version,
+                    r.point_types.len(),
+                    r.points.len(),
+                    r.missions.len(),
+                    r.badges.len(),
+                    r.streaks.len(),
+                    r.tiers.as_ref().map_or(0, |t| t.levels.len()),
+                    r.scores.len(),
+                    r.leaderboards.len(),
+                );
+                println!(
+                    "topology: {} sub-topologies, stores: {}",
+                    t.subtopologies().len(),
+                    t.stores()
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        println!("OK");
+        ExitCode::SUCCESS
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -204,6 +272,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Validate { config, rules } => validate(config.as_deref(), rules),
         Command::State {
             command:
                 StateCommand::Dump {

@@ -138,3 +138,42 @@ fn invalid_configuration_lists_every_error() {
         assert!(err.contains(key), "{key} missing from:\n{err}");
     }
 }
+
+#[test]
+fn validate_lists_configuration_and_rule_errors_together() {
+    let (code, out, err) = run(&["validate"], &[], Duration::from_secs(30));
+    assert_eq!(code, 0, "the bundled rules and defaults are valid: {err}");
+    assert!(
+        out.contains("leaderboards") && out.ends_with("OK\n"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "application_id = \"a b\"\n").unwrap();
+    let rules = dir.path().join("r.toml");
+    std::fs::write(
+        &rules,
+        "[settings]\ntime_zone = \"Mars/Olympus\"\n\n[points.x]\nevent_type = \"recharge\"\npoint_type = \"nope\"\nbase = 1\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &[
+            "validate",
+            "--config",
+            config.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("application_id"), "{err}");
+    assert!(err.contains("settings.time_zone"), "{err}");
+    assert!(err.contains("points.x.point_type"), "{err}");
+    assert!(
+        err.contains(rules.to_str().unwrap()),
+        "names the rules file: {err}"
+    );
+}
