@@ -193,7 +193,10 @@ fn every_case_file_passes() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 10, "expected the case files, found {paths:?}");
+    assert!(
+        paths.len() >= 10,
+        "expected the case files, found {paths:?}"
+    );
     let failures: Vec<String> = paths
         .iter()
         .filter_map(|p| run_case(p).err().map(|e| format!("{}: {e}", p.display())))
