@@ -24,8 +24,12 @@ use rand::Rng;
 
 const PARTITIONS: i32 = 3;
 
-/// Expected totals per customer: (events, value sum).
-type Totals = BTreeMap<String, (u64, f64)>;
+/// Expected totals per customer: (events, value sum, xp). The rules below make a purchase
+/// worth `1 + amount` xp, so xp is computed here independently of the rules engine.
+type Totals = BTreeMap<String, (u64, f64, i64)>;
+
+const RULES: &str = "[settings]\ntime_zone = \"UTC\"\n[point_types.xp]\n\
+                     [points.buy]\nevent_type = \"purchase\"\npoint_type = \"xp\"\nbase = 1\nper_unit = 1\n";
 
 /// A `scorestream run` child with its log captured.
 struct Instance {
@@ -114,6 +118,7 @@ struct Setup {
     broker: support::tansu::Tansu,
     bootstrap: String,
     input: String,
+    results: String,
     config: PathBuf,
     dir: tempfile::TempDir,
     expected: Totals,
@@ -129,12 +134,17 @@ impl Setup {
         let app_id = support::random_topic("app");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(&rules, RULES).unwrap();
+        let results = support::random_topic("results");
         std::fs::write(
             &config,
             format!(
                 "application_id = \"{app_id}\"\nbootstrap_servers = \"{bootstrap}\"\ninputs = [\"{input}\"]\n\
                  [runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\ncommit_interval = \"{commit}\"\n\
-                 shutdown_timeout = \"20s\"\n[state]\ncleanup_delay = \"1h\"\n"
+                 shutdown_timeout = \"20s\"\n[state]\ncleanup_delay = \"1h\"\n\
+                 [gamification]\nrules_file = \"{}\"\nresults_topic = \"{results}\"\n",
+                rules.display()
             ),
         )
         .unwrap();
@@ -142,6 +152,7 @@ impl Setup {
             broker,
             bootstrap,
             input,
+            results,
             config,
             dir,
             expected: Totals::new(),
@@ -182,6 +193,7 @@ impl Setup {
             let e = self.expected.entry(customer.clone()).or_default();
             e.0 += 1;
             e.1 += amount as f64;
+            e.2 += 1 + amount as i64;
             let v = format!(
                 r#"{{"event_id":"ev-{i}","customer_id":"{customer}","event_type":"purchase","timestamp":"2024-03-01T10:{:02}:{:02}Z","amount":{amount}}}"#,
                 (i / 60) % 60,
@@ -219,9 +231,43 @@ impl Setup {
             let profile = &v["value"]["profile"];
             let events = profile["events"].as_u64().unwrap();
             let sum = profile["value_milli"].as_i64().unwrap() as f64 / 1000.0;
-            totals.insert(key, (events, sum));
+            let xp = v["value"]["points"]["xp"].as_i64().unwrap_or(0);
+            totals.insert(key, (events, sum, xp));
         }
         totals
+    }
+
+    /// What reached the results topic agrees with the expected totals: one distinct
+    /// `points_awarded` (by `result_id`) per event — repeats after a kill carry the same
+    /// id — and each customer's largest published xp total is exactly the expected one
+    /// (a double-counted event would publish a larger total).
+    fn check_results(&self) {
+        let records = support::consume_all(&self.bootstrap, &self.results, Duration::from_secs(20));
+        let mut ids = std::collections::BTreeSet::new();
+        let mut best: BTreeMap<String, i64> = BTreeMap::new();
+        for m in &records {
+            use rdkafka::Message;
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            if v["type"] != "points_awarded" {
+                continue;
+            }
+            ids.insert(v["result_id"].as_str().unwrap().to_string());
+            let c = v["customer_id"].as_str().unwrap().to_string();
+            let t = v["total"].as_i64().unwrap();
+            let b = best.entry(c).or_insert(0);
+            *b = (*b).max(t);
+        }
+        assert_eq!(
+            ids.len() as u64,
+            self.next_event,
+            "one points_awarded per event"
+        );
+        let expected: BTreeMap<String, i64> = self
+            .expected
+            .iter()
+            .map(|(k, v)| (k.clone(), v.2))
+            .collect();
+        assert_eq!(best, expected, "published xp totals");
     }
 
     /// Waits until the committed totals equal the expected ones; returns the last dump.
@@ -327,6 +373,7 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
     assert_eq!(got.len(), 1000);
     assert_eq!(got.values().map(|t| t.0).sum::<u64>(), s.next_event);
     assert!(landed.values().sum::<u32>() >= 20);
+    s.check_results();
     drop(s.broker);
 }
 
