@@ -14,13 +14,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use support::instance::Instance;
 
 const PARTITIONS: i32 = 3;
 
@@ -30,89 +28,6 @@ type Totals = BTreeMap<String, (u64, f64, i64)>;
 
 const RULES: &str = "[settings]\ntime_zone = \"UTC\"\n[point_types.xp]\n\
                      [points.buy]\nevent_type = \"purchase\"\npoint_type = \"xp\"\nbase = 1\nper_unit = 1\n";
-
-/// A `scorestream run` child with its log captured.
-struct Instance {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Instance {
-    fn start(config: &Path, state_dir: &Path) -> Instance {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scorestream"))
-            .args(["run", "--config", config.to_str().unwrap()])
-            .env("SCORESTREAM_STATE_DIR", state_dir)
-            .env("SCORESTREAM_HTTP_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn scorestream");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Instance { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return true;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "scorestream exited ({status}) waiting for '{needle}':\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn kill9(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.log()
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                let log = self.log();
-                assert!(s.success(), "exit {s}:\n{log}");
-                return log;
-            }
-            if Instant::now() > deadline {
-                return self.kill9() + "\n(did not stop within 60 s of SIGTERM)";
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Setup {
     broker: support::tansu::Tansu,
@@ -206,27 +121,8 @@ impl Setup {
 
     /// The committed totals, read from the changelogs.
     fn dump(&self) -> Totals {
-        let out = Command::new(env!("CARGO_BIN_EXE_scorestream"))
-            .args([
-                "state",
-                "dump",
-                "--config",
-                self.config.to_str().unwrap(),
-                "--store",
-                "customer-state",
-                "--timeout",
-                "60s",
-            ])
-            .output()
-            .expect("run state dump");
-        assert!(
-            out.status.success(),
-            "state dump failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let mut totals = Totals::new();
-        for line in String::from_utf8(out.stdout).unwrap().lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for v in support::instance::dump_store(&self.config, "customer-state", "60s") {
             let key = v["key"].as_str().unwrap().to_string();
             let profile = &v["value"]["profile"];
             let events = profile["events"].as_u64().unwrap();
