@@ -27,7 +27,8 @@
 //! Expected records are written by hand from the rules. Each record's `result_id` (a
 //! hash) and `rules_version` (a hash of the rules text) are checked for presence and shape
 //! (16 hex digits; a non-empty string) and then left out of the comparison; everything else
-//! must be equal, and each record's key must be its `customer_id` (a `leaderboard_updated`'s:
+//! must be equal, except that an expected string `"<any>"` stands for any non-empty string
+//! (for ids derived by hashing, which no one can write by hand), and each record's key must be its `customer_id` (a `leaderboard_updated`'s:
 //! its `board`). Dead letters are compared by reason, `event_id` (of the canonical event
 //! they carry) and topic (default `customer-events-dlq`), in order (topic by topic, sorted by
 //! name), and each must name its input topic in `scorestream.source.topic`. Every failing
@@ -173,6 +174,9 @@ fn run_case(path: &Path) -> Result<(), String> {
         .enumerate()
         .map(|(i, s)| serde_json::from_str(s).map_err(|e| format!("results[{i}] is not JSON: {e}")))
         .collect::<Result<_, _>>()?;
+    for (e, a) in expected.iter().zip(actual.iter_mut()) {
+        match_any(e, a);
+    }
     if actual != expected {
         let first = expected
             .iter()
@@ -224,6 +228,28 @@ fn run_case(path: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{}\n{}", case.about, problems.join("\n")))
+    }
+}
+
+/// Where `expected` holds `"<any>"` and `actual` a non-empty string, makes them equal.
+fn match_any(expected: &Value, actual: &mut Value) {
+    match (expected, actual) {
+        (Value::String(e), Value::String(a)) if e == "<any>" && !a.is_empty() => {
+            a.clone_from(e);
+        }
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, ev) in e {
+                if let Some(av) = a.get_mut(k) {
+                    match_any(ev, av);
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            for (ev, av) in e.iter().zip(a.iter_mut()) {
+                match_any(ev, av);
+            }
+        }
+        _ => {}
     }
 }
 
