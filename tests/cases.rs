@@ -183,8 +183,12 @@ fn run_case(path: &Path) -> Result<(), String> {
             .zip(&actual)
             .position(|(e, a)| e != a)
             .unwrap_or(expected.len().min(actual.len()));
+        let at = |v: &[Value]| v.get(first).map_or("(none)".to_string(), Value::to_string);
         problems.push(format!(
-            "results differ, first at #{first}.\n  expected ({}):\n{}\n  actual ({}):\n{}",
+            "results differ, first at #{first} (0-based):\n  expected: {}\n  actual:   {}\n  \
+             all expected ({}):\n{}\n  all actual ({}):\n{}",
+            at(&expected),
+            at(&actual),
             expected.len(),
             lines(&expected),
             actual.len(),
