@@ -28,8 +28,8 @@
 //! hash) and `rules_version` (a hash of the rules text) are checked for presence and shape
 //! (16 hex digits; a non-empty string) and then left out of the comparison; everything else
 //! must be equal, except that an expected string `"<any>"` stands for any non-empty string
-//! (for ids derived by hashing, which no one can write by hand), and each record's key must be its `customer_id` (a `leaderboard_updated`'s:
-//! its `board`). Dead letters are compared by reason, `event_id` (of the canonical event
+//! (for ids derived by hashing, which no one can write by hand); each record's key must be
+//! its `customer_id` (a `leaderboard_updated`'s: its `board`). Dead letters are compared by reason, `event_id` (of the canonical event
 //! they carry) and topic (default `customer-events-dlq`), in order (topic by topic, sorted by
 //! name), and each must name its input topic in `scorestream.source.topic`. Every failing
 //! case is reported with its file and the first difference.
@@ -119,6 +119,12 @@ fn run_case(path: &Path) -> Result<(), String> {
     let mut driver = TopologyTestDriver::with_partitions(topology, case.partitions, WALL_CLOCK);
     for (i, step) in case.step.iter().enumerate() {
         match (&step.event, step.advance) {
+            (Some(_), None) if !(0..case.partitions).contains(&step.partition) => {
+                return Err(format!(
+                    "step {i}: partition {} of {}",
+                    step.partition, case.partitions
+                ))
+            }
             (Some(event), None) => {
                 let topic = step.topic.as_deref().unwrap_or("customer-events");
                 driver
