@@ -9,21 +9,30 @@
 //! rules = """ ...a rules file... """   # default: the bundled topology/gamification.toml
 //! types = ["points_awarded"]           # compare only these result types (default: all)
 //! partitions = 1                       # of every topic (default 1)
+//! commit_interval = "1s"               # runtime.commit_interval: the leaderboards' emit
+//!                                      # interval on the wall clock (default 1 s)
+//! inputs = ["customer-events"]         # the input topics (default: customer-events)
 //!
 //! [[step]]                             # in order: an event to pipe...
 //! event = '{"event_id":"e1", ...}'
 //! topic = "customer-events"            # default
+//! partition = 0                        # input partition (default 0)
 //! [[step]]                             # ...or a wall-clock advance (fires punctuations)
 //! advance = "2s"
 //!
 //! results = ['{...}', ...]             # the expected records, in order, exactly
-//! dead_letters = [{ reason = "late_event", event_id = "e3" }]
+//! dead_letters = [{ reason = "late_event", event_id = "e3", topic = "customer-events-dlq" }]
 //! ```
 //!
 //! Expected records are written by hand from the rules. Each record's `result_id` (a
-//! hash) and `rules_version` (a hash of the rules text) are checked for shape and then left
-//! out of the comparison; everything else must be equal. Every failing case is reported
-//! with its file.
+//! hash) and `rules_version` (a hash of the rules text) are checked for presence and shape
+//! (16 hex digits; a non-empty string) and then left out of the comparison; everything else
+//! must be equal, except that an expected string `"<any>"` stands for any non-empty string
+//! (for ids derived by hashing, which no one can write by hand); each record's key must be
+//! its `customer_id` (a `leaderboard_updated`'s: its `board`). Dead letters are compared by reason, `event_id` (of the canonical event
+//! they carry) and topic (default `customer-events-dlq`), in order (topic by topic, sorted by
+//! name), and each must name its input topic in `scorestream.source.topic`. Every failing
+//! case is reported with its file and the first difference.
 
 use std::path::Path;
 use std::time::Duration;
@@ -46,6 +55,9 @@ struct Case {
     types: Option<Vec<String>>,
     #[serde(default = "one")]
     partitions: i32,
+    #[serde(default, with = "humantime_serde")]
+    commit_interval: Option<Duration>,
+    inputs: Option<Vec<String>>,
     #[serde(default)]
     step: Vec<Step>,
     #[serde(default)]
@@ -63,6 +75,8 @@ fn one() -> i32 {
 struct Step {
     event: Option<String>,
     topic: Option<String>,
+    #[serde(default)]
+    partition: i32,
     #[serde(default, with = "humantime_serde")]
     advance: Option<Duration>,
 }
@@ -72,6 +86,12 @@ struct Step {
 struct DeadLetter {
     reason: String,
     event_id: String,
+    #[serde(default = "default_dlq")]
+    topic: String,
+}
+
+fn default_dlq() -> String {
+    "customer-events-dlq".into()
 }
 
 /// Runs one case; the differences, if any.
@@ -83,6 +103,12 @@ fn run_case(path: &Path) -> Result<(), String> {
         application_id: "cases".into(),
         ..Config::default()
     };
+    if let Some(every) = case.commit_interval {
+        config.runtime.commit_interval = every;
+    }
+    if let Some(inputs) = &case.inputs {
+        config.inputs = inputs.clone();
+    }
     if let Some(rules) = &case.rules {
         let p = dir.path().join("rules.toml");
         std::fs::write(&p, rules).map_err(|e| e.to_string())?;
@@ -93,10 +119,20 @@ fn run_case(path: &Path) -> Result<(), String> {
     let mut driver = TopologyTestDriver::with_partitions(topology, case.partitions, WALL_CLOCK);
     for (i, step) in case.step.iter().enumerate() {
         match (&step.event, step.advance) {
+            (Some(_), None) if !(0..case.partitions).contains(&step.partition) => {
+                return Err(format!(
+                    "step {i}: partition {} of {}",
+                    step.partition, case.partitions
+                ))
+            }
             (Some(event), None) => {
                 let topic = step.topic.as_deref().unwrap_or("customer-events");
                 driver
-                    .pipe(topic, Record::new(event.as_bytes().to_vec(), 0))
+                    .pipe_to_partition(
+                        topic,
+                        step.partition,
+                        Record::new(event.as_bytes().to_vec(), 0),
+                    )
                     .map_err(|e| format!("step {i}: {e}"))?;
             }
             (None, Some(by)) => driver
@@ -118,6 +154,15 @@ fn run_case(path: &Path) -> Result<(), String> {
         if !id_ok || !version_ok {
             problems.push(format!("bad result_id or rules_version in {v}"));
         }
+        let key_field = if v["type"] == "leaderboard_updated" {
+            "board"
+        } else {
+            "customer_id"
+        };
+        let key = r.key.as_deref().map(String::from_utf8_lossy);
+        if key.as_deref() != v[key_field].as_str() {
+            problems.push(format!("key {key:?} is not the {key_field} of {v}"));
+        }
         let obj = v.as_object_mut().expect("results are objects");
         obj.remove("result_id");
         obj.remove("rules_version");
@@ -135,9 +180,21 @@ fn run_case(path: &Path) -> Result<(), String> {
         .enumerate()
         .map(|(i, s)| serde_json::from_str(s).map_err(|e| format!("results[{i}] is not JSON: {e}")))
         .collect::<Result<_, _>>()?;
+    for (e, a) in expected.iter().zip(actual.iter_mut()) {
+        match_any(e, a);
+    }
     if actual != expected {
+        let first = expected
+            .iter()
+            .zip(&actual)
+            .position(|(e, a)| e != a)
+            .unwrap_or(expected.len().min(actual.len()));
+        let at = |v: &[Value]| v.get(first).map_or("(none)".to_string(), Value::to_string);
         problems.push(format!(
-            "results differ.\n  expected ({}):\n{}\n  actual ({}):\n{}",
+            "results differ, first at #{first} (0-based):\n  expected: {}\n  actual:   {}\n  \
+             all expected ({}):\n{}\n  all actual ({}):\n{}",
+            at(&expected),
+            at(&actual),
             expected.len(),
             lines(&expected),
             actual.len(),
@@ -156,11 +213,18 @@ fn run_case(path: &Path) -> Result<(), String> {
                 .last_str("scorestream.error.reason")
                 .unwrap_or("")
                 .to_string();
+            let source = r.headers.last_str("scorestream.source.topic").unwrap_or("");
+            if topic.strip_suffix("-dlq") != Some(source) {
+                problems.push(format!(
+                    "a dead letter on {topic} names {source:?} as its source topic"
+                ));
+            }
             let v: Value =
                 serde_json::from_slice(r.value.as_deref().unwrap_or_default()).unwrap_or_default();
             dead.push(DeadLetter {
                 reason,
                 event_id: v["event_id"].as_str().unwrap_or("").to_string(),
+                topic: topic.clone(),
             });
         }
     }
@@ -174,6 +238,28 @@ fn run_case(path: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{}\n{}", case.about, problems.join("\n")))
+    }
+}
+
+/// Where `expected` holds `"<any>"` and `actual` a non-empty string, makes them equal.
+fn match_any(expected: &Value, actual: &mut Value) {
+    match (expected, actual) {
+        (Value::String(e), Value::String(a)) if e == "<any>" && !a.is_empty() => {
+            a.clone_from(e);
+        }
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, ev) in e {
+                if let Some(av) = a.get_mut(k) {
+                    match_any(ev, av);
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            for (ev, av) in e.iter().zip(a.iter_mut()) {
+                match_any(ev, av);
+            }
+        }
+        _ => {}
     }
 }
 

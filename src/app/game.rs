@@ -14,7 +14,10 @@
 //! a total only when it changes that partial ranking. That is exact: a customer in the
 //! global top N is in their partition's top N at the moment they reach their total (totals
 //! only grow), so every total that can matter crosses. The partial is a filter, not state:
-//! after a restart it starts empty and lets more through, never less.
+//! after a restart it starts empty and lets more through, never less. Once a period has
+//! closed in this task's stream time, the partial forgets it and sends its leaderboard task
+//! a value-less tick carrying that stream time, so that the period's final snapshot does not
+//! wait for unrelated records to reach that partition.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use crate::engine::{
     Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Record,
     SourcePosition,
 };
+use crate::gamification::output::board_period_key;
 use crate::gamification::rules::LatePolicy;
 use crate::gamification::{apply, Applied, CustomerGameState, LeaderboardUpdate, Rules, TopN};
 use crate::ingest::event::CanonicalEvent;
@@ -265,13 +269,31 @@ impl Processor for GameProcessor {
         Ok(())
     }
 
+    /// Forgets closed periods, and sends each one's leaderboard task a tick: a record with
+    /// the period's key, no value, and this task's stream time. Stream time is per task,
+    /// and the next period's totals go to other partitions (the key holds the period), so
+    /// without it the task owning a closed period might see no later record and never
+    /// publish its final snapshot.
     fn punctuate(
         &mut self,
-        _ctx: &mut ProcessorContext<'_>,
+        ctx: &mut ProcessorContext<'_>,
         p: Punctuation,
     ) -> Result<(), ProcessorError> {
-        self.partials
+        let closed = self
+            .partials
             .forget_closed(p.time.saturating_sub(self.rules.lateness_grace_ms()));
+        if let Some((_, boards, _)) = self.children {
+            for key in closed {
+                let tick = Record {
+                    key: Some(key.into_bytes()),
+                    value: None,
+                    headers: Default::default(),
+                    timestamp: p.time,
+                    source: None,
+                };
+                ctx.forward_to(boards, tick);
+            }
+        }
         Ok(())
     }
 }
@@ -334,11 +356,20 @@ impl PartialBoards {
         }
     }
 
-    /// Drops periods that ended before `cutoff`.
-    fn forget_closed(&mut self, cutoff: i64) {
-        for (_, periods) in self.boards.values_mut() {
-            periods.retain(|_, (end, _)| *end >= cutoff);
+    /// Drops periods that ended before `cutoff`; returns their `board|period` keys, sorted.
+    fn forget_closed(&mut self, cutoff: i64) -> Vec<String> {
+        let mut closed = Vec::new();
+        for (board, (_, periods)) in &mut self.boards {
+            periods.retain(|period, (end, _)| {
+                let keep = *end >= cutoff;
+                if !keep {
+                    closed.push(board_period_key(board, period));
+                }
+                keep
+            });
         }
+        closed.sort();
+        closed
     }
 }
 
@@ -370,7 +401,12 @@ mod tests {
         assert!(!p.admit(&update("a", 10)), "a repeat");
         assert!(p.admit(&update("c", 30)));
         assert!(!p.admit(&update("a", 11)), "a was pushed out and 11 < 20");
-        p.forget_closed(1_001);
+        assert_eq!(
+            p.forget_closed(1_000),
+            Vec::<String>::new(),
+            "ends at the cutoff"
+        );
+        assert_eq!(p.forget_closed(1_001), ["xp|daily:2024-01-15"]);
         assert!(p.admit(&update("a", 11)), "a forgotten period admits again");
     }
 

@@ -9,7 +9,8 @@
 //!   crash between a change and its emission emits it after restore.
 //! - Rollover: when stream time passes a period's end plus the grace period, its final
 //!   ranking is emitted once with `"final": true` and kept (queryable) for
-//!   [`CLOSED_RETENTION_MS`], then deleted.
+//!   [`CLOSED_RETENTION_MS`], then deleted. A record with no value is a tick from a game
+//!   task (see `game`): it only moves this task's stream time.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -184,6 +185,7 @@ impl Processor for LeaderboardProcessor {
                 }
                 return Ok(());
             }
+            // A tick (see the module doc): stream time has already moved.
             None => return Ok(()),
         };
         let Some(board) = self

@@ -23,6 +23,7 @@ use crate::ingest::event::CanonicalEvent;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Applied {
     /// Its `event_id` was applied before (within the dedupe horizon); nothing changed.
+    /// Checked before lateness: a replay of an applied event is a duplicate however old.
     Duplicate,
     /// Older than stream time minus the grace period; nothing changed. What happens to it
     /// is `rules.settings.late_policy`.
@@ -57,13 +58,16 @@ pub fn apply(
     stream_time_ms: i64,
 ) -> Applied {
     let stream_time = stream_time_ms.max(event.occurred_at);
-    let behind_ms = stream_time - event.occurred_at;
-    if behind_ms > rules.lateness_grace_ms() {
-        return Applied::Late { behind_ms };
-    }
+    // Repeats first: an id remembered within the dedupe horizon (which may be longer than
+    // the grace period) was applied, so its replay is dropped even when it is now too old
+    // to apply; calling it late would dead-letter an event that was counted.
     let id_hash = SeenEvents::hash(&event.event_id);
     if state.seen.contains(id_hash) {
         return Applied::Duplicate;
+    }
+    let behind_ms = stream_time - event.occurred_at;
+    if behind_ms > rules.lateness_grace_ms() {
+        return Applied::Late { behind_ms };
     }
     let known = rules.knows_event_type(&event.event_type);
     if !known && rules.settings.strict_event_types {

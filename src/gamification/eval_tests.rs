@@ -173,6 +173,16 @@ fn points_duplicates_and_late_events() {
         "neither a duplicate nor a late event counts"
     );
     assert_eq!(s.profile.events, 1);
+    assert_eq!(
+        apply(
+            &r,
+            &mut s,
+            &event("e1", "c", "data_usage", t, Some(123.0)),
+            t + 25 * 3_600_000
+        ),
+        Applied::Duplicate,
+        "a replay beyond the grace period but within the dedupe horizon is a duplicate, not late"
+    );
 }
 
 #[test]

@@ -64,7 +64,9 @@ impl TopN {
     }
 
     /// Records a customer's new total. Returns whether the visible top N changed. A total
-    /// below the one held (a stale or replayed update) changes nothing.
+    /// below the one held (a stale or replayed update) changes nothing. A larger total of a
+    /// customer already listed counts as reached no earlier than the one it replaces
+    /// (`reached_at` is the event that completed it, which may be out of order).
     pub fn upsert(&mut self, customer_id: &str, total: i64, reached_at: i64) -> bool {
         // Fast path, no allocation: a full ranking whose last entry ranks at or above the
         // candidate cannot change. (Were the customer in the list with a smaller total, the
@@ -81,7 +83,7 @@ impl TopN {
                 }
             }
         }
-        let entry = Entry {
+        let mut entry = Entry {
             customer_id: customer_id.to_string(),
             total,
             reached_at,
@@ -91,6 +93,9 @@ impl TopN {
             .iter()
             .position(|e| e.customer_id == customer_id)
         {
+            // A larger total includes every event of the one held, so it was reached no
+            // earlier than that one: an out-of-order event's own time would be too early.
+            entry.reached_at = entry.reached_at.max(self.entries[i].reached_at);
             if rank_order(&entry, &self.entries[i]) != Ordering::Less {
                 return false;
             }
@@ -226,6 +231,19 @@ mod tests {
         assert!(t.upsert("b", 9, 6), "the last entry growing");
         assert!(t.upsert("a0", 9, 6), "ties broken by id: a0 < b");
         assert_eq!(ids(&t), ["a", "a0"]);
+    }
+
+    #[test]
+    fn a_larger_total_is_reached_no_earlier_than_the_one_it_replaces() {
+        let mut t = TopN::new(2);
+        assert!(t.upsert("a", 11, 40));
+        assert!(t.upsert("b", 10, 50));
+        assert!(
+            t.upsert("b", 11, 0),
+            "b's 11 includes its 10, reached at 50"
+        );
+        assert_eq!(ids(&t), ["a", "b"]);
+        assert_eq!(t.entries()[1].reached_at, 50);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Mission progress: single, count, sum and sequence missions, active windows, tier
 //! requirements, repeats with cooldowns, and rewards on completion.
 //!
-//! Sequences follow arrival order (an out-of-order step within grace is taken as it
-//! comes); without cooldowns and windows, every other kind depends only on which events
-//! arrived. A cooldown blocks events from the completion's time on, so an out-of-order
+//! Sequences follow arrival order, except that a step never counts if it happened before
+//! the sequence's first step (event time: an out-of-order event cannot complete a sequence
+//! the customer did not do in that order; only the first step's time is kept, so in
+//! sequences of three or more steps the middle steps are not checked against each other).
+//! Without cooldowns and windows, every other kind depends only on which events arrived. A cooldown blocks events from the completion's time on, so an out-of-order
 //! event from before the completion still counts towards the next round.
 
 use super::eval::Ctx;
@@ -117,8 +119,8 @@ fn step(ctx: &Ctx<'_>, mission: &Mission, p: &mut MissionProgress) -> Step {
     }
 }
 
-/// The next expected step advances; the first step (re)starts; anything else is ignored.
-/// A sequence that ran past `within` starts over.
+/// The next expected step advances if it did not happen before the first step; the first
+/// step (re)starts; anything else is ignored. A sequence that ran past `within` starts over.
 fn sequence_step(
     event: &crate::ingest::event::CanonicalEvent,
     steps: &[String],
@@ -131,7 +133,10 @@ fn sequence_step(
         p.step = 0;
     }
     let next = steps.get(p.step as usize);
-    if p.step > 0 && next == Some(&event.event_type) {
+    // An earlier event of the first step's type may take the first step's place (the old
+    // first then fills this step): exact for ["login", "login"].
+    let in_order = at >= p.started_at || next == steps.first();
+    if p.step > 0 && next == Some(&event.event_type) && in_order {
         p.step += 1;
     } else if steps.first() == Some(&event.event_type) {
         p.step = 1;

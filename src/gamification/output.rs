@@ -204,8 +204,13 @@ pub struct LeaderboardUpdate {
 impl LeaderboardUpdate {
     /// The repartition key: one leaderboard task owns a board's period.
     pub fn key(&self) -> String {
-        format!("{}|{}", self.board, self.period)
+        board_period_key(&self.board, &self.period)
     }
+}
+
+/// `board|period`: the key of a board period on the leaderboard repartition topic.
+pub fn board_period_key(board: &str, period: &str) -> String {
+    format!("{board}|{period}")
 }
 
 #[cfg(test)]
