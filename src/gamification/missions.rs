@@ -5,8 +5,9 @@
 //! the sequence's first step (event time: an out-of-order event cannot complete a sequence
 //! the customer did not do in that order; only the first step's time is kept, so in
 //! sequences of three or more steps the middle steps are not checked against each other).
-//! Without cooldowns and windows, every other kind depends only on which events arrived. A cooldown blocks events from the completion's time on, so an out-of-order
-//! event from before the completion still counts towards the next round.
+//! Without cooldowns and windows, every other kind depends only on which events arrived.
+//! A cooldown blocks events from the completion's time on, so an out-of-order event from
+//! before the completion still counts towards the next round.
 
 use super::eval::Ctx;
 use super::output::{OutputBody, PointsSource};
