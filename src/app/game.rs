@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 use crate::engine::{
     Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Record,
@@ -194,17 +193,12 @@ impl Processor for GameProcessor {
         let event = match r.value.as_deref().map(CanonicalEvent::decode) {
             Some(Ok(e)) => e,
             Some(Err(e)) => {
-                let p = ctx.position();
-                warn!(
-                    topic = p.map_or("", |p| &*p.topic),
-                    partition = p.map_or(-1, |p| p.partition),
-                    offset = p.map_or(-1, |p| p.offset),
-                    error = %e,
-                    "Undecodable record on the per-customer topic; skipped."
+                super::skip_undecodable(
+                    ctx,
+                    self.metrics.as_ref(),
+                    &e,
+                    "record on the per-customer topic",
                 );
-                if let Some(m) = &self.metrics {
-                    m.corrupt_internal_records.inc();
-                }
                 return Ok(());
             }
             None => return Ok(()),

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 use super::game::decode_update;
 use crate::engine::{
@@ -172,17 +171,7 @@ impl Processor for LeaderboardProcessor {
         let update = match r.value.as_deref().map(decode_update) {
             Some(Ok(u)) => u,
             Some(Err(e)) => {
-                let p = ctx.position();
-                warn!(
-                    topic = p.map_or("", |p| &*p.topic),
-                    partition = p.map_or(-1, |p| p.partition),
-                    offset = p.map_or(-1, |p| p.offset),
-                    error = %e,
-                    "Undecodable leaderboard update; skipped."
-                );
-                if let Some(m) = &self.metrics {
-                    m.corrupt_internal_records.inc();
-                }
+                super::skip_undecodable(ctx, self.metrics.as_ref(), &e, "leaderboard update");
                 return Ok(());
             }
             // A tick (see the module doc): stream time has already moved.

@@ -163,6 +163,27 @@ pub fn build_topology(
     b.build(&config.application_id)
 }
 
+/// Skips a record on an internal topic that does not decode (written by another version,
+/// or corrupted): logged with its position and counted, never fatal.
+pub(crate) fn skip_undecodable(
+    ctx: &crate::engine::ProcessorContext<'_>,
+    metrics: Option<&Metrics>,
+    error: &dyn std::fmt::Display,
+    what: &str,
+) {
+    let p = ctx.position();
+    tracing::warn!(
+        topic = p.map_or("", |p| &*p.topic),
+        partition = p.map_or(-1, |p| p.partition),
+        offset = p.map_or(-1, |p| p.offset),
+        error = %error,
+        "Undecodable {what}; skipped."
+    );
+    if let Some(m) = metrics {
+        m.corrupt_internal_records.inc();
+    }
+}
+
 /// Loads the gamification rules named by `gamification.rules_file` (or the bundled ones).
 pub fn rules(config: &Config) -> Result<Rules, MappingLoadError> {
     let (path, loaded) = match &config.gamification.rules_file {
