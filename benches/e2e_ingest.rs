@@ -63,6 +63,11 @@ fn send_all(
     }
 }
 
+/// A numeric `SCORESTREAM_BENCH_*` setting, if set and valid.
+fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 async fn create(bootstrap: &str, topics: &[&str]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -126,28 +131,16 @@ async fn scorestream_ingest(bootstrap: &str, input: &str, events: u64) -> Durati
     };
     config.runtime.replication_factor = 1;
     config.runtime.session_timeout = Duration::from_secs(6);
-    if let Some(b) = std::env::var("SCORESTREAM_BENCH_CACHE_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(b) = env_num("SCORESTREAM_BENCH_CACHE_BYTES") {
         config.state.cache_bytes = b;
     }
-    if let Some(n) = std::env::var("SCORESTREAM_BENCH_MAX_IN_FLIGHT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(n) = env_num("SCORESTREAM_BENCH_MAX_IN_FLIGHT") {
         config.runtime.max_in_flight_records = n;
     }
-    if let Some(n) = std::env::var("SCORESTREAM_BENCH_MAX_IN_FLIGHT_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(n) = env_num("SCORESTREAM_BENCH_MAX_IN_FLIGHT_BYTES") {
         config.runtime.max_in_flight_bytes = n;
     }
-    if let Some(ms) = std::env::var("SCORESTREAM_BENCH_COMMIT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(ms) = env_num("SCORESTREAM_BENCH_COMMIT_MS") {
         config.runtime.commit_interval = Duration::from_millis(ms);
     }
     let state = tempfile::tempdir().expect("state directory");
@@ -222,10 +215,7 @@ async fn main() {
         println!("e2e_ingest: set SCORESTREAM_BENCH_BOOTSTRAP (or run scripts/load-ingest.sh)");
         return;
     };
-    let events: u64 = std::env::var("SCORESTREAM_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let events: u64 = env_num("SCORESTREAM_BENCH_EVENTS").unwrap_or(1_000_000);
     let run = format!("{:08x}", rand::random::<u32>());
     let input = format!("load-in-{run}");
     let out = format!("load-passthrough-{run}");

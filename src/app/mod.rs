@@ -51,7 +51,7 @@ impl Components {
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
 pub struct LoadError {
-    pub problems: Vec<MappingLoadError>,
+    pub problems: Vec<FileLoadError>,
 }
 
 /// Builds the topology: sub-topology 0 (ingest) reads every input topic, dead-letters bad
@@ -185,7 +185,7 @@ pub(crate) fn skip_undecodable(
 }
 
 /// Loads the gamification rules named by `gamification.rules_file` (or the bundled ones).
-pub fn rules(config: &Config) -> Result<Rules, MappingLoadError> {
+pub fn rules(config: &Config) -> Result<Rules, FileLoadError> {
     let (path, loaded) = match &config.gamification.rules_file {
         None => (
             "topology/gamification.toml (bundled)".to_string(),
@@ -193,7 +193,7 @@ pub fn rules(config: &Config) -> Result<Rules, MappingLoadError> {
         ),
         Some(p) => (p.display().to_string(), Rules::load(p)),
     };
-    loaded.map_err(|RuleErrors(errs)| MappingLoadError {
+    loaded.map_err(|RuleErrors(errs)| FileLoadError {
         what: "gamification rules",
         path,
         errors: errs.iter().map(|e| format!("  - {e}")).collect(),
@@ -203,25 +203,25 @@ pub fn rules(config: &Config) -> Result<Rules, MappingLoadError> {
 /// Why a mapping or rules file could not be loaded: every problem, one per line.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {what} {path}:\n{}", .errors.join("\n"))]
-pub struct MappingLoadError {
+pub struct FileLoadError {
     pub what: &'static str,
     pub path: String,
     pub errors: Vec<String>,
 }
 
 /// Builds the normalizer from the `[ingest]` settings and the source mapping file.
-pub fn normalizer(config: &Config) -> Result<Normalizer, MappingLoadError> {
+pub fn normalizer(config: &Config) -> Result<Normalizer, FileLoadError> {
     use crate::ingest::mapping::{NormalizerConfig, SourceMappings};
     let mapping = match &config.ingest.mapping_file {
         None => SourceMappings::bundled(),
         Some(p) => {
             let path = p.display().to_string();
-            let text = std::fs::read_to_string(p).map_err(|e| MappingLoadError {
+            let text = std::fs::read_to_string(p).map_err(|e| FileLoadError {
                 what: "source mapping",
                 path: path.clone(),
                 errors: vec![format!("  - cannot read: {e}")],
             })?;
-            SourceMappings::from_toml_str(&text).map_err(|errs| MappingLoadError {
+            SourceMappings::from_toml_str(&text).map_err(|errs| FileLoadError {
                 what: "source mapping",
                 path,
                 errors: errs.iter().map(|e| format!("  - {e}")).collect(),
