@@ -37,6 +37,8 @@ pub struct Config {
     pub state: StateSettings,
     pub ingest: IngestSettings,
     pub gamification: GamificationSettings,
+    pub churn: ChurnSettings,
+    pub http: HttpSettings,
     /// librdkafka properties passed through unchanged (SASL, TLS, tuning).
     pub kafka: KafkaPassthrough,
 }
@@ -54,6 +56,8 @@ impl Default for Config {
             state: StateSettings::default(),
             ingest: IngestSettings::default(),
             gamification: GamificationSettings::default(),
+            churn: ChurnSettings::default(),
+            http: HttpSettings::default(),
             kafka: KafkaPassthrough::default(),
         }
     }
@@ -69,6 +73,7 @@ pub struct RuntimeSettings {
     /// Upper bound on records produced but not yet acknowledged (producer queue).
     pub max_in_flight_records: usize,
     /// Upper bound on bytes produced but not yet acknowledged.
+    #[serde(with = "size")]
     pub max_in_flight_bytes: usize,
     /// How long shutdown may take to flush and commit before giving up.
     #[serde(with = "humantime_serde")]
@@ -127,11 +132,14 @@ pub enum StoreBackend {
 pub struct StateSettings {
     pub backend: StoreBackend,
     /// RocksDB block cache shared by every task of the process, in bytes.
+    #[serde(with = "size")]
     pub block_cache_bytes: usize,
     /// RocksDB memtables of every task together, in bytes (charged to the block cache).
+    #[serde(with = "size")]
     pub write_buffer_bytes: usize,
     /// Read cache of recently used committed entries in front of RocksDB, shared by every
     /// store of every task, in bytes; 0 turns it off. Not used with the memory backend.
+    #[serde(with = "size")]
     pub cache_bytes: usize,
     /// State directories of tasks this instance no longer owns are deleted after this.
     #[serde(with = "humantime_serde")]
@@ -158,6 +166,7 @@ impl Default for StateSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct IngestSettings {
     /// Records above this size are dead-lettered as `too_large`.
+    #[serde(with = "size")]
     pub max_record_bytes: usize,
     /// JSON nesting deeper than this is dead-lettered as `too_deep`.
     pub max_depth: usize,
@@ -198,6 +207,67 @@ impl Default for GamificationSettings {
         GamificationSettings {
             rules_file: None,
             results_topic: "gamification-results".into(),
+        }
+    }
+}
+
+/// The churn branch (issue 5): features, model, triggers and alerts per customer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChurnSettings {
+    /// Score churn risk at all; off = no churn state, predictions or alerts.
+    pub enabled: bool,
+    /// Features, triggers, bands and alerts; the bundled `topology/churn.toml` when absent.
+    pub rules_file: Option<PathBuf>,
+    /// Logistic-regression model; the bundled `topology/churn-model.toml` when absent.
+    pub model_file: Option<PathBuf>,
+    /// Where predictions go.
+    pub predictions_topic: String,
+    /// Where alerts (critical events, entering high risk) go.
+    pub alerts_topic: String,
+}
+
+impl Default for ChurnSettings {
+    fn default() -> Self {
+        ChurnSettings {
+            enabled: true,
+            rules_file: None,
+            model_file: None,
+            predictions_topic: "churn-predictions".into(),
+            alerts_topic: "customer-alerts".into(),
+        }
+    }
+}
+
+/// Interactive queries between instances and the `POST /events` webhook (DESIGN §5).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// `host:port` other instances use to reach this one's HTTP listener when they forward a
+    /// query (`SCORESTREAM_ADVERTISED_HTTP_ADDR`). Absent: `http_addr`, with an unspecified
+    /// host (`0.0.0.0`) replaced by this machine's host name.
+    pub advertised_addr: Option<String>,
+    /// Bearer token `POST /events` requires (`SCORESTREAM_WEBHOOK_TOKEN`); absent = the
+    /// webhook answers 403 to everyone.
+    pub webhook_token: Option<String>,
+    /// Input topic the webhook writes events to; must be one of `inputs`.
+    pub webhook_topic: String,
+    /// Largest request body `POST /events` accepts (413 above).
+    #[serde(with = "size")]
+    pub max_body_bytes: usize,
+    /// How long a forwarded query may take before the caller gets 504.
+    #[serde(with = "humantime_serde")]
+    pub forward_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            advertised_addr: None,
+            webhook_token: None,
+            webhook_topic: "customer-events".into(),
+            max_body_bytes: 4 << 20,
+            forward_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -252,6 +322,12 @@ impl Config {
         }
         if let Some(v) = env("SCORESTREAM_HTTP_ADDR") {
             config.http_addr = v;
+        }
+        if let Some(v) = env("SCORESTREAM_ADVERTISED_HTTP_ADDR") {
+            config.http.advertised_addr = Some(v);
+        }
+        if let Some(v) = env("SCORESTREAM_WEBHOOK_TOKEN") {
+            config.http.webhook_token = Some(v);
         }
         if let Some(v) = env("SCORESTREAM_PROCESSING_GUARANTEE") {
             match v.as_str() {
@@ -361,11 +437,108 @@ impl Config {
                 ),
             );
         }
+        for (key, topic) in [
+            ("churn.predictions_topic", &self.churn.predictions_topic),
+            ("churn.alerts_topic", &self.churn.alerts_topic),
+        ] {
+            if topic.is_empty() || topic.len() > 249 {
+                err(key, format!("'{topic}' is not a valid topic name"));
+            }
+        }
+        if !self.inputs.is_empty() && !self.inputs.contains(&self.http.webhook_topic) {
+            err(
+                "http.webhook_topic",
+                format!(
+                    "'{}' is not one of the input topics ({})",
+                    self.http.webhook_topic,
+                    self.inputs.join(", ")
+                ),
+            );
+        }
+        if self.http.webhook_token.as_deref() == Some("") {
+            err(
+                "http.webhook_token",
+                "must not be empty (leave it out to disable the webhook)".into(),
+            );
+        }
+        if let Some(a) = &self.http.advertised_addr {
+            if a.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                err("http.advertised_addr", format!("'{a}' is not host:port"));
+            }
+        }
+        if self.http.max_body_bytes == 0 {
+            err("http.max_body_bytes", "must be above zero".into());
+        }
         if self.ingest.max_record_bytes == 0 {
             err("ingest.max_record_bytes", "must be above zero".into());
         }
         if self.ingest.max_depth == 0 {
             err("ingest.max_depth", "must be above zero".into());
+        }
+    }
+}
+
+/// Byte sizes in the file: an integer (bytes) or a string with a unit — `"64 MiB"`,
+/// `"512KiB"`, `"1GB"` (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024, `B` or no unit is
+/// bytes). Written back as the largest binary unit that divides the value.
+pub mod size {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Parses `"64 MiB"` and friends.
+    pub fn parse(text: &str) -> Result<usize, String> {
+        let bad =
+            || format!("'{text}' is not a size (e.g. 1048576, \"64 MiB\", \"512KiB\", \"1GB\")");
+        let t = text.trim();
+        let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+        let (number, unit) = (t[..split].trim(), t[split..].to_ascii_lowercase());
+        let multiplier: u64 = match unit.as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            _ => return Err(bad()),
+        };
+        let n: f64 = number
+            .parse()
+            .ok()
+            .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+            .ok_or_else(bad)?;
+        let bytes = n * multiplier as f64;
+        if bytes > usize::MAX as f64 || bytes.fract() != 0.0 {
+            return Err(format!("'{text}' is not a whole number of bytes"));
+        }
+        Ok(bytes as usize)
+    }
+
+    /// `64 MiB` for 67108864, the integer when no binary unit divides it.
+    pub fn format(bytes: usize) -> String {
+        for (unit, m) in [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if bytes >= m && bytes.is_multiple_of(m) {
+                return format!("{} {unit}", bytes / m);
+            }
+        }
+        bytes.to_string()
+    }
+
+    pub fn serialize<S: Serializer>(bytes: &usize, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => usize::try_from(n).map_err(serde::de::Error::custom),
+            Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -415,6 +588,65 @@ mod tests {
     fn unknown_keys_are_rejected() {
         let err = Config::from_toml_with_env(Some("aplication_id = 'x'"), &|_| None).unwrap_err();
         assert!(err.to_string().contains("aplication_id"), "{err}");
+    }
+
+    #[test]
+    fn sizes_are_human_readable_and_round_trip() {
+        let c = Config::from_toml_with_env(
+            Some("[state]\ncache_bytes = '32 MiB'\nblock_cache_bytes = '2GB'\n[http]\nmax_body_bytes = 1000"),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(c.state.cache_bytes, 32 << 20);
+        assert_eq!(c.state.block_cache_bytes, 2_000_000_000);
+        assert_eq!(c.http.max_body_bytes, 1000);
+        for (text, bytes) in [
+            ("512KiB", 512 << 10),
+            ("1 g", 1 << 30),
+            ("10b", 10),
+            ("7", 7),
+            ("1.5 KiB", 1536),
+        ] {
+            assert_eq!(size::parse(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "MiB", "-1 MiB", "0.5 B", "ten", "1 TiB"] {
+            assert!(size::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(size::format(64 << 20), "64 MiB");
+        assert_eq!(size::format(1000), "1000");
+        let text = toml::to_string(&Config::default()).unwrap();
+        let back = Config::from_toml_with_env(Some(&text), &|_| None).unwrap();
+        assert_eq!(back.state.cache_bytes, Config::default().state.cache_bytes);
+    }
+
+    #[test]
+    fn http_settings_are_checked_together() {
+        let text = r#"
+            [http]
+            webhook_topic = "nowhere"
+            webhook_token = ""
+            advertised_addr = "no-port"
+        "#;
+        let errs = Config::from_toml_with_env(Some(text), &|_| None)
+            .unwrap_err()
+            .0;
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "http.webhook_topic",
+                "http.webhook_token",
+                "http.advertised_addr"
+            ]
+        );
+        let env = |k: &str| match k {
+            "SCORESTREAM_WEBHOOK_TOKEN" => Some("s3cret".to_string()),
+            "SCORESTREAM_ADVERTISED_HTTP_ADDR" => Some("replica-2:8080".to_string()),
+            _ => None,
+        };
+        let c = Config::from_toml_with_env(None, &env).unwrap();
+        assert_eq!(c.http.webhook_token.as_deref(), Some("s3cret"));
+        assert_eq!(c.http.advertised_addr.as_deref(), Some("replica-2:8080"));
     }
 
     #[test]
