@@ -135,14 +135,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let parts = app::Components::load(&config)?;
     let topology = app::build_topology(&config, &parts, Some(metrics.clone()))?;
     let listener = scorestream::http::bind(&config.http_addr).await?;
-    let http = scorestream::http::HttpContext::new(metrics.clone());
-    info!(addr = %listener.local_addr()?, "HTTP listening (/metrics, /health, /ready).");
+    let bound = listener.local_addr()?;
+    let advertised = scorestream::http::advertised_addr(&config, bound);
+    let http = scorestream::http::HttpContext::for_config(
+        &config,
+        metrics.clone(),
+        parts.normalizer.clone(),
+    )?;
+    info!(addr = %bound, advertised = %advertised, webhook = http.webhook.is_some(), "HTTP listening (/metrics, /health, /ready, /customers, /leaderboards, /events).");
     scorestream::http::spawn(listener, scorestream::http::router(http.clone()));
     info!(application_id = %config.application_id, bootstrap = %config.bootstrap_servers, "Starting.");
     let handle = tokio::select! {
-        h = runtime::start(&config, topology, metrics) => h?,
+        h = runtime::start_with(&config, topology, metrics, Some(advertised)) => h?,
         _ = shutdown_signal() => { info!("Interrupted during start-up."); return Ok(()); }
     };
+    http.serve_queries(
+        std::sync::Arc::new(handle.query()),
+        std::sync::Arc::new(app::query::QuerySpec::new(
+            &config.application_id,
+            parts.rules.clone(),
+        )),
+    );
     http.started
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let flag = handle.shutdown_flag();

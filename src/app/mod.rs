@@ -2,6 +2,7 @@
 
 pub mod game;
 pub mod leaderboards;
+pub mod query;
 
 use std::sync::Arc;
 

@@ -1,17 +1,25 @@
 //! The HTTP listener (DESIGN §5): `/metrics` for Prometheus, `/health` (the process is
-//! alive) and `/ready` (the instance has joined the group and every task it owns is
-//! restored). Errors are JSON with a status code that means what it says.
+//! alive), `/ready` (the instance has joined the group and every task it owns is
+//! restored), interactive queries ([`query`]) and the `POST /events` webhook
+//! ([`webhook`]). Errors are JSON with a status code that means what it says.
 //!
 //! The listener is bound before anything else starts, so a bad `http_addr` fails at once
 //! and `/health` answers while topics are created and the group is joined.
 
+pub mod query;
+pub mod webhook;
+
+#[cfg(test)]
+mod api_tests;
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -21,12 +29,18 @@ use crate::metrics::Metrics;
 /// Seconds a client is asked to wait before asking `/ready` again.
 const RETRY_AFTER_SECS: &str = "5";
 
-/// What the handlers read: the metrics registry and whether the runtime has started.
+/// What the handlers read: the metrics registry, whether the runtime has started, the
+/// state queries once it has, and the webhook.
 #[derive(Clone)]
 pub struct HttpContext {
     pub metrics: Metrics,
     /// Set once topics are ready and the processing thread runs.
     pub started: Arc<AtomicBool>,
+    /// Set once the runtime runs; queries answer 503 before.
+    pub queries: Arc<OnceLock<query::Queries>>,
+    pub forwarder: query::Forwarder,
+    /// `POST /events`; `None` answers 403 (not configured).
+    pub webhook: Option<Arc<webhook::Webhook>>,
 }
 
 impl HttpContext {
@@ -34,8 +48,69 @@ impl HttpContext {
         HttpContext {
             metrics,
             started: Arc::new(AtomicBool::new(false)),
+            queries: Arc::new(OnceLock::new()),
+            forwarder: query::Forwarder::new(Duration::from_secs(5)),
+            webhook: None,
         }
     }
+}
+
+impl HttpContext {
+    /// The context `scorestream run` serves: forwarding timeout from `http`, and the
+    /// webhook writing to `http.webhook_topic` when a token is configured.
+    pub fn for_config(
+        config: &crate::config::Config,
+        metrics: Metrics,
+        normalizer: Arc<crate::ingest::normalize::Normalizer>,
+    ) -> Result<HttpContext, rdkafka::error::KafkaError> {
+        let webhook = match &config.http.webhook_token {
+            None => None,
+            Some(token) => Some(Arc::new(webhook::Webhook {
+                token: Some(token.clone()),
+                topic: config.http.webhook_topic.clone(),
+                max_body_bytes: config.http.max_body_bytes,
+                normalizer,
+                sink: Arc::new(webhook::KafkaSink::new(config)?),
+            })),
+        };
+        Ok(HttpContext {
+            forwarder: query::Forwarder::new(config.http.forward_timeout),
+            webhook,
+            ..HttpContext::new(metrics)
+        })
+    }
+
+    /// Makes the queries answerable (once the runtime runs).
+    pub fn serve_queries(
+        &self,
+        reader: Arc<dyn query::StateReader>,
+        spec: Arc<crate::app::query::QuerySpec>,
+    ) {
+        let _ = self.queries.set(query::Queries { reader, spec });
+    }
+}
+
+/// The address other instances reach this one at: `http.advertised_addr`, else the bound
+/// address with an unspecified host (`0.0.0.0`, `::`) replaced by the host name.
+pub fn advertised_addr(config: &crate::config::Config, bound: std::net::SocketAddr) -> String {
+    if let Some(a) = &config.http.advertised_addr {
+        return a.clone();
+    }
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", bound.port())
+}
+
+/// A JSON error: `{"error": message}` with `status`.
+pub fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
 /// Why the listener could not start.
@@ -61,6 +136,10 @@ pub fn router(ctx: HttpContext) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/customers/{customer_id}", get(query::customer))
+        .route("/leaderboards/{board}", get(query::leaderboard))
+        .route("/events", post(webhook::post_events))
+        .layer(webhook::body_limit())
         .fallback(not_found)
         .with_state(ctx)
 }
@@ -124,7 +203,10 @@ async fn ready(State(ctx): State<HttpContext>) -> Response {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        Json(json!({"error": "not found", "routes": ["/metrics", "/health", "/ready"]})),
+        Json(json!({"error": "not found", "routes": [
+            "GET /metrics", "GET /health", "GET /ready", "GET /customers/{customer_id}",
+            "GET /leaderboards/{board}?period=&limit=", "POST /events",
+        ]})),
     )
         .into_response()
 }

@@ -164,6 +164,15 @@ pub fn plan_topics(
             exact: true,
         });
     }
+    // Which instance owns which partition (interactive queries): one compacted partition.
+    let mut configs = BTreeMap::new();
+    configs.insert("cleanup.policy".into(), "compact".into());
+    plans.push(TopicPlan {
+        name: super::registry::registry_topic(&config.application_id),
+        partitions: 1,
+        configs,
+        exact: false,
+    });
     let dlq_bytes = (config.ingest.max_record_bytes + 64 * 1024).to_string();
     for (dlq, source) in topology.derived_sink_topics() {
         let partitions = existing

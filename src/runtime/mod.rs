@@ -5,6 +5,7 @@ pub mod admin;
 pub mod client;
 pub mod dump;
 pub mod partitioner;
+pub mod registry;
 mod restore;
 mod stream_thread;
 mod txn_probe;
@@ -18,7 +19,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::BaseProducer;
 use tracing::{info, warn};
 
-pub use stream_thread::{now_ms, TRUNCATED_HEADER};
+pub use stream_thread::{now_ms, LocalRead, TRUNCATED_HEADER};
 
 use crate::config::{Config, ProcessingGuarantee};
 use crate::engine::{TaskError, Topology};
@@ -47,6 +48,57 @@ pub enum RuntimeError {
 pub struct RuntimeHandle {
     shutdown: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), RuntimeError>>>,
+    query: StateQuery,
+}
+
+/// Reads the running tasks' stores and says who owns a partition (interactive queries).
+/// Cheap to clone; safe from any thread (a read waits for the batch being processed).
+#[derive(Clone)]
+pub struct StateQuery {
+    shared: Arc<stream_thread::Shared>,
+    registry: Option<Arc<registry::Registry>>,
+}
+
+impl StateQuery {
+    /// The partition of `topic` a record keyed `key` goes to (Kafka's default partitioner,
+    /// which every ScoreStream sink uses); `None` for a topic the runtime does not know.
+    pub fn partition_of(&self, topic: &str, key: &[u8]) -> Option<i32> {
+        self.shared
+            .partition_count(topic)
+            .filter(|&n| n > 0)
+            .map(|n| partitioner::partition_for_key(key, n))
+    }
+
+    /// Reads `key` (encoded as the store encodes keys) from `store` of the task that owns
+    /// `partition` of source `topic`, if it runs here.
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        store: &str,
+        key: &[u8],
+    ) -> Result<LocalRead, crate::state::StateError> {
+        self.shared.read_local(topic, partition, store, key)
+    }
+
+    /// The advertised HTTP address of the instance owning `topic`/`partition`, as the
+    /// instance registry knows it.
+    pub fn owner(&self, topic: &str, partition: i32) -> Option<String> {
+        self.registry.as_ref()?.owner(topic, partition)
+    }
+
+    /// This instance's advertised HTTP address, when it takes part in the registry.
+    pub fn advertised(&self) -> Option<&str> {
+        self.registry.as_deref().map(registry::Registry::advertised)
+    }
+
+    /// Every live instance and its partitions, as the registry knows them.
+    pub fn instances(&self) -> Vec<registry::Announcement> {
+        self.registry
+            .as_ref()
+            .map(|r| r.instances())
+            .unwrap_or_default()
+    }
 }
 
 impl RuntimeHandle {
@@ -61,15 +113,28 @@ impl RuntimeHandle {
         self.shutdown.clone()
     }
 
+    /// Reads of the running tasks' state, for the HTTP listener.
+    pub fn query(&self) -> StateQuery {
+        self.query.clone()
+    }
+
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Waits for the loop to end.
+    /// Waits for the loop to end, then withdraws this instance from the registry.
     pub fn join(mut self) -> Result<(), RuntimeError> {
-        match self.thread.take() {
+        let result = match self.thread.take() {
             None => Ok(()),
             Some(t) => t.join().map_err(|_| RuntimeError::Panicked)?,
+        };
+        self.stop_registry();
+        result
+    }
+
+    fn stop_registry(&self) {
+        if let Some(r) = &self.query.registry {
+            r.stop();
         }
     }
 }
@@ -80,6 +145,7 @@ impl Drop for RuntimeHandle {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.stop_registry();
     }
 }
 
@@ -88,6 +154,17 @@ pub async fn start(
     config: &Config,
     topology: Topology,
     metrics: Metrics,
+) -> Result<RuntimeHandle, RuntimeError> {
+    start_with(config, topology, metrics, None).await
+}
+
+/// [`start`], and when `advertised` (this instance's HTTP address as the other instances
+/// reach it) is given, join the instance registry so queries can be forwarded to owners.
+pub async fn start_with(
+    config: &Config,
+    topology: Topology,
+    metrics: Metrics,
+    advertised: Option<String>,
 ) -> Result<RuntimeHandle, RuntimeError> {
     let transactional = config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
     let counts = admin::ensure_topics(
@@ -151,6 +228,21 @@ pub async fn start(
             .begin_transaction()
             .map_err(|e| RuntimeError::Transactions(e.to_string()))?;
     }
+    let registry = match advertised {
+        None => None,
+        Some(addr) => {
+            info!(advertised = %addr, topic = %registry::registry_topic(&config.application_id), "Joining the instance registry for interactive queries.");
+            Some(Arc::new(
+                registry::Registry::start(
+                    &config.application_id,
+                    addr,
+                    client::producer_config(config),
+                    client::restore_consumer_config(config),
+                )
+                .map_err(RuntimeError::Client)?,
+            ))
+        }
+    };
     let shared = Arc::new(stream_thread::Shared::new(
         topology,
         metrics,
@@ -162,7 +254,12 @@ pub async fn start(
         },
         counts,
         stores,
+        registry.as_ref().map(|r| r.announcer()),
     ));
+    let query = StateQuery {
+        shared: shared.clone(),
+        registry,
+    };
     let shutdown = Arc::new(AtomicBool::new(false));
     let consumer_config = client::consumer_config(config);
     let flag = shutdown.clone();
@@ -173,6 +270,7 @@ pub async fn start(
     Ok(RuntimeHandle {
         shutdown,
         thread: Some(thread),
+        query,
     })
 }
 

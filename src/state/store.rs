@@ -344,6 +344,26 @@ impl TaskState {
             .collect()
     }
 
+    /// The current value of `key` (encoded) in the store named `store`, uncommitted writes
+    /// included — what the task itself would read. For interactive queries.
+    pub fn read_raw(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let local = self
+            .stores
+            .iter()
+            .position(|s| s.name == store)
+            .ok_or_else(|| StateError::UnknownStore(store.to_string()))?;
+        if let Some(raw) = self.stores[local].dirty.get(key) {
+            return Ok(raw.clone());
+        }
+        let staged = self.staged.iter().flat_map(|w| w.data.iter().rev());
+        for (store, k, value) in staged {
+            if *store == local && k == key {
+                return Ok(value.clone());
+            }
+        }
+        self.backend.get(local, key)
+    }
+
     /// Every committed entry of local store `store`, raw (for dumps and checks).
     pub fn raw_entries(&self, store: usize) -> Result<RawEntries, StateError> {
         let mut out = Vec::new();

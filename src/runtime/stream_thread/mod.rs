@@ -118,6 +118,22 @@ pub(crate) struct Shared {
     /// `exactly_once`: the producer is transactional and a transaction is always open.
     transactional: bool,
     max_message_bytes: usize,
+    /// Tells the other instances which partitions this one owns (interactive queries).
+    announcer: Option<super::registry::Announcer>,
+}
+
+/// What a local read of a task's store found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LocalRead {
+    /// The task runs here: the value (`None`: no such key).
+    Value(Option<Vec<u8>>),
+    /// The task is assigned here and is restoring its stores; records still to restore
+    /// across all restoring tasks.
+    Restoring { remaining: i64 },
+    /// The partition is assigned here but its task has not started yet.
+    Starting,
+    /// Another instance (or none) owns the partition.
+    NotOwned,
 }
 
 /// Consumer callbacks: logging, and commit-before-revoke.
@@ -170,6 +186,7 @@ impl Shared {
         producer: OutputProducer,
         partition_counts: HashMap<String, i32>,
         mut stores: StateContext,
+        announcer: Option<super::registry::Announcer>,
     ) -> Shared {
         let OutputProducer {
             producer,
@@ -212,7 +229,65 @@ impl Shared {
             partition_counts,
             max_message_bytes,
             transactional,
+            announcer,
         }
+    }
+
+    /// Partitions of `topic` (as the broker listed them at start-up).
+    pub(crate) fn partition_count(&self, topic: &str) -> Option<i32> {
+        self.partition_counts.get(topic).copied()
+    }
+
+    /// Reads `key` (encoded) from `store` of the task owning `partition` of source
+    /// `topic`, if this instance runs it. Waits for the batch being processed.
+    pub(crate) fn read_local(
+        &self,
+        topic: &str,
+        partition: i32,
+        store: &str,
+        key: &[u8],
+    ) -> Result<LocalRead, crate::state::StateError> {
+        let Some(ti) = self.topic_index(topic) else {
+            return Ok(LocalRead::NotOwned);
+        };
+        let id = TaskId {
+            subtopology: self.sources[ti].subtopology,
+            partition,
+        };
+        let st = self.lock();
+        if let Some(task) = st.tasks.get(&id) {
+            return match task.state() {
+                Some(state) => state.read_raw(store, key).map(LocalRead::Value),
+                None => Err(crate::state::StateError::UnknownStore(store.to_string())),
+            };
+        }
+        if st.restorer.as_ref().is_some_and(|r| r.contains(&id)) {
+            return Ok(LocalRead::Restoring {
+                remaining: self.metrics.restore_remaining.get(),
+            });
+        }
+        if st.partitions.contains_key(&(ti, partition)) {
+            return Ok(LocalRead::Starting);
+        }
+        Ok(LocalRead::NotOwned)
+    }
+
+    /// Sends the current assignment to the instance registry.
+    fn announce(&self, st: &LoopState) {
+        let Some(announcer) = &self.announcer else {
+            return;
+        };
+        let mut assignment = super::registry::Assignment::new();
+        for &(ti, p) in st.partitions.keys() {
+            assignment
+                .entry(self.sources[ti].name.to_string())
+                .or_default()
+                .push(p);
+        }
+        for ps in assignment.values_mut() {
+            ps.sort_unstable();
+        }
+        announcer.announce(assignment);
     }
 
     fn lock(&self) -> MutexGuard<'_, LoopState> {
@@ -238,6 +313,7 @@ impl Shared {
         self.metrics
             .partitions_assigned
             .set(st.partitions.len() as i64);
+        self.announce(&st);
         info!(partitions = %added.join(","), total = st.partitions.len(), "Partitions assigned.");
     }
 
@@ -307,6 +383,7 @@ impl Shared {
             .partitions_assigned
             .set(st.partitions.len() as i64);
         self.metrics.tasks_assigned.set(st.tasks.len() as i64);
+        self.announce(&st);
         info!(
             revoked = revoked.len(),
             closed_tasks = closing.len(),

@@ -1,0 +1,343 @@
+//! Which instance owns which partition, so that any instance can answer an interactive
+//! query (DESIGN §5) by forwarding it to the owner.
+//!
+//! Kafka Streams puts each member's `application.server` into the consumer group protocol's
+//! user data; librdkafka does not let a client add its own assignment user data, so the
+//! members announce themselves on a compacted internal topic instead,
+//! `<application-id>-instances` (one partition): key = the instance's advertised HTTP
+//! address, value = the partitions it owns and when it said so. Each instance announces
+//! after every rebalance and every [`HEARTBEAT`], deletes its key when it stops cleanly,
+//! and reads the topic from the beginning to know the others. A claim not renewed within
+//! [`STALE_AFTER`] (a crashed instance) is ignored; when two fresh claims overlap during a
+//! rebalance, the newer wins. A query forwarded on stale knowledge reaches an instance
+//! that does not own the partition, which answers 503 with `Retry-After` instead of
+//! forwarding again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use super::now_ms;
+
+/// How often an instance renews its claim.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// A claim older than this is ignored (its instance is presumed gone).
+pub const STALE_AFTER: Duration = Duration::from_secs(45);
+
+/// The registry topic of an application.
+pub fn registry_topic(application_id: &str) -> String {
+    format!("{application_id}-instances")
+}
+
+/// Partitions by topic.
+pub type Assignment = BTreeMap<String, Vec<i32>>;
+
+/// One instance's claim, as written to the registry topic (JSON, so operators can read it
+/// with any console consumer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// Where its HTTP listener is reachable by the other instances.
+    pub http: String,
+    pub partitions: Assignment,
+    /// Wall-clock time of the claim, epoch milliseconds.
+    pub at_ms: i64,
+}
+
+/// What this instance knows about every instance's claims.
+#[derive(Default, Debug)]
+pub struct Owners {
+    by_instance: HashMap<String, Announcement>,
+}
+
+impl Owners {
+    /// Applies a record of the registry topic (`None` = the instance left).
+    pub fn apply(&mut self, key: &str, value: Option<Announcement>) {
+        match value {
+            Some(a) => {
+                self.by_instance.insert(key.to_string(), a);
+            }
+            None => {
+                self.by_instance.remove(key);
+            }
+        }
+    }
+
+    /// The advertised address of the instance owning `topic`/`partition` at `now_ms`: the
+    /// newest claim not older than [`STALE_AFTER`].
+    pub fn owner(&self, topic: &str, partition: i32, now_ms: i64) -> Option<&str> {
+        let fresh_since = now_ms - STALE_AFTER.as_millis() as i64;
+        self.by_instance
+            .values()
+            .filter(|a| a.at_ms >= fresh_since)
+            .filter(|a| {
+                a.partitions
+                    .get(topic)
+                    .is_some_and(|ps| ps.contains(&partition))
+            })
+            .max_by_key(|a| a.at_ms)
+            .map(|a| a.http.as_str())
+    }
+
+    /// Every fresh instance, by advertised address.
+    pub fn instances(&self, now_ms: i64) -> Vec<&Announcement> {
+        let fresh_since = now_ms - STALE_AFTER.as_millis() as i64;
+        let mut v: Vec<&Announcement> = self
+            .by_instance
+            .values()
+            .filter(|a| a.at_ms >= fresh_since)
+            .collect();
+        v.sort_by(|a, b| a.http.cmp(&b.http));
+        v
+    }
+}
+
+/// The running registry: announces this instance's assignment and follows the others'.
+pub struct Registry {
+    advertised: String,
+    owners: Arc<RwLock<Owners>>,
+    updates: Sender<Assignment>,
+    stop: Arc<AtomicBool>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Hands assignment changes to the registry thread; cheap to clone.
+#[derive(Clone)]
+pub struct Announcer(Sender<Assignment>);
+
+impl Announcer {
+    pub fn announce(&self, assignment: Assignment) {
+        // The registry thread only stops when the runtime does.
+        let _ = self.0.send(assignment);
+    }
+}
+
+impl Registry {
+    /// Starts the registry thread: `producer` writes this instance's claims, `consumer`
+    /// (no group needed) reads everyone's from the beginning.
+    pub fn start(
+        application_id: &str,
+        advertised: String,
+        producer: ClientConfig,
+        consumer: ClientConfig,
+    ) -> Result<Registry, rdkafka::error::KafkaError> {
+        let topic = registry_topic(application_id);
+        let producer: BaseProducer = producer.create()?;
+        let consumer: BaseConsumer = consumer.create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        let owners = Arc::new(RwLock::new(Owners::default()));
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            topic,
+            advertised: advertised.clone(),
+            producer,
+            consumer,
+            owners: owners.clone(),
+            stop: stop.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("scorestream-registry".into())
+            .spawn(move || worker.run(rx))
+            .expect("spawn registry thread");
+        Ok(Registry {
+            advertised,
+            owners,
+            updates: tx,
+            stop,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn announcer(&self) -> Announcer {
+        Announcer(self.updates.clone())
+    }
+
+    /// This instance's advertised HTTP address.
+    pub fn advertised(&self) -> &str {
+        &self.advertised
+    }
+
+    /// The advertised address of the owner of `topic`/`partition`, if any instance claims it.
+    pub fn owner(&self, topic: &str, partition: i32) -> Option<String> {
+        let owners = self.owners.read().unwrap_or_else(|e| e.into_inner());
+        owners.owner(topic, partition, now_ms()).map(str::to_string)
+    }
+
+    /// Every live instance's claim.
+    pub fn instances(&self) -> Vec<Announcement> {
+        let owners = self.owners.read().unwrap_or_else(|e| e.into_inner());
+        owners.instances(now_ms()).into_iter().cloned().collect()
+    }
+}
+
+impl Registry {
+    /// Withdraws this instance's claims and stops the registry thread.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Worker {
+    topic: String,
+    advertised: String,
+    producer: BaseProducer,
+    consumer: BaseConsumer,
+    owners: Arc<RwLock<Owners>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn run(self, updates: Receiver<Assignment>) {
+        let mut current: Option<Assignment> = None;
+        let mut last_sent = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            match updates.recv_timeout(Duration::from_millis(100)) {
+                Ok(mut a) => {
+                    // Only the latest of a burst of rebalance callbacks matters.
+                    while let Ok(newer) = updates.try_recv() {
+                        a = newer;
+                    }
+                    current = Some(a);
+                    self.send(current.as_ref());
+                    last_sent = Instant::now();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if current.is_some() && last_sent.elapsed() >= HEARTBEAT {
+                self.send(current.as_ref());
+                last_sent = Instant::now();
+            }
+            self.producer.poll(Duration::ZERO);
+            self.read_claims();
+        }
+        if current.is_some() {
+            self.send(None);
+            if let Err(e) = self.producer.flush(Duration::from_secs(3)) {
+                warn!(error = %e, topic = %self.topic, "Could not withdraw this instance's partition claims; they expire by themselves.");
+            }
+        }
+    }
+
+    /// Writes this instance's claim; `None` withdraws it.
+    fn send(&self, assignment: Option<&Assignment>) {
+        let value = assignment.map(|a| {
+            serde_json::to_vec(&Announcement {
+                http: self.advertised.clone(),
+                partitions: a.clone(),
+                at_ms: now_ms(),
+            })
+            .expect("an announcement serializes")
+        });
+        let mut record = BaseRecord::<str, [u8]>::to(&self.topic)
+            .key(&self.advertised)
+            .partition(0);
+        if let Some(v) = &value {
+            record = record.payload(v);
+        }
+        if let Err((e, _)) = self.producer.send(record) {
+            warn!(error = %e, topic = %self.topic, "Could not announce this instance's partitions; retrying at the next heartbeat.");
+        } else {
+            debug!(instance = %self.advertised, partitions = ?assignment, "Announced partitions.");
+        }
+    }
+
+    fn read_claims(&self) {
+        let mut owners = None;
+        while let Some(m) = self.consumer.poll(Duration::ZERO) {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    debug!(error = %e, topic = %self.topic, "Registry read error.");
+                    break;
+                }
+            };
+            let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                continue;
+            };
+            let value = match m.payload() {
+                None => None,
+                Some(p) => match serde_json::from_slice::<Announcement>(p) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "Skipping an unreadable instance announcement.");
+                        continue;
+                    }
+                },
+            };
+            if value.is_none() {
+                info!(instance = key, "Instance left.");
+            }
+            owners
+                .get_or_insert_with(|| self.owners.write().unwrap_or_else(|e| e.into_inner()))
+                .apply(key, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(http: &str, parts: &[i32], at_ms: i64) -> Announcement {
+        Announcement {
+            http: http.into(),
+            partitions: [("t".to_string(), parts.to_vec())].into(),
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn newest_fresh_claim_wins_and_stale_or_withdrawn_claims_do_not_count() {
+        let now = 1_000_000;
+        let stale = now - STALE_AFTER.as_millis() as i64 - 1;
+        let mut o = Owners::default();
+        o.apply("a:1", Some(claim("a:1", &[0, 1], now - 5_000)));
+        o.apply("b:1", Some(claim("b:1", &[1, 2], now - 1_000)));
+        o.apply("c:1", Some(claim("c:1", &[3], stale)));
+        assert_eq!(o.owner("t", 0, now), Some("a:1"));
+        // Both claim 1 during a rebalance: the newer announcement is the newer assignment.
+        assert_eq!(o.owner("t", 1, now), Some("b:1"));
+        assert_eq!(
+            o.owner("t", 3, now),
+            None,
+            "a crashed instance's claim expires"
+        );
+        assert_eq!(o.owner("other", 0, now), None);
+        o.apply("b:1", None);
+        assert_eq!(o.owner("t", 1, now), Some("a:1"));
+        assert_eq!(o.owner("t", 2, now), None);
+        let live: Vec<&str> = o.instances(now).iter().map(|a| a.http.as_str()).collect();
+        assert_eq!(live, ["a:1"]);
+    }
+
+    #[test]
+    fn a_renewed_claim_replaces_the_previous_one() {
+        let mut o = Owners::default();
+        o.apply("a:1", Some(claim("a:1", &[0, 1], 10)));
+        o.apply("a:1", Some(claim("a:1", &[1], 20)));
+        assert_eq!(o.owner("t", 0, 30), None);
+        assert_eq!(o.owner("t", 1, 30), Some("a:1"));
+    }
+}
