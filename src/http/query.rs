@@ -7,7 +7,6 @@
 //! [`FORWARDED_HEADER`], so a stale view of the owners never bounces a request around).
 //! Every answer names the instance that read the state in [`SERVED_BY_HEADER`].
 
-
 // Helpers return a finished error `Response` (128 bytes) as their `Err`: it is built once per
 // failed request, never on a hot path, and keeps each status next to its message.
 #![allow(clippy::result_large_err)]

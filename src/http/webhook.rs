@@ -9,7 +9,6 @@
 //! is sent only once Kafka has acknowledged every one. A retried request is deduplicated
 //! downstream by `event_id`.
 
-
 // Helpers return a finished error `Response` (128 bytes) as their `Err`: it is built once per
 // failed request, never on a hot path, and keeps each status next to its message.
 #![allow(clippy::result_large_err)]

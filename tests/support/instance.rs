@@ -15,11 +15,17 @@ pub struct Instance {
 
 impl Instance {
     pub fn start(config: &Path, state_dir: &Path) -> Instance {
+        Self::start_with_env(config, state_dir, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables (e.g. a fixed HTTP address).
+    pub fn start_with_env(config: &Path, state_dir: &Path, env: &[(&str, &str)]) -> Instance {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scorestream"))
             .args(["run", "--config", config.to_str().unwrap()])
             .env("SCORESTREAM_STATE_DIR", state_dir)
             .env("SCORESTREAM_HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

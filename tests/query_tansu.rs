@@ -1,0 +1,198 @@
+//! Two `scorestream run` processes of one application on a Tansu broker (DESIGN §5):
+//! events arrive through the `POST /events` webhook of one of them, and then every customer
+//! and the leaderboard can be queried through either instance — the non-owner forwards to the
+//! owner, so both answer the same. When one instance stops, the other takes its partitions,
+//! restores their state from the changelogs and answers for everyone.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::instance::Instance;
+use support::{http_request, HttpReply};
+
+const TOKEN: &str = "t0ken-for-tests";
+const CUSTOMERS: usize = 20;
+
+fn get(port: u16, path: &str) -> Option<HttpReply> {
+    http_request(port, "GET", path, &[], "")
+}
+
+/// Polls until `done` returns a value or the deadline passes.
+fn eventually<T>(timeout: Duration, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = done() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn start(config: &Path, dir: &Path, port: u16) -> Instance {
+    let addr = format!("127.0.0.1:{port}");
+    Instance::start_with_env(config, dir, &[("SCORESTREAM_HTTP_ADDR", &addr)])
+}
+
+/// Two events per customer, as a producer would send them (no event ids).
+fn events() -> String {
+    let now = chrono::Utc::now();
+    let mut items = Vec::new();
+    for c in 0..CUSTOMERS {
+        for (i, amount) in [(0, 10 + c), (1, 5)] {
+            let at = now - chrono::Duration::minutes(10 - i);
+            items.push(json!({
+                "customer_id": format!("Q-{c}"),
+                "event_type": "recharge",
+                "timestamp": at.to_rfc3339(),
+                "amount": amount,
+            }));
+        }
+    }
+    Value::Array(items).to_string()
+}
+
+#[test]
+fn any_instance_answers_for_any_customer_and_the_webhook_feeds_the_topology() {
+    let broker = support::tansu::Tansu::start();
+    let bootstrap = broker.bootstrap();
+    let input = support::random_topic("customer-events");
+    let results = support::random_topic("gamification-results");
+    support::create_topics(&bootstrap, &[(input.clone(), 4), (results.clone(), 2)]);
+    let app_id = support::random_topic("query");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "application_id = \"{app_id}\"\nbootstrap_servers = \"{bootstrap}\"\n\
+             inputs = [\"{input}\"]\n\
+             [runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\n\
+             commit_interval = \"200ms\"\nshutdown_timeout = \"20s\"\n\
+             [state]\ncleanup_delay = \"1h\"\n\
+             [gamification]\nresults_topic = \"{results}\"\n\
+             [http]\nwebhook_topic = \"{input}\"\nwebhook_token = \"{TOKEN}\"\n"
+        ),
+    )
+    .unwrap();
+    let (pa, pb) = (support::free_port(), support::free_port());
+    let a = start(&config, &dir.path().join("a"), pa);
+    let b = start(&config, &dir.path().join("b"), pb);
+    for port in [pa, pb] {
+        eventually(Duration::from_secs(90), "both instances ready", || {
+            get(port, "/ready").filter(|r| r.status == 200)
+        });
+    }
+
+    // The webhook: a bad request writes nothing, a good one is acknowledged by Kafka.
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let bad = http_request(
+        pa,
+        "POST",
+        "/events",
+        &headers,
+        r#"[{"event_type":"recharge"}]"#,
+    )
+    .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let posted = http_request(pa, "POST", "/events", &headers, &events()).unwrap();
+    assert_eq!(posted.status, 202, "{}", posted.body);
+    let accepted: Value = serde_json::from_str(&posted.body).unwrap();
+    assert_eq!(accepted["accepted"], 2 * CUSTOMERS);
+
+    // Every customer through A, until both of their events are in.
+    let by_a: BTreeMap<String, Value> = eventually(
+        Duration::from_secs(90),
+        "every customer's two events processed",
+        || {
+            let mut all = BTreeMap::new();
+            for c in 0..CUSTOMERS {
+                let r = get(pa, &format!("/customers/Q-{c}"))?;
+                if r.status != 200 {
+                    return None;
+                }
+                let v: Value = serde_json::from_str(&r.body).unwrap();
+                if v["profile"]["events"] != 2 {
+                    return None;
+                }
+                all.insert(format!("Q-{c}"), v);
+            }
+            Some(all)
+        },
+    );
+
+    // Both instances answer the same for everyone; for each customer exactly one of the two
+    // queries was read locally and the other forwarded to that owner.
+    let (adv_a, adv_b) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
+    let mut served = BTreeMap::<String, usize>::new();
+    for c in 0..CUSTOMERS {
+        let path = format!("/customers/Q-{c}");
+        let (ra, rb) = (get(pa, &path).unwrap(), get(pb, &path).unwrap());
+        assert_eq!(
+            (ra.status, rb.status),
+            (200, 200),
+            "{}\n{}",
+            ra.body,
+            rb.body
+        );
+        let (va, vb): (Value, Value) = (
+            serde_json::from_str(&ra.body).unwrap(),
+            serde_json::from_str(&rb.body).unwrap(),
+        );
+        assert_eq!(va, vb, "Q-{c}");
+        assert_eq!(va, by_a[&format!("Q-{c}")]);
+        assert!(va["points"]["xp"].as_i64().unwrap() > 0, "{va}");
+        let owner = ra.header("x-scorestream-served-by").unwrap().to_string();
+        assert_eq!(Some(owner.as_str()), rb.header("x-scorestream-served-by"));
+        assert!(owner == adv_a || owner == adv_b, "{owner}");
+        *served.entry(owner).or_default() += 1;
+    }
+    // With 4 partitions per sub-topology over 2 members, each usually owns some customers;
+    // the assignment is the broker's choice, so only the total is certain.
+    assert_eq!(served.values().sum::<usize>(), CUSTOMERS, "{served:?}");
+    eprintln!("customers by owner: {served:?}");
+
+    // The all-time leaderboard, through either instance, once all 20 are ranked.
+    let board = |port: u16| {
+        get(port, "/leaderboards/xp?period=all_time&limit=50")
+            .filter(|r| r.status == 200)
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .filter(|v| v["entries"].as_array().unwrap().len() == CUSTOMERS)
+    };
+    let on_a = eventually(Duration::from_secs(60), "leaderboard via A", || board(pa));
+    let on_b = eventually(Duration::from_secs(30), "leaderboard via B", || board(pb));
+    assert_eq!(on_a["entries"], on_b["entries"]);
+    for e in on_a["entries"].as_array().unwrap() {
+        let id = e["customer_id"].as_str().unwrap();
+        assert_eq!(e["total"], by_a[id]["points"]["xp"], "{id}");
+    }
+
+    // Scale in: B leaves; A takes every partition, restores B's state, answers alone.
+    let log_b = b.stop();
+    assert!(log_b.contains("Stopped."), "{log_b}");
+    eventually(
+        Duration::from_secs(120),
+        "A answers for everyone after B left",
+        || {
+            for c in 0..CUSTOMERS {
+                let r = get(pa, &format!("/customers/Q-{c}"))?;
+                if r.status != 200 || r.header("x-scorestream-served-by") != Some(adv_a.as_str()) {
+                    return None;
+                }
+                let v: Value = serde_json::from_str(&r.body).unwrap();
+                assert_eq!(v, by_a[&format!("Q-{c}")], "state moved intact");
+            }
+            Some(())
+        },
+    );
+    a.stop();
+    drop(broker);
+}
