@@ -239,6 +239,17 @@ impl Default for ChurnSettings {
     }
 }
 
+impl Config {
+    /// The input topic `POST /events` writes to.
+    pub fn webhook_topic(&self) -> &str {
+        self.http
+            .webhook_topic
+            .as_deref()
+            .or(self.inputs.first().map(String::as_str))
+            .unwrap_or("customer-events")
+    }
+}
+
 /// Interactive queries between instances and the `POST /events` webhook (DESIGN §5).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -250,8 +261,8 @@ pub struct HttpSettings {
     /// Bearer token `POST /events` requires (`SCORESTREAM_WEBHOOK_TOKEN`); absent = the
     /// webhook answers 403 to everyone.
     pub webhook_token: Option<String>,
-    /// Input topic the webhook writes events to; must be one of `inputs`.
-    pub webhook_topic: String,
+    /// Input topic the webhook writes events to, one of `inputs`; absent: the first input.
+    pub webhook_topic: Option<String>,
     /// Largest request body `POST /events` accepts (413 above).
     #[serde(with = "size")]
     pub max_body_bytes: usize,
@@ -265,7 +276,7 @@ impl Default for HttpSettings {
         HttpSettings {
             advertised_addr: None,
             webhook_token: None,
-            webhook_topic: "customer-events".into(),
+            webhook_topic: None,
             max_body_bytes: 4 << 20,
             forward_timeout: Duration::from_secs(5),
         }
@@ -445,15 +456,16 @@ impl Config {
                 err(key, format!("'{topic}' is not a valid topic name"));
             }
         }
-        if !self.inputs.is_empty() && !self.inputs.contains(&self.http.webhook_topic) {
-            err(
-                "http.webhook_topic",
-                format!(
-                    "'{}' is not one of the input topics ({})",
-                    self.http.webhook_topic,
-                    self.inputs.join(", ")
-                ),
-            );
+        if let Some(t) = &self.http.webhook_topic {
+            if !self.inputs.contains(t) {
+                err(
+                    "http.webhook_topic",
+                    format!(
+                        "'{t}' is not one of the input topics ({})",
+                        self.inputs.join(", ")
+                    ),
+                );
+            }
         }
         if self.http.webhook_token.as_deref() == Some("") {
             err(

@@ -127,10 +127,17 @@ fn sigterm_finishes_work_commits_and_exits_zero() {
     }
     let (code, metrics) = support::http_get(http_port, "/metrics").expect("/metrics answers");
     assert_eq!(code, 200);
-    assert!(
-        metrics.contains("scorestream_records_consumed_total{topic="),
-        "{metrics}"
-    );
+    for family in [
+        "scorestream_records_consumed_total{topic=",
+        "scorestream_record_process_seconds_bucket{le=",
+        "scorestream_processor_records_total{processor=\"normalize\"}",
+        "scorestream_processor_records_total{processor=\"gamify\"}",
+        "scorestream_http_requests_total{route=\"/ready\",status=\"200\"}",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+    ] {
+        assert!(metrics.contains(family), "{family} missing:\n{metrics}");
+    }
     promtool_check_metrics(&metrics);
     let pid = child.id().to_string();
     let signalled = Instant::now();

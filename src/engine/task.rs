@@ -77,6 +77,8 @@ pub struct StreamTask {
     buffers: Vec<Vec<(usize, Record)>>,
     suffix_topics: Vec<(Arc<str>, String, Arc<str>)>,
     state: Option<TaskState>,
+    /// Per node: counted once per record handed to it (processors only).
+    counters: Vec<Option<prometheus::IntCounter>>,
 }
 
 impl StreamTask {
@@ -149,7 +151,17 @@ impl StreamTask {
             buffers: Vec::new(),
             suffix_topics: Vec::new(),
             state: None,
+            counters: Vec::new(),
         }
+    }
+
+    /// Counts the records each processor receives with the counter `counter(name)` gives.
+    pub fn count_processed(&mut self, counter: impl Fn(&str) -> prometheus::IntCounter) {
+        self.counters = self
+            .nodes
+            .iter()
+            .map(|n| matches!(n.slot, Slot::Processor(_)).then(|| counter(&n.name)))
+            .collect();
     }
 
     /// Gives the task its stores (before `init`).
@@ -341,6 +353,9 @@ impl StreamTask {
                 Ok(())
             }
             Slot::Processor(_) => {
+                if let Some(Some(c)) = self.counters.get(node) {
+                    c.inc();
+                }
                 let position = record.source.clone();
                 self.run_node(node, wall_clock, position.as_ref(), |p, ctx| {
                     p.process(ctx, record)

@@ -328,6 +328,17 @@ async fn webhook_accepts_one_event_or_an_array_after_the_sink_acknowledges() {
     assert_eq!(r.body["accepted"], 2);
     // The same event gets the same derived id: a retried request is a duplicate downstream.
     assert_eq!(r.body["event_ids"], json!([first_id, "E-7"]));
+    let bad = send(&ctx, post("[]", Some("Bearer s3cret"))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let metrics = ctx.metrics.render();
+    for line in [
+        r#"scorestream_webhook_events_total{outcome="accepted"} 3"#,
+        r#"scorestream_webhook_events_total{outcome="rejected"} 1"#,
+        r#"scorestream_http_requests_total{route="/events",status="202"} 2"#,
+        r#"scorestream_http_requests_total{route="/events",status="400"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
     let sent = sink.sent.lock().unwrap();
     assert_eq!(sent.len(), 3);
     assert!(sent.iter().all(|(t, _)| t == "customer-events"));

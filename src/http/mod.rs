@@ -67,7 +67,7 @@ impl HttpContext {
             None => None,
             Some(token) => Some(Arc::new(webhook::Webhook {
                 token: Some(token.clone()),
-                topic: config.http.webhook_topic.clone(),
+                topic: config.webhook_topic().to_string(),
                 max_body_bytes: config.http.max_body_bytes,
                 normalizer,
                 sink: Arc::new(webhook::KafkaSink::new(config)?),
@@ -141,7 +141,29 @@ pub fn router(ctx: HttpContext) -> Router {
         .route("/events", post(webhook::post_events))
         .layer(webhook::body_limit())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            count_requests,
+        ))
         .with_state(ctx)
+}
+
+/// Counts every answer by route template (never the concrete path: it holds customer ids).
+async fn count_requests(
+    State(ctx): State<HttpContext>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    ctx.metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
+    response
 }
 
 /// Serves `router` on `listener` until the process ends.

@@ -134,10 +134,22 @@ pub async fn post_events(State(ctx): State<HttpContext>, request: Request) -> Re
     let now = crate::runtime::now_ms();
     let (records, event_ids) = match validate(&hook, &body, now) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => {
+            ctx.metrics
+                .webhook_events
+                .with_label_values(&["rejected"])
+                .inc();
+            return r;
+        }
     };
     let n = records.len();
-    match hook.sink.send_all(&hook.topic, records).await {
+    let sent = hook.sink.send_all(&hook.topic, records).await;
+    let outcome = if sent.is_ok() { "accepted" } else { "failed" };
+    ctx.metrics
+        .webhook_events
+        .with_label_values(&[outcome])
+        .inc_by(n as u64);
+    match sent {
         Ok(()) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({"accepted": n, "topic": hook.topic, "event_ids": event_ids})),

@@ -35,6 +35,12 @@ pub struct Metrics {
     pub late_events: IntCounterVec,
     pub game_results: IntCounterVec,
     pub leaderboard_updates: IntCounterVec,
+    pub record_process_seconds: Histogram,
+    pub processor_records: IntCounterVec,
+    pub churn_predictions: IntCounterVec,
+    pub churn_alerts: IntCounterVec,
+    pub http_requests: IntCounterVec,
+    pub webhook_events: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -71,6 +77,25 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(commit_duration.clone()))
             .expect("unique metric");
+        let record_process_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "scorestream_record_process_seconds",
+                "Time to run one input record through its task (every processor, store reads and writes, outputs queued).",
+            )
+            .buckets(vec![
+                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001,
+                0.002_5, 0.01, 0.05,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(record_process_seconds.clone()))
+            .expect("unique metric");
+        // CPU seconds, resident memory, open file descriptors, threads of this process (Linux).
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("unique metric");
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "scorestream_consumer_lag_records",
@@ -218,6 +243,37 @@ impl Metrics {
                 "scorestream_leaderboard_updates_total",
                 "Leaderboard totals by stage: forwarded (entered a partition's partial top-N), skipped (could not), changed (changed a board's top-N).",
                 &["stage"],
+            ),
+            record_process_seconds,
+            processor_records: counter_vec(
+                &r,
+                "scorestream_processor_records_total",
+                "Records handed to each processor of the topology, by processor name.",
+                &["processor"],
+            ),
+            churn_predictions: counter_vec(
+                &r,
+                "scorestream_churn_predictions_total",
+                "Churn predictions published, by what triggered them and the risk band.",
+                &["trigger", "band"],
+            ),
+            churn_alerts: counter_vec(
+                &r,
+                "scorestream_churn_alerts_total",
+                "Customer alerts published, by kind (critical_event, high_risk).",
+                &["kind"],
+            ),
+            http_requests: counter_vec(
+                &r,
+                "scorestream_http_requests_total",
+                "HTTP requests answered, by route template and status code.",
+                &["route", "status"],
+            ),
+            webhook_events: counter_vec(
+                &r,
+                "scorestream_webhook_events_total",
+                "POST /events: events accepted, events failed (Kafka did not acknowledge them), requests rejected as invalid (nothing written), by outcome.",
+                &["outcome"],
             ),
             registry: r,
         }

@@ -456,9 +456,13 @@ impl Shared {
             }),
         };
         let task = st.tasks.get_mut(&id).expect("checked above");
+        let started = Instant::now();
         if !task.process(&source.name, record, now)? {
             self.metrics.replayed_records_skipped.inc();
         }
+        self.metrics
+            .record_process_seconds
+            .observe(started.elapsed().as_secs_f64());
         task.drain_outputs_into(&mut st.scratch);
         let mut scratch = std::mem::take(&mut st.scratch);
         for out in scratch.drain(..) {

@@ -57,6 +57,8 @@ impl Shared {
                 continue;
             }
             let mut task = StreamTask::new(&self.topology, id.subtopology, id.partition);
+            let counters = &self.metrics.processor_records;
+            task.count_processed(|name| counters.with_label_values(&[name]));
             let specs = self.topology.store_specs(id.subtopology);
             if specs.is_empty() {
                 task.init(now)?;
