@@ -62,10 +62,14 @@ enum Command {
         #[arg(long)]
         rules: Option<PathBuf>,
     },
-    /// Print the topology (sub-topologies, sources, processors, sinks, stores).
+    /// Print the topology (sub-topologies, sources, processors, sinks, stores), as text in
+    /// the style of Kafka Streams' TopologyDescription or as a Mermaid flowchart.
     Describe {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// `text`, or `mermaid` (a flowchart to paste into Markdown).
+        #[arg(long, default_value = "text", value_parser = ["text", "mermaid"])]
+        format: String,
     },
     /// Inspect state.
     State {
@@ -266,7 +270,7 @@ fn validate(config: Option<&std::path::Path>, rules: Option<PathBuf>) -> ExitCod
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Describe { config } => {
+        Command::Describe { config, format } => {
             let config = match load_config(config.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -275,6 +279,10 @@ async fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
                 .and_then(|p| Ok(app::build_topology(&config, &p, None)?));
             match result {
+                Ok(t) if format == "mermaid" => {
+                    print!("{}", t.describe_mermaid());
+                    ExitCode::SUCCESS
+                }
                 Ok(t) => {
                     print!("{}", t.describe());
                     ExitCode::SUCCESS

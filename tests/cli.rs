@@ -68,6 +68,47 @@ fn describe_prints_the_ingest_subtopology() {
 }
 
 #[test]
+fn describe_draws_the_topology_as_mermaid() {
+    let (code, out, _) = run(
+        &["describe", "--format", "mermaid"],
+        &[("SCORESTREAM_APPLICATION_ID", "acme")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0);
+    assert!(out.starts_with("flowchart LR\n"), "{out}");
+    let subgraphs = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("subgraph st"))
+        .count();
+    let ends = out.lines().filter(|l| l.trim() == "end").count();
+    assert_eq!((subgraphs, ends), (3, 3), "{out}");
+    for needle in [
+        r#"(["acme-events-by-customer"])"#,
+        r#"[("customer-state")]"#,
+        r#"[("leaderboards")]"#,
+        r#"(["customer-events"])"#,
+    ] {
+        assert!(out.contains(needle), "{needle}:\n{out}");
+    }
+    // The repartition topic links the sink of one sub-topology to the source of the next.
+    let topic = out
+        .lines()
+        .find(|l| l.contains(r#"(["acme-events-by-customer"])"#))
+        .and_then(|l| l.trim().split('(').next())
+        .unwrap()
+        .to_string();
+    assert!(out.contains(&format!("--> {topic}\n")), "{out}");
+    assert!(out.contains(&format!("  {topic} --> n")), "{out}");
+    let (code, _, err) = run(
+        &["describe", "--format", "svg"],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("mermaid"), "{err}");
+}
+
+#[test]
 fn demo_runs_to_completion_on_the_embedded_broker() {
     let (code, out, err) = run(
         &[
