@@ -129,6 +129,16 @@ fn any_instance_answers_for_any_customer_and_the_webhook_feeds_the_topology() {
         },
     );
 
+    // The webhook's events reached the outputs too: points for every customer.
+    let awarded: std::collections::BTreeSet<String> =
+        support::consume_all(&bootstrap, &results, Duration::from_secs(30))
+            .iter()
+            .filter_map(|m| serde_json::from_slice::<Value>(rdkafka::Message::payload(m)?).ok())
+            .filter(|v| v["type"] == "points_awarded")
+            .map(|v| v["customer_id"].as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(awarded.len(), CUSTOMERS, "{awarded:?}");
+
     // Both instances answer the same for everyone; for each customer exactly one of the two
     // queries was read locally and the other forwarded to that owner.
     let (adv_a, adv_b) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
