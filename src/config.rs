@@ -312,16 +312,20 @@ impl Config {
         text: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
-        let mut config = match text {
-            None => Config::default(),
-            Some(t) => toml::from_str::<Config>(t).map_err(|e| {
-                ConfigErrors(vec![ConfigError {
-                    key: "<file>".into(),
-                    message: e.to_string().trim().to_string(),
-                }])
-            })?,
+        let (mut config, mut errors) = match text {
+            None => (Config::default(), Vec::new()),
+            Some(t) => match toml::from_str::<Config>(t) {
+                Ok(c) => (c, Vec::new()),
+                // Go on with the keys that did parse, so their problems are listed too.
+                Err(e) => {
+                    let (errors, rest) = file_errors(t, e);
+                    match rest {
+                        Some(c) => (c, errors.0),
+                        None => return Err(errors),
+                    }
+                }
+            },
         };
-        let mut errors = Vec::new();
         if let Some(v) = env("KAFKA_BOOTSTRAP_SERVERS") {
             config.bootstrap_servers = v;
         }
@@ -492,6 +496,78 @@ impl Config {
     }
 }
 
+/// Every problem in a file serde rejected: serde stops at the first, so each key is tried
+/// on its own (with defaults for the rest), descending into tables, to name them all. Also
+/// returns the configuration made of the keys that did parse, if any, to validate further.
+fn file_errors(text: &str, first: toml::de::Error) -> (ConfigErrors, Option<Config>) {
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        // Not even TOML: the parser's message has the line and column.
+        let e = ConfigError {
+            key: "<file>".into(),
+            message: first.to_string().trim().to_string(),
+        };
+        return (ConfigErrors(vec![e]), None);
+    };
+    let mut errors = Vec::new();
+    for (k, v) in &table {
+        probe_key(&mut vec![k.as_str()], v, &mut errors);
+    }
+    if errors.is_empty() {
+        errors.push(ConfigError {
+            key: "<file>".into(),
+            message: first.to_string().trim().to_string(),
+        });
+        return (ConfigErrors(errors), None);
+    }
+    fn remove(t: &mut toml::Table, path: &[&str]) {
+        match path {
+            [] => {}
+            [last] => {
+                t.remove(*last);
+            }
+            [first, rest @ ..] => {
+                if let Some(toml::Value::Table(inner)) = t.get_mut(*first) {
+                    remove(inner, rest);
+                }
+            }
+        }
+    }
+    for e in &errors {
+        remove(&mut table, &e.key.split('.').collect::<Vec<_>>());
+    }
+    let rest = toml::Value::Table(table).try_into::<Config>().ok();
+    (ConfigErrors(errors), rest)
+}
+
+/// Checks `value` at `path` alone; on failure, narrows down into a table's keys.
+fn probe_key<'a>(path: &mut Vec<&'a str>, value: &'a toml::Value, errors: &mut Vec<ConfigError>) {
+    let mut single = value.clone();
+    for k in path.iter().rev() {
+        let mut t = toml::Table::new();
+        t.insert((*k).to_string(), single);
+        single = toml::Value::Table(t);
+    }
+    let Err(e) = single.try_into::<Config>() else {
+        return;
+    };
+    let before = errors.len();
+    if let toml::Value::Table(t) = value {
+        for (k, v) in t {
+            path.push(k.as_str());
+            probe_key(path, v, errors);
+            path.pop();
+        }
+    }
+    if errors.len() == before {
+        let message = e.to_string();
+        errors.push(ConfigError {
+            key: path.join("."),
+            // The key path is given separately; drop serde's trailing "in `path`" line.
+            message: message.lines().next().unwrap_or("").trim().to_string(),
+        });
+    }
+}
+
 /// Byte sizes in the file: an integer (bytes) or a string with a unit — `"64 MiB"`,
 /// `"512KiB"`, `"1GB"` (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024, `B` or no unit is
 /// bytes). Written back as the largest binary unit that divides the value.
@@ -594,6 +670,49 @@ mod tests {
                 "runtime.replication_factor"
             ]
         );
+    }
+
+    #[test]
+    fn every_bad_key_in_the_file_is_reported_with_its_path() {
+        let text = r#"
+            aplication_id = "x"
+            inputs = "customer-events"
+            [runtime]
+            commit_interval = "soon"
+            max_in_flight_records = 10
+            comit = true
+            [state]
+            cache_bytes = "lots"
+            [http]
+            forward_timeout = 5
+            [kafka.common]
+            "security.protocol" = "SASL_SSL"
+            [gamification]
+            results_topic = ""
+        "#;
+        let errs = Config::from_toml_with_env(Some(text), &|_| None)
+            .unwrap_err()
+            .0;
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "aplication_id",
+                "http.forward_timeout",
+                "inputs",
+                "runtime.comit",
+                "runtime.commit_interval",
+                "state.cache_bytes",
+                // Found by validating the keys that did parse.
+                "gamification.results_topic",
+            ],
+            "{errs:?}"
+        );
+        assert!(errs[0].message.contains("unknown field"), "{errs:?}");
+        assert!(errs[5].message.contains("lots"), "{errs:?}");
+        let syntax = Config::from_toml_with_env(Some("[runtime\nx = 1"), &|_| None).unwrap_err();
+        assert_eq!(syntax.0.len(), 1);
+        assert_eq!(syntax.0[0].key, "<file>");
     }
 
     #[test]
