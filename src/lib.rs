@@ -22,6 +22,7 @@
 //! `src/main.rs` is thin: parse the command line, load configuration, run until shutdown.
 
 pub mod app;
+pub mod churn;
 pub mod config;
 pub mod demo;
 pub mod engine;

@@ -71,10 +71,46 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "mermaid"])]
         format: String,
     },
+    /// Churn model: export labelled training data from the built-in simulator, train a
+    /// model file from a labelled CSV.
+    Churn {
+        #[command(subcommand)]
+        command: ChurnCommand,
+    },
     /// Inspect state.
     State {
         #[command(subcommand)]
         command: StateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChurnCommand {
+    /// Simulate customers whose churn follows documented behaviour (declining activity,
+    /// complaints, failed payments; see docs/churn.md) and write their features at the
+    /// snapshot and their label as CSV (one column per feature, then `churned`).
+    Export {
+        #[arg(long, default_value_t = 20_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Fit the logistic-regression model on a labelled CSV (as `export` writes it, or your
+    /// own export with the same columns), print the held-out AUC and calibration, and write
+    /// the model file `churn.model_file` points at.
+    Train {
+        #[arg(long, short)]
+        input: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Shuffles the rows before the 80/20 train/held-out split.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The model's `version` (carried by every prediction).
+        #[arg(long, default_value = "churn-model-1")]
+        version: String,
     },
 }
 
@@ -294,6 +330,35 @@ async fn main() -> ExitCode {
             }
         }
         Command::Validate { config, rules } => validate(config.as_deref(), rules),
+        Command::Churn { command } => {
+            let result = match command {
+                ChurnCommand::Export {
+                    customers,
+                    seed,
+                    output,
+                } => scorestream::churn::train::run_export(customers, seed, &output).map(|n| {
+                    println!("wrote {n} labelled customers to {}", output.display());
+                }),
+                ChurnCommand::Train {
+                    input,
+                    output,
+                    seed,
+                    version,
+                } => scorestream::churn::train::run_train(&input, &output, seed, &version).map(
+                    |report| {
+                        print!("{report}");
+                        println!("wrote {}", output.display());
+                    },
+                ),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::State {
             command:
                 StateCommand::Dump {
