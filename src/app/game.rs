@@ -35,8 +35,12 @@ use crate::gamification::{apply, Applied, CustomerGameState, LeaderboardUpdate, 
 use crate::ingest::event::CanonicalEvent;
 use crate::ingest::normalize::RejectReason;
 use crate::ingest::processor::dead_letter;
+use crate::churn::ChurnState;
+use crate::engine::ScheduleId;
 use crate::metrics::Metrics;
 use crate::state::StoreHandle;
+
+use super::churn::ChurnBranch;
 
 /// The per-customer store: customer id → [`StoredGameState`].
 pub const STATE_STORE: &str = "customer-state";
@@ -50,12 +54,20 @@ pub const LATE_CHILD: &str = "late-dead-letter";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum StoredGameState {
     V1(CustomerGameState),
+    /// With the churn branch's state (issue 5).
+    V2(CustomerGameState, ChurnState),
 }
 
 impl StoredGameState {
     pub fn into_state(self) -> CustomerGameState {
+        self.into_parts().0
+    }
+
+    /// The game state and the churn state (empty for values written before churn).
+    pub fn into_parts(self) -> (CustomerGameState, ChurnState) {
         match self {
-            StoredGameState::V1(s) => s,
+            StoredGameState::V1(s) => (s, ChurnState::default()),
+            StoredGameState::V2(s, c) => (s, c),
         }
     }
 }
@@ -68,6 +80,10 @@ pub struct GameProcessor {
     partials: PartialBoards,
     /// Counters resolved once: `with_label_values` hashes and locks on every call.
     counters: Counters,
+    /// The churn branch, when `churn.enabled`.
+    churn: Option<ChurnBranch>,
+    leaderboard_schedule: Option<ScheduleId>,
+    inactivity_schedule: Option<ScheduleId>,
 }
 
 #[derive(Default)]
@@ -105,6 +121,7 @@ impl GameProcessor {
         rules: Arc<Rules>,
         store: StoreHandle<String, StoredGameState>,
         metrics: Option<Metrics>,
+        churn: Option<ChurnBranch>,
     ) -> Self {
         GameProcessor {
             partials: PartialBoards::new(&rules),
@@ -113,7 +130,33 @@ impl GameProcessor {
             metrics,
             children: None,
             counters: Counters::default(),
+            churn,
+            leaderboard_schedule: None,
+            inactivity_schedule: None,
         }
+    }
+
+    /// Inactivity re-scores due at `now`: each customer's state is loaded, scored and
+    /// stored back.
+    fn rescore_silent(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+        now: i64,
+    ) -> Result<(), ProcessorError> {
+        let Some(churn) = &self.churn else {
+            return Ok(());
+        };
+        for (due, customer) in churn.take_due(ctx, now)? {
+            let Some(stored) = ctx.store(&self.store)?.get(&customer)? else {
+                continue;
+            };
+            let (game, mut churn_state) = stored.into_parts();
+            if churn.on_silence(ctx, &mut churn_state, &customer, due)? {
+                ctx.store(&self.store)?
+                    .put(&customer, &StoredGameState::V2(game, churn_state))?;
+            }
+        }
+        Ok(())
     }
 
     fn late(
@@ -182,7 +225,11 @@ impl Processor for GameProcessor {
             ctx.child(LATE_CHILD)?,
         ));
         // Closed periods leave the partial rankings once they can no longer change.
-        ctx.schedule(Duration::from_secs(3600), PunctuationType::StreamTime);
+        self.leaderboard_schedule =
+            Some(ctx.schedule(Duration::from_secs(3600), PunctuationType::StreamTime));
+        if let Some(churn) = self.churn.as_mut() {
+            self.inactivity_schedule = churn.init(ctx)?;
+        }
         Ok(())
     }
 
@@ -204,10 +251,10 @@ impl Processor for GameProcessor {
             None => return Ok(()),
         };
         let stream_time = ctx.stream_time().unwrap_or(event.occurred_at);
-        let mut store = ctx.store(&self.store)?;
-        let mut state = store
+        let (mut state, mut churn_state) = ctx
+            .store(&self.store)?
             .get(&event.customer_id)?
-            .map(StoredGameState::into_state)
+            .map(StoredGameState::into_parts)
             .unwrap_or_default();
         let effects = match apply(&self.rules, &mut state, &event, stream_time) {
             Applied::Applied(effects) => effects,
@@ -230,7 +277,15 @@ impl Processor for GameProcessor {
                 return Ok(());
             }
         };
-        store.put(&event.customer_id, &StoredGameState::V1(state))?;
+        let stored = match &self.churn {
+            Some(churn) => {
+                churn.on_event(ctx, &mut churn_state, &event, r.source.as_ref())?;
+                StoredGameState::V2(state, churn_state)
+            }
+            // Churn off: the value is what it was before churn existed.
+            None => StoredGameState::V1(state),
+        };
+        ctx.store(&self.store)?.put(&event.customer_id, &stored)?;
         for out in &effects.outputs {
             if let Some(m) = &self.metrics {
                 self.counters.result(m, out.output_type);
@@ -273,6 +328,12 @@ impl Processor for GameProcessor {
         ctx: &mut ProcessorContext<'_>,
         p: Punctuation,
     ) -> Result<(), ProcessorError> {
+        if Some(p.schedule) == self.inactivity_schedule {
+            return self.rescore_silent(ctx, p.time);
+        }
+        if Some(p.schedule) != self.leaderboard_schedule {
+            return Ok(());
+        }
         let closed = self
             .partials
             .forget_closed(p.time.saturating_sub(self.rules.lateness_grace_ms()));

@@ -1,5 +1,6 @@
 //! The bundled ScoreStream topology, assembled from configuration.
 
+pub mod churn;
 pub mod game;
 pub mod leaderboards;
 pub mod query;
@@ -28,23 +29,65 @@ pub const DLQ_SUFFIX: &str = "-dlq";
 pub struct Components {
     pub normalizer: Arc<Normalizer>,
     pub rules: Arc<Rules>,
+    /// The churn rules and model; `None` when `churn.enabled` is off.
+    pub churn: Option<Arc<churn::ChurnParts>>,
 }
 
 impl Components {
-    /// Loads the mapping and the rules named by `config` (or the bundled ones), reporting
-    /// every problem in both files at once.
+    /// Loads the mapping, the gamification rules and (when enabled) the churn rules and
+    /// model named by `config` (or the bundled ones), reporting every problem in every file
+    /// at once.
     pub fn load(config: &Config) -> Result<Components, LoadError> {
         let normalizer = normalizer(config);
         let rules = rules(config);
-        match (normalizer, rules) {
-            (Ok(n), Ok(r)) => Ok(Components {
+        let churn = if config.churn.enabled {
+            match churn_parts(config) {
+                Ok(p) => Ok(Some(Arc::new(p))),
+                Err(e) => Err(e),
+            }
+        } else {
+            Ok(None)
+        };
+        match (normalizer, rules, churn) {
+            (Ok(n), Ok(r), Ok(c)) => Ok(Components {
                 normalizer: Arc::new(n),
                 rules: Arc::new(r),
+                churn: c,
             }),
-            (n, r) => Err(LoadError {
-                problems: n.err().into_iter().chain(r.err()).collect(),
+            (n, r, c) => Err(LoadError {
+                problems: n
+                    .err()
+                    .into_iter()
+                    .chain(r.err())
+                    .chain(c.err().into_iter().flatten())
+                    .collect(),
             }),
         }
+    }
+}
+
+/// Loads the churn rules and model (`churn.rules_file`, `churn.model_file`, or the bundled
+/// ones); every problem of both.
+pub fn churn_parts(config: &Config) -> Result<churn::ChurnParts, Vec<FileLoadError>> {
+    use crate::churn::{ChurnRules, Model};
+    let as_error = |what, path: String, errs: RuleErrors| FileLoadError {
+        what,
+        path,
+        errors: errs.0.iter().map(|e| format!("  - {e}")).collect(),
+    };
+    let rules = match &config.churn.rules_file {
+        None => ChurnRules::bundled()
+            .map_err(|e| as_error("churn rules", "topology/churn.toml (bundled)".into(), e)),
+        Some(p) => ChurnRules::load(p).map_err(|e| as_error("churn rules", p.display().to_string(), e)),
+    };
+    let model = match &config.churn.model_file {
+        None => Model::bundled()
+            .map_err(|e| as_error("churn model", "topology/churn-model.toml (bundled)".into(), e)),
+        Some(p) => Model::load(p).map_err(|e| as_error("churn model", p.display().to_string(), e)),
+    };
+    match (rules, model) {
+        (Ok(rules), Ok(model)) => Ok(churn::ChurnParts { rules, model }),
+        (r, m) => Err(r.err().into_iter().chain(m.err()).collect()),
     }
 }
 
@@ -96,18 +139,46 @@ pub fn build_topology(
         },
         &["gamify"],
     );
+    let inactivity = parts.churn.as_ref().map(|_| {
+        b.add_state_store::<(u64, String), u8>(
+            StoreDecl {
+                name: churn::INACTIVITY_STORE.into(),
+                logged: true,
+            },
+            &["gamify"],
+        )
+    });
     let (rules, m) = (parts.rules.clone(), metrics.clone());
+    let churn_parts = parts.churn.clone();
     b.add_processor(
         "gamify",
         move || {
+            let churn = churn_parts
+                .as_ref()
+                .zip(inactivity.as_ref())
+                .map(|(p, index)| churn::ChurnBranch::new(p.clone(), index.clone(), m.clone()));
             Box::new(game::GameProcessor::new(
                 rules.clone(),
                 state.clone(),
                 m.clone(),
+                churn,
             ))
         },
         &["customer-source"],
     );
+    if parts.churn.is_some() {
+        for (child, topic) in [
+            (churn::PREDICTIONS_CHILD, &config.churn.predictions_topic),
+            (churn::ALERTS_CHILD, &config.churn.alerts_topic),
+        ] {
+            b.add_sink(
+                child,
+                SinkTarget::Topic(TopicRef::external(topic)),
+                Partitioning::ByKey,
+                &["gamify"],
+            );
+        }
+    }
     b.add_sink(
         game::RESULTS_CHILD,
         SinkTarget::Topic(results.clone()),
@@ -248,7 +319,11 @@ pub fn store_entry_json(store: &str, key: &[u8], value: &[u8]) -> serde_json::Va
     let decoded = match store {
         game::STATE_STORE => decode_key::<String>(store, key).and_then(|k| {
             let v: game::StoredGameState = decode_value(store, value)?;
-            Ok(serde_json::json!({ "key": k, "value": v.into_state() }))
+            let (game, churn) = v.into_parts();
+            Ok(serde_json::json!({ "key": k, "value": game, "churn": churn }))
+        }),
+        churn::INACTIVITY_STORE => decode_key::<(u64, String)>(store, key).map(|(due, c)| {
+            serde_json::json!({ "key": { "due": crate::gamification::time::rfc3339_ms(due as i64), "customer_id": c }, "value": value.first() })
         }),
         leaderboards::BOARDS_STORE => decode_key::<String>(store, key).and_then(|k| {
             let leaderboards::StoredBoard::V1(v) = decode_value(store, value)?;

@@ -69,11 +69,18 @@ impl QuerySpec {
     pub fn customer_json(&self, customer_id: &str, raw: &[u8]) -> Result<Value, String> {
         let stored: game::StoredGameState =
             decode_value(game::STATE_STORE, raw).map_err(|e| e.to_string())?;
-        Ok(customer_view(
-            customer_id.trim(),
-            &stored.into_state(),
-            &self.rules,
-        ))
+        let (game, churn) = stored.into_parts();
+        let mut view = customer_view(customer_id.trim(), &game, &self.rules);
+        view["churn"] = match &churn.last_prediction {
+            None => Value::Null,
+            Some((probability, band, at)) => json!({
+                "probability": probability,
+                "risk_band": band,
+                "scored_at": rfc3339_ms(*at),
+                "high_risk_alerted": churn.high_risk,
+            }),
+        };
+        Ok(view)
     }
 
     /// Where a board's period lives. `period` is a period name (`daily`, `weekly`,
