@@ -105,7 +105,11 @@ fn run_case(path: &Path) -> Result<(), String> {
     }
 }
 
-fn compare(driver: &mut TopologyTestDriver, topic: &str, expected: &[String]) -> Result<(), String> {
+fn compare(
+    driver: &mut TopologyTestDriver,
+    topic: &str,
+    expected: &[String],
+) -> Result<(), String> {
     let mut problems = Vec::new();
     let mut actual = Vec::new();
     for r in driver.read_output(topic) {
@@ -117,7 +121,9 @@ fn compare(driver: &mut TopologyTestDriver, topic: &str, expected: &[String]) ->
             || !nonempty("model_version")
             || (v["type"] == "churn_prediction" && !nonempty("rules_version"))
         {
-            problems.push(format!("bad result_id, model_version or rules_version in {v}"));
+            problems.push(format!(
+                "bad result_id, model_version or rules_version in {v}"
+            ));
         }
         let key = r.key.as_deref().map(String::from_utf8_lossy);
         if key.as_deref() != v["customer_id"].as_str() {
@@ -171,7 +177,10 @@ fn every_churn_case_file_passes() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     paths.sort();
-    assert!(!paths.is_empty(), "expected the case files, found {paths:?}");
+    assert!(
+        !paths.is_empty(),
+        "expected the case files, found {paths:?}"
+    );
     let failures: Vec<String> = paths
         .iter()
         .filter_map(|p| run_case(p).err().map(|e| format!("{}: {e}", p.display())))

@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::churn::ChurnState;
+use crate::engine::ScheduleId;
 use crate::engine::{
     Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Record,
     SourcePosition,
@@ -35,8 +37,6 @@ use crate::gamification::{apply, Applied, CustomerGameState, LeaderboardUpdate, 
 use crate::ingest::event::CanonicalEvent;
 use crate::ingest::normalize::RejectReason;
 use crate::ingest::processor::dead_letter;
-use crate::churn::ChurnState;
-use crate::engine::ScheduleId;
 use crate::metrics::Metrics;
 use crate::state::StoreHandle;
 

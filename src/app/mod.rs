@@ -78,11 +78,18 @@ pub fn churn_parts(config: &Config) -> Result<churn::ChurnParts, Vec<FileLoadErr
     let rules = match &config.churn.rules_file {
         None => ChurnRules::bundled()
             .map_err(|e| as_error("churn rules", "topology/churn.toml (bundled)".into(), e)),
-        Some(p) => ChurnRules::load(p).map_err(|e| as_error("churn rules", p.display().to_string(), e)),
+        Some(p) => {
+            ChurnRules::load(p).map_err(|e| as_error("churn rules", p.display().to_string(), e))
+        }
     };
     let model = match &config.churn.model_file {
-        None => Model::bundled()
-            .map_err(|e| as_error("churn model", "topology/churn-model.toml (bundled)".into(), e)),
+        None => Model::bundled().map_err(|e| {
+            as_error(
+                "churn model",
+                "topology/churn-model.toml (bundled)".into(),
+                e,
+            )
+        }),
         Some(p) => Model::load(p).map_err(|e| as_error("churn model", p.display().to_string(), e)),
     };
     match (rules, model) {
