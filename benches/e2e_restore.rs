@@ -142,7 +142,13 @@ fn main() {
         Duration::from_secs(600),
         &make,
         &mut |state| {
-            restored_keys += state.raw_entries(0).map_or(0, |e| e.len() as u64);
+            if let Some(i) = state
+                .store_names()
+                .iter()
+                .position(|n| *n == "customer-state")
+            {
+                restored_keys += state.raw_entries(i).map_or(0, |e| e.len() as u64);
+            }
             Ok(())
         },
     )

@@ -79,7 +79,12 @@ fn run(rules: Option<&str>, events: &[(u8, String)], partitions: i32) -> [Totals
         let Some(state) = driver.task_state(task) else {
             continue;
         };
-        for (k, v) in state.raw_entries(0).unwrap() {
+        let index = state
+            .store_names()
+            .iter()
+            .position(|n| *n == "customer-state")
+            .expect("the game task has customer-state");
+        for (k, v) in state.raw_entries(index).unwrap() {
             let entry = app::store_entry_json("customer-state", &k, &v);
             let customer = entry["key"].as_str().expect("a customer-state entry");
             for (point_type, n) in entry["value"]["points"].as_object().unwrap() {

@@ -19,6 +19,8 @@ const EVENTS: &[&str] = &[
     r#"{"source":"in","customer_id":"254700000001","event_type":"recharge","timestamp":"2024-06-10T08:15:00Z","amount":100.0}"#,
     r#"{"source":"in","source_name":"IN System","customer_id":"254700000001","event_type":"data_usage","timestamp":"2024-06-10T09:30:00Z","value":250,"metadata":{"network":"5G","location":"Nairobi"}}"#,
     r#"{"event_id":"ord-1","event_type":"order_placed","customer_id":"CUST-001","timestamp":"2024-06-10T10:00:00Z","data":{"order_id":"ORD-1","order_value":120.5,"items_count":2}}"#,
+    // Seed 002: a failed payment re-scores churn risk and raises a critical alert.
+    r#"{"event_id":"pay-1","event_type":"payment_failed","customer_id":"CUST-001","timestamp":"2024-06-10T10:05:00Z","data":{"order_id":"ORD-1","reason":"card_declined"}}"#,
 ];
 
 /// One real record per output type, from the bundled topology.
@@ -37,10 +39,16 @@ fn produced() -> BTreeMap<String, Value> {
     }
     driver.advance_wall_clock(Duration::from_secs(2)).unwrap();
     let mut by_type = BTreeMap::new();
-    for r in driver.read_output("gamification-results") {
-        let v: Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
-        let t = v["type"].as_str().unwrap().to_string();
-        by_type.entry(t).or_insert(v);
+    for topic in [
+        "gamification-results",
+        "churn-predictions",
+        "customer-alerts",
+    ] {
+        for r in driver.read_output(topic) {
+            let v: Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+            let t = v["type"].as_str().unwrap().to_string();
+            by_type.entry(t).or_insert(v);
+        }
     }
     by_type
 }
@@ -141,9 +149,10 @@ fn docs_outputs_md_matches_what_the_topology_produces() {
             ));
         }
     }
+    // Eight gamification types, churn_prediction and customer_alert.
     assert_eq!(
         real.len(),
-        8,
+        10,
         "the events should produce every type: {:?}",
         real.keys()
     );
