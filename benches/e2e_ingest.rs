@@ -121,16 +121,18 @@ fn passthrough(bootstrap: &str, input: &str, output: &str, events: u64) -> Durat
     started.expect("consumed something").elapsed()
 }
 
-/// (b) ScoreStream's ingest sub-topology through the real runtime.
-async fn scorestream_ingest(bootstrap: &str, input: &str, events: u64) -> Duration {
+/// (b) ScoreStream's whole topology through the real runtime (its own application id, so
+/// it reads the input from the start), with or without the churn branch.
+async fn scorestream_ingest(bootstrap: &str, input: &str, events: u64, churn: bool) -> Duration {
     let mut config = Config {
-        application_id: format!("bench-{input}"),
+        application_id: format!("bench-{input}-{}", rand::random::<u32>()),
         bootstrap_servers: bootstrap.to_string(),
         inputs: vec![input.to_string()],
         ..Config::default()
     };
     config.runtime.replication_factor = 1;
     config.runtime.session_timeout = Duration::from_secs(6);
+    config.churn.enabled = churn;
     if let Some(b) = env_num("SCORESTREAM_BENCH_CACHE_BYTES") {
         config.state.cache_bytes = b;
     }
@@ -193,8 +195,15 @@ async fn scorestream_ingest(bootstrap: &str, input: &str, events: u64) -> Durati
             .collect();
         let results: u64 = by_type.iter().map(|(_, n)| n).sum();
         println!("  results by type: {by_type:?}");
+        let predictions: u64 = metrics
+            .churn_predictions
+            .collect()
+            .iter()
+            .flat_map(|mf| mf.get_metric().iter())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum();
         println!(
-            "  ScoreStream sent {results} gamification results ({:.2} per event); commits {} taking {:.2} s in all; backpressure pauses {}",
+            "  ScoreStream sent {results} gamification results ({:.2} per event), {predictions} churn predictions; commits {} taking {:.2} s in all; backpressure pauses {}",
             results as f64 / events as f64,
             metrics.commits.get(),
             metrics.commit_duration.get_sample_sum(),
@@ -253,8 +262,38 @@ async fn main() {
         "(a) raw passthrough (consume → parse JSON → produce): {raw_rate:.0} events/s ({raw:.2?})"
     );
 
-    let ours = scorestream_ingest(&bootstrap, &input, events).await;
+    let ours = scorestream_ingest(&bootstrap, &input, events, true).await;
     let our_rate = events as f64 / ours.as_secs_f64();
-    println!("(b) ScoreStream, full gamification topology (ingest, per-customer game state in RocksDB + changelog, results, leaderboards; at-least-once, commits every 1 s): {our_rate:.0} events/s ({ours:.2?})");
+    println!("(b) ScoreStream, full topology (ingest, per-customer game + churn state in RocksDB + changelog, results, predictions, leaderboards; at-least-once, commits every 1 s): {our_rate:.0} events/s ({ours:.2?})");
     println!("ratio (b)/(a) = {:.2}", our_rate / raw_rate);
+
+    // The churn branch's cost: the same topology without it, alternating runs (this machine
+    // is shared and noisy; `SCORESTREAM_BENCH_CHURN_ROUNDS` pairs, default 1).
+    let rounds = env_num("SCORESTREAM_BENCH_CHURN_ROUNDS").unwrap_or(1);
+    let (mut on, mut off) = (vec![our_rate], Vec::new());
+    for round in 0..rounds {
+        let t = scorestream_ingest(&bootstrap, &input, events, false).await;
+        off.push(events as f64 / t.as_secs_f64());
+        println!(
+            "(c) the same without churn: {:.0} events/s ({t:.2?})",
+            off[off.len() - 1]
+        );
+        if round + 1 < rounds {
+            let t = scorestream_ingest(&bootstrap, &input, events, true).await;
+            on.push(events as f64 / t.as_secs_f64());
+            println!(
+                "(b) again, with churn: {:.0} events/s ({t:.2?})",
+                on[on.len() - 1]
+            );
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "churn adds {:.1} % per event (mean of {} with / {} without: {:.0} / {:.0} events/s)",
+        100.0 * (mean(&off) / mean(&on) - 1.0),
+        on.len(),
+        off.len(),
+        mean(&on),
+        mean(&off)
+    );
 }
