@@ -73,9 +73,9 @@ fn per_label(v: &prometheus::IntCounterVec) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for mf in v.collect() {
         for m in mf.get_metric() {
-            if let Some(l) = m.get_label().first() {
-                *out.entry(l.value().to_string()).or_default() +=
-                    m.get_counter().get_value() as u64;
+            let labels: Vec<&str> = m.get_label().iter().map(|l| l.value()).collect();
+            if !labels.is_empty() {
+                *out.entry(labels.join("|")).or_default() += m.get_counter().get_value() as u64;
             }
         }
     }
@@ -193,6 +193,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         let results = sum(&metrics.records_produced, |t| {
             t == config.gamification.results_topic
         });
+        let predictions = sum(&metrics.records_produced, |t| {
+            t == config.churn.predictions_topic
+        });
+        let alerts = sum(&metrics.records_produced, |t| {
+            t == config.churn.alerts_topic
+        });
         let rates: Vec<String> = DEMO_TOPICS
             .iter()
             .map(|t| {
@@ -203,7 +209,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             .collect();
         let secs = started.elapsed().as_secs();
         println!(
-            "[{secs:>3}s] sent={} in={total} ({}) dlq={dlq} re-keyed={rekeyed} gamified={gamified} results={results}",
+            "[{secs:>3}s] sent={} in={total} ({}) dlq={dlq} re-keyed={rekeyed} gamified={gamified} results={results} churn-predictions={predictions} alerts={alerts}",
             sent_counter.load(std::sync::atomic::Ordering::Relaxed),
             rates.join(" ")
         );
@@ -257,6 +263,22 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         report.dead_lettered,
         report.results,
         view.results_by_type
+            .iter()
+            .map(|(t, n)| format!("{t}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let by_band = per_label(&metrics.churn_predictions);
+    println!(
+        "Churn: {} predictions by band|trigger ({}), {} alerts ({}).",
+        by_band.values().sum::<u64>(),
+        by_band
+            .iter()
+            .map(|(t, n)| format!("{t}={n}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        per_label(&metrics.churn_alerts).values().sum::<u64>(),
+        per_label(&metrics.churn_alerts)
             .iter()
             .map(|(t, n)| format!("{t}={n}"))
             .collect::<Vec<_>>()
