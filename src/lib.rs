@@ -23,6 +23,7 @@
 
 pub mod app;
 pub mod churn;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod engine;

@@ -71,6 +71,77 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "mermaid"])]
         format: String,
     },
+    /// Send seed-shaped events (the demo's generator) to any broker: a load producer.
+    ///
+    /// Events go unkeyed to the input topics the seeds name, as their producers send them,
+    /// with a share of deliberately bad records. Waits for every delivery report and exits
+    /// non-zero if any event was not acknowledged.
+    Generate {
+        /// Configuration file for the broker address and librdkafka settings (SASL/TLS).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Overrides the configured bootstrap servers.
+        #[arg(long)]
+        bootstrap_servers: Option<String>,
+        /// Events per second; 0 sends as fast as the broker takes them.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// How many events (default 10,000 unless --duration is given).
+        #[arg(long, conflicts_with = "duration")]
+        count: Option<u64>,
+        /// Send for this long instead of a count (e.g. 30s, 10m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Distinct customers.
+        #[arg(long, default_value_t = 1000)]
+        customers: u32,
+        /// Share of deliberately bad records (0.0 to 1.0).
+        #[arg(long, default_value_t = 0.02)]
+        bad_ratio: f64,
+        /// Input topics to send to (comma separated): customer-events, cdr-events,
+        /// billing-events, crm-events, app-events.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "customer-events,cdr-events,billing-events,crm-events,app-events"
+        )]
+        topics: Vec<String>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Create missing topics first, with --partitions partitions.
+        #[arg(long)]
+        create_topics: bool,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
+    /// Read a customer's state or a leaderboard through a running instance's HTTP API. Any
+    /// instance answers for any key (it forwards to the owner).
+    Query {
+        /// The instance's HTTP address.
+        #[arg(
+            long,
+            env = "SCORESTREAM_URL",
+            default_value = "http://localhost:8080",
+            global = true
+        )]
+        url: String,
+        #[command(subcommand)]
+        target: QueryTarget,
+    },
+    /// Start an application from scratch: delete its internal topics (repartition topics,
+    /// changelogs, the instance registry), its consumer group with its committed offsets,
+    /// and its local state directory. Stop every instance first: it refuses while the group
+    /// has members. Without --yes it only prints what it would do.
+    Reset {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Really do it.
+        #[arg(long)]
+        yes: bool,
+        /// Print the plan and exit 0.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Churn model: export labelled training data from the built-in simulator, train a
     /// model file from a labelled CSV.
     Churn {
@@ -81,6 +152,22 @@ enum Command {
     State {
         #[command(subcommand)]
         command: StateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueryTarget {
+    /// A customer: profile, points, scores, tier, badges, missions, streaks, churn risk.
+    Customer { id: String },
+    /// A leaderboard's ranking.
+    Leaderboard {
+        board: String,
+        /// daily, weekly, monthly, all_time (the current one), or a key such as
+        /// daily:2024-01-15.
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
     },
 }
 
@@ -330,6 +417,128 @@ async fn main() -> ExitCode {
             }
         }
         Command::Validate { config, rules } => validate(config.as_deref(), rules),
+        Command::Generate {
+            config,
+            bootstrap_servers,
+            rate,
+            count,
+            duration,
+            customers,
+            bad_ratio,
+            topics,
+            seed,
+            create_topics,
+            partitions,
+        } => {
+            // librdkafka repeats connection errors per attempt; the command reports its own.
+            init_tracing("warn,rdkafka=off,librdkafka=off");
+            let mut config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Some(b) = bootstrap_servers {
+                config.bootstrap_servers = b;
+            }
+            use scorestream::cli::generate::{self, Amount, GenerateOptions};
+            let opts = GenerateOptions {
+                amount: match duration {
+                    Some(d) => Amount::Duration(d),
+                    None => Amount::Count(count.unwrap_or(10_000)),
+                },
+                rate,
+                customers,
+                bad_ratio,
+                topics,
+                seed,
+                create_topics: create_topics.then_some(partitions),
+            };
+            let result = tokio::task::spawn_blocking(move || generate::run(&config, &opts)).await;
+            match result {
+                Ok(Ok(report)) => {
+                    print!("{report}");
+                    if report.failed == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Query { url, target } => {
+            use scorestream::cli::query::{self, Target};
+            let target = match target {
+                QueryTarget::Customer { id } => Target::Customer(id),
+                QueryTarget::Leaderboard {
+                    board,
+                    period,
+                    limit,
+                } => Target::Leaderboard {
+                    board,
+                    period,
+                    limit,
+                },
+            };
+            match query::run(&url, &target, std::time::Duration::from_secs(15)).await {
+                Ok(body) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Reset {
+            config,
+            yes,
+            dry_run,
+        } => {
+            init_tracing("warn,rdkafka=off,librdkafka=off");
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            use scorestream::cli::reset;
+            let outcome = tokio::task::spawn_blocking(move || {
+                let plan = reset::plan(&config)?;
+                print!("{plan}");
+                if dry_run {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if !yes {
+                    eprintln!("nothing changed: add --yes to do it");
+                    return Ok(ExitCode::from(2));
+                }
+                match reset::execute(&config, &plan) {
+                    Ok(()) => {
+                        println!("reset done");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(failed) => Err(format!("these steps failed:\n  {}", failed.join("\n  "))),
+                }
+            })
+            .await;
+            match outcome {
+                Ok(Ok(code)) => code,
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Churn { command } => {
             let result = match command {
                 ChurnCommand::Export {

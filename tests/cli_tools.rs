@@ -1,0 +1,269 @@
+//! The operator commands as a user runs them (assert_cmd): `generate` against a Tansu broker,
+//! `query` against a stand-in HTTP server for each answer it must handle, `reset` refusing,
+//! planning and resetting.
+
+mod support;
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use predicates::prelude::*;
+use rdkafka::Message;
+
+fn scorestream() -> Command {
+    let mut c = Command::cargo_bin("scorestream").unwrap();
+    c.env("RUST_LOG", "warn,rdkafka=off,librdkafka=off")
+        .timeout(Duration::from_secs(120));
+    c
+}
+
+#[test]
+fn every_command_explains_itself() {
+    for (cmd, says) in [
+        ("generate", "load producer"),
+        ("query", "running instance"),
+        ("reset", "from scratch"),
+        ("churn", "labelled"),
+        ("describe", "Mermaid"),
+    ] {
+        scorestream()
+            .args([cmd, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(says));
+    }
+}
+
+#[test]
+fn generate_sends_the_count_with_the_share_of_bad_records_and_checks_its_options() {
+    let broker = support::tansu::Tansu::start();
+    let bootstrap = broker.bootstrap();
+    // Random names: the generator sends to the seeds' topic names, so the broker is ours.
+    scorestream()
+        .args([
+            "generate",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--count",
+            "400",
+            "--rate",
+            "0",
+            "--bad-ratio",
+            "0.25",
+            "--topics",
+            "customer-events,cdr-events",
+            "--create-topics",
+            "--partitions",
+            "2",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("sent 400 events").and(predicate::str::contains("0 failed")),
+        );
+    let mut total = 0;
+    let mut not_json_objects = 0;
+    for topic in ["customer-events", "cdr-events"] {
+        for m in support::consume_all(&bootstrap, topic, Duration::from_secs(20)) {
+            total += 1;
+            let ok = m
+                .payload()
+                .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                .is_some_and(|v| v.is_object() && v.get("event_type").is_some());
+            not_json_objects += usize::from(!ok);
+        }
+    }
+    assert_eq!(total, 400);
+    // A quarter are bad; many bad records are still JSON objects (a wrong type, a missing
+    // field...), so only a floor is certain: some are not even parseable objects.
+    assert!(
+        not_json_objects > 10 && not_json_objects < 200,
+        "{not_json_objects}"
+    );
+
+    scorestream()
+        .args([
+            "generate",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--topics",
+            "shoe-events",
+            "--bad-ratio",
+            "2",
+        ])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("'shoe-events' is not one")
+                .and(predicate::str::contains("--bad-ratio")),
+        );
+}
+
+/// Serves fixed answers on a free port; returns its URL.
+fn stand_in() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new()
+                .route(
+                    "/customers/{id}",
+                    get(
+                        |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                            match id.as_str() {
+                                "C 1" => (
+                                    StatusCode::OK,
+                                    [("x-scorestream-served-by", "owner:8080")],
+                                    r#"{"customer_id":"C 1","points":{"xp":7}}"#,
+                                )
+                                    .into_response(),
+                                "busy" => (
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    [("retry-after", "5")],
+                                    r#"{"error":"restoring"}"#,
+                                )
+                                    .into_response(),
+                                _ => (
+                                    StatusCode::NOT_FOUND,
+                                    [("x-scorestream-served-by", "owner:8080")],
+                                    r#"{"error":"no customer"}"#,
+                                )
+                                    .into_response(),
+                            }
+                        },
+                    ),
+                )
+                .route(
+                    "/leaderboards/{board}",
+                    get(|uri: axum::http::Uri| async move { format!(r#"{{"asked":"{uri}"}}"#) }),
+                );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    url
+}
+
+#[test]
+fn query_prints_answers_and_explains_failures() {
+    let url = stand_in();
+    scorestream()
+        .args(["query", "--url", &url, "customer", "C 1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(r#""xp": 7"#))
+        .stderr(predicate::str::contains("answered by owner:8080"));
+    scorestream()
+        .args(["query", "--url", &url, "customer", "nobody"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("404").and(predicate::str::contains("no customer")));
+    scorestream()
+        .args(["query", "--url", &url, "customer", "busy"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("503").and(predicate::str::contains("retry in 5 s")));
+    scorestream()
+        .args([
+            "query",
+            "--url",
+            &url,
+            "leaderboard",
+            "xp",
+            "--period",
+            "daily:2024-01-15",
+            "--limit",
+            "3",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "/leaderboards/xp?period=daily%3A2024-01-15&limit=3",
+        ));
+    let nobody = format!("http://127.0.0.1:{}", support::free_port());
+    scorestream()
+        .env("SCORESTREAM_URL", &nobody)
+        .args(["query", "customer", "C1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot connect").and(predicate::str::contains(&nobody)));
+}
+
+#[test]
+fn reset_refuses_while_running_plans_without_yes_and_resets_with_it() {
+    let broker = support::tansu::Tansu::start();
+    let bootstrap = broker.bootstrap();
+    let input = support::random_topic("customer-events");
+    support::create_topics(&bootstrap, &[(input.clone(), 2)]);
+    let app_id = support::random_topic("reset");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "application_id = \"{app_id}\"\nbootstrap_servers = \"{bootstrap}\"\ninputs = [\"{input}\"]\n\
+             state_dir = \"{}\"\n[runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    // Running (here, or anywhere: it announces itself on the registry topic): refused
+    // before anything is touched.
+    let config_arg = config.to_str().unwrap();
+    for run_dir in [state.clone(), dir.path().join("elsewhere")] {
+        let mut instance = support::instance::Instance::start(&config, &run_dir);
+        assert!(instance.wait_for_log("Partitions assigned", Duration::from_secs(60)));
+        scorestream()
+            .args(["reset", "--config", config_arg, "--yes"])
+            .assert()
+            .code(1)
+            .stderr(
+                predicate::str::contains("active member")
+                    .and(predicate::str::contains("127.0.0.1:"))
+                    .and(predicate::str::contains("stop every instance")),
+            );
+        instance.stop();
+    }
+    assert!(state.join(&app_id).is_dir(), "refusals change nothing");
+
+    let changelog = format!("{app_id}-customer-state-changelog");
+    scorestream()
+        .args(["reset", "--config", config_arg])
+        .assert()
+        .code(2)
+        .stdout(
+            predicate::str::contains(format!("delete topic {changelog}")).and(
+                predicate::str::contains(format!("delete consumer group '{app_id}'")),
+            ),
+        )
+        .stderr(predicate::str::contains("add --yes"));
+    assert!(
+        state.join(&app_id).is_dir(),
+        "nothing changed without --yes"
+    );
+    scorestream()
+        .args(["reset", "--config", config_arg, "--dry-run"])
+        .assert()
+        .success();
+    assert!(state.join(&app_id).is_dir());
+
+    scorestream()
+        .args(["reset", "--config", config_arg, "--yes"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(format!("deleted topic {changelog}"))
+                .and(predicate::str::contains(format!(
+                    "deleted consumer group {app_id}"
+                )))
+                .and(predicate::str::contains("reset done")),
+        );
+    assert!(!state.join(&app_id).exists(), "local state wiped");
+    drop(broker);
+}
