@@ -361,6 +361,23 @@ fn validate(config: Option<&std::path::Path>, rules: Option<PathBuf>) -> ExitCod
                     r.scores.len(),
                     r.leaderboards.len(),
                 );
+                if let Some(c) = &parts.churn {
+                    println!(
+                        "churn rules {}: {} trigger event types, usage drop {}, inactivity {}; model {} ({} features{})",
+                        c.rules.version,
+                        c.rules.trigger_events.len(),
+                        if c.rules.usage_drop.is_some() { "on" } else { "off" },
+                        c.rules.inactivity.as_ref().map_or("off".to_string(), |i| {
+                            humantime::format_duration(std::time::Duration::from_millis(i.after_ms as u64)).to_string()
+                        }),
+                        c.model.version,
+                        c.model.features.len(),
+                        c.model
+                            .trained
+                            .as_ref()
+                            .map_or(String::new(), |t| format!(", held-out AUC {}", t.holdout_auc)),
+                    );
+                }
                 println!(
                     "topology: {} sub-topologies, stores: {}",
                     t.subtopologies().len(),
