@@ -8,7 +8,9 @@
 //! `churn-inactivity`, keyed by (due time, customer): a punctuation on the rules' clock
 //! re-scores those whose silence has lasted `inactivity.after`. The due time is derived from
 //! the customer's state, which also records the silence it scored, so a restart or restore
-//! neither loses a pending re-score nor repeats one.
+//! neither loses a pending re-score nor repeats one. The index holds an entry at or before
+//! each customer's due time and is corrected lazily: an entry that fires early (the customer
+//! was active since) is moved to the real due time then, instead of on every event.
 
 use std::sync::Arc;
 
@@ -115,9 +117,16 @@ impl ChurnBranch {
                 source,
             );
         }
+        // The index only needs an entry at or before the real due time: an entry that fires
+        // early is moved then (`on_silence`). So an active customer, whose due time moves
+        // later with every event, costs no index write per event.
         let due_after = inactivity_due(rules, state);
-        if due_before != due_after {
-            self.move_due(ctx, &event.customer_id, due_before, due_after)?;
+        match (due_before, due_after) {
+            (None, Some(_)) => self.move_due(ctx, &event.customer_id, None, due_after)?,
+            (Some(before), Some(after)) if after < before => {
+                self.move_due(ctx, &event.customer_id, Some(before), due_after)?
+            }
+            _ => {}
         }
         Ok(())
     }
