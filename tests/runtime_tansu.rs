@@ -125,10 +125,19 @@ fn sigterm_finishes_work_commits_and_exits_zero() {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    let (code, metrics) = support::http_get(http_port, "/metrics").expect("/metrics answers");
+    // Lag is refreshed every 2 s from librdkafka's cached watermarks: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (code, metrics) = loop {
+        let (code, metrics) = support::http_get(http_port, "/metrics").expect("/metrics answers");
+        if metrics.contains("scorestream_consumer_lag_records{") || Instant::now() > deadline {
+            break (code, metrics);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(code, 200);
     for family in [
         "scorestream_records_consumed_total{topic=",
+        "scorestream_consumer_lag_records{partition=",
         "scorestream_record_process_seconds_bucket{le=",
         "scorestream_processor_records_total{processor=\"normalize\"}",
         "scorestream_processor_records_total{processor=\"gamify\"}",

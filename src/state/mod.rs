@@ -56,7 +56,7 @@ pub enum StateError {
     },
     #[error("RocksDB at {path}: {message}")]
     Rocks { path: PathBuf, message: String },
-    #[error("state directory {path} is locked by another ScoreStream process; give each instance its own state.dir")]
+    #[error("state directory {path} is locked by another ScoreStream process; give each instance its own state_dir")]
     Locked { path: PathBuf },
     #[error("state directory {path}: {source}")]
     Io {

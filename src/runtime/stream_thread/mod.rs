@@ -272,6 +272,30 @@ impl Shared {
         Ok(LocalRead::NotOwned)
     }
 
+    /// Consumer lag per assigned partition: the high watermark librdkafka last saw in a fetch
+    /// response (cached, no broker round trip) minus the next offset to process. Partitions
+    /// no longer assigned disappear from the gauge.
+    fn update_lag(&self, consumer: &StreamConsumer, st: &LoopState) {
+        let lag = &self.metrics.consumer_lag;
+        lag.reset();
+        for (&(ti, partition), ps) in &st.partitions {
+            let topic = &*self.sources[ti].name;
+            let Some(high) = cached_high_watermark(consumer, topic, partition) else {
+                continue;
+            };
+            if high < 0 {
+                continue;
+            }
+            let next = if ps.position >= 0 {
+                ps.position
+            } else {
+                ps.committed.max(0)
+            };
+            lag.with_label_values(&[topic, &partition.to_string()])
+                .set((high - next).max(0));
+        }
+    }
+
     /// Sends the current assignment to the instance registry.
     fn announce(&self, st: &LoopState) {
         let Some(announcer) = &self.announcer else {
@@ -479,6 +503,28 @@ impl Shared {
     }
 }
 
+/// The high watermark librdkafka cached from the last fetch response of `topic`/`partition`
+/// (`rd_kafka_get_watermark_offsets`: local, never a broker request, unlike rdkafka's
+/// `fetch_watermarks`, so it is cheap enough for the processing thread).
+fn cached_high_watermark(consumer: &StreamConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; the topic is a valid
+    // NUL-terminated string for the duration of the call; `low` and `high` are valid out
+    // pointers. The function only reads librdkafka's cached partition state.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
+}
+
 /// Runs the loop until `shutdown` is set or a task fails.
 pub(crate) fn run_loop(
     shared: Arc<Shared>,
@@ -500,6 +546,7 @@ pub(crate) fn run_loop(
     let mut last_commit = Instant::now();
     let mut last_punctuate = Instant::now();
     let mut last_housekeeping = Instant::now();
+    let mut last_lag = Instant::now();
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(1024);
     let result = loop {
         if shutdown.load(Ordering::Relaxed) {
@@ -607,6 +654,10 @@ pub(crate) fn run_loop(
             let mut st = shared.lock();
             let deadline = Instant::now() + commit_interval.max(Duration::from_secs(5));
             shared.commit(&consumer, &mut st, deadline);
+        }
+        if last_lag.elapsed() >= Duration::from_secs(2) {
+            last_lag = Instant::now();
+            shared.update_lag(&consumer, &shared.lock());
         }
         if last_housekeeping.elapsed() >= Duration::from_secs(10) {
             last_housekeeping = Instant::now();
