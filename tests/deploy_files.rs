@@ -7,7 +7,9 @@
 //!   volumes and ports, creates the topics the replicas' configuration reads and writes, and
 //!   wires Prometheus and Grafana to the files in deploy/;
 //! - the Dockerfile copies what the build needs (every `include_str!` target) and
-//!   .dockerignore does not hide it.
+//!   .dockerignore does not hide it;
+//! - docs/operations.md quotes messages the program really prints and names only real
+//!   configuration keys.
 //!
 //! `docker-compose config -q` validates the compose file's schema in CI (.ci/run); no
 //! Docker engine exists here, so the image build itself is not exercised.
@@ -456,4 +458,90 @@ fn the_image_build_gets_every_file_it_compiles_in() {
     ] {
         assert!(dockerfile.contains(needed), "Dockerfile lacks `{needed}`");
     }
+}
+
+/// All of src/ as text, plus the messages loading four unreadable rules, model and mapping
+/// files really produces (their wording is composed at run time).
+fn message_corpus() -> String {
+    fn walk(dir: &Path, out: &mut String) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut out = String::new();
+    walk(&Path::new(ROOT).join("src"), &mut out);
+    let missing = std::path::PathBuf::from("/nonexistent/scorestream-test.toml");
+    let mut config = Config::default();
+    config.ingest.mapping_file = Some(missing.clone());
+    config.gamification.rules_file = Some(missing.clone());
+    config.churn.rules_file = Some(missing.clone());
+    config.churn.model_file = Some(missing);
+    let err = scorestream::app::Components::load(&config)
+        .err()
+        .expect("missing files are an error");
+    out.push_str(&err.to_string());
+    out
+}
+
+#[test]
+fn the_operations_guide_quotes_real_messages_and_keys() {
+    let guide = read("docs/operations.md");
+    let corpus = message_corpus();
+    let section = &guide[guide
+        .find("## Troubleshooting")
+        .expect("a troubleshooting section")..];
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for line in section.lines().filter(|l| l.starts_with("| ")) {
+        let first_cell = line.trim_start_matches("| ").split(" | ").next().unwrap();
+        // Quoted messages: backticked spans of the first column with at least two words.
+        for (i, span) in first_cell.split('`').enumerate() {
+            if i % 2 == 0 || !span.trim().contains(' ') {
+                continue;
+            }
+            checked += 1;
+            // `…` stands for what varies; every literal piece must be in the program.
+            for piece in span.split('…').map(str::trim).filter(|p| p.len() > 2) {
+                if !corpus.contains(piece) {
+                    problems.push(format!(
+                        "`{span}`: '{piece}' is not a message of the program"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked >= 15, "only {checked} messages found in the table");
+    // Every configuration key the guide names is a documented configuration key (and
+    // tests/config_docs.rs ties those to the configuration types).
+    let reference = read("docs/configuration.md");
+    let sections = [
+        "runtime.",
+        "state.",
+        "ingest.",
+        "gamification.",
+        "churn.",
+        "http.",
+    ];
+    for (i, span) in guide.split('`').enumerate() {
+        let key = span.trim();
+        let is_key = i % 2 == 1
+            && sections.iter().any(|s| key.starts_with(s))
+            && !key.ends_with(".md")
+            && key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.');
+        if is_key && !reference.contains(&format!("| `{key}` |")) {
+            problems.push(format!("`{key}` is not a configuration key"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "docs/operations.md:\n  {}",
+        problems.join("\n  ")
+    );
 }
