@@ -1,82 +1,194 @@
-//! docs/configuration.md cannot drift from the configuration types: every key the program
-//! knows (the default configuration, serialized) is documented with its real default, every
-//! documented key exists, and the example configuration loads.
+//! docs/configuration.md and config/scorestream.example.toml cannot drift from the
+//! configuration types. Both ways for the doc: every key the program knows (the default
+//! configuration, serialized) is documented with its real default, and every documented key
+//! is accepted by the file parser with the documented type (and rejected with a wrong one);
+//! the environment variables the configuration reads are exactly the documented ones, each
+//! overriding its documented key. The example loads, covers every key, and differs from the
+//! defaults exactly where its comments say so.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
 use scorestream::config::Config;
 
-/// Key path → default, as TOML text; maps (`kafka.*`) as `<section>.<property>`.
-fn defaults() -> BTreeMap<String, String> {
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Keys whose default is absent (`Option::None` is not serialized, so `Config::default()`
+/// cannot name them): documented with the default "(none)".
+const ABSENT_BY_DEFAULT: [&str; 7] = [
+    "ingest.mapping_file",
+    "gamification.rules_file",
+    "churn.rules_file",
+    "churn.model_file",
+    "http.advertised_addr",
+    "http.webhook_token",
+    "http.webhook_topic",
+];
+
+/// The librdkafka passthrough maps are documented as `kafka.<section>.<property>`.
+const PROPERTY: &str = "<property>";
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Key path (`runtime.commit_interval`, `kafka.producer.compression.type`) → value.
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, toml::Value>) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => flatten(&path, t, out),
+            v => {
+                out.insert(path, v.clone());
+            }
+        }
+    }
+}
+
+fn flat(config: &Config) -> BTreeMap<String, toml::Value> {
+    let table: toml::Table = toml::to_string(config).unwrap().parse().unwrap();
+    let mut out = BTreeMap::new();
+    flatten("", &table, &mut out);
+    out
+}
+
+/// Key path → default as the doc writes it (TOML text, or "(none)").
+fn real_defaults() -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = flat(&Config::default())
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
     let table: toml::Table = toml::to_string(&Config::default())
         .unwrap()
         .parse()
         .unwrap();
-    let mut out = BTreeMap::new();
-    for (k, v) in &table {
-        match v {
-            toml::Value::Table(t) if k == "kafka" => {
-                for section in t.keys() {
-                    out.insert(format!("kafka.{section}.<property>"), "(none)".into());
-                }
-            }
-            toml::Value::Table(t) => {
-                for (k2, v2) in t {
-                    out.insert(format!("{k}.{k2}"), v2.to_string());
-                }
-            }
-            v => {
-                out.insert(k.clone(), v.to_string());
-            }
-        }
+    for section in table["kafka"].as_table().unwrap().keys() {
+        out.insert(format!("kafka.{section}.{PROPERTY}"), "(none)".into());
     }
-    // Keys whose default is absent (Option::None is not serialized).
-    for k in [
-        "ingest.mapping_file",
-        "gamification.rules_file",
-        "churn.rules_file",
-        "churn.model_file",
-        "http.advertised_addr",
-        "http.webhook_token",
-        "http.webhook_topic",
-    ] {
-        out.entry(k.to_string()).or_insert_with(|| "(none)".into());
+    for k in ABSENT_BY_DEFAULT {
+        assert!(!out.contains_key(k), "{k} has a default now: document it");
+        out.insert(k.to_string(), "(none)".into());
     }
     out
 }
 
-/// Key → default cell of every table row of the doc whose first cell is a key.
-fn documented() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/configuration.md"
-    ))
-    .unwrap();
-    let mut out = BTreeMap::new();
+/// One documented key.
+#[derive(Debug)]
+struct Row {
+    ty: String,
+    default: String,
+    env: Option<String>,
+}
+
+/// What docs/configuration.md says: the key tables (by their `key` column) and the
+/// environment table (variable → key).
+fn documented() -> (BTreeMap<String, Row>, BTreeMap<String, String>) {
+    let text = read("docs/configuration.md");
+    let (mut keys, mut env) = (BTreeMap::new(), BTreeMap::new());
+    let mut header: Vec<String> = Vec::new();
     for line in text.lines() {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        if cells.len() < 4 || !cells[1].starts_with('`') {
+        if !line.starts_with('|') {
+            header.clear();
             continue;
         }
-        let key = cells[1].trim_matches('`');
-        // The environment table's first column is a variable, not a key.
-        if key.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+        let cells: Vec<String> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect();
+        if header.is_empty() {
+            header = cells;
             continue;
         }
-        let default = cells[2].trim_matches('`');
-        out.insert(key.to_string(), default.to_string());
+        if cells[0].starts_with("---") {
+            continue;
+        }
+        let col = |name: &str| {
+            let i = header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("table {header:?} has no '{name}' column"));
+            cells[i].trim_matches('`').to_string()
+        };
+        match header[0].as_str() {
+            "key" => {
+                let env_cell = col("env override");
+                let row = Row {
+                    ty: col("type"),
+                    default: col("default"),
+                    env: (env_cell != "—").then_some(env_cell),
+                };
+                assert!(
+                    keys.insert(col("key"), row).is_none(),
+                    "{} documented twice",
+                    col("key")
+                );
+            }
+            "variable" => {
+                env.insert(col("variable"), col("key"));
+            }
+            _ => {}
+        }
     }
-    out
+    (keys, env)
+}
+
+/// Values of a documented type the parser must accept, and one it must reject.
+fn samples(ty: &str) -> (Vec<toml::Value>, toml::Value) {
+    use toml::Value::{Array, Boolean, Integer, String as S};
+    if let Some(list) = ty.strip_prefix("enum:") {
+        let values = list
+            .split(',')
+            .map(|v| S(v.trim().trim_matches('`').to_string()))
+            .collect();
+        return (values, S("no_such_value".into()));
+    }
+    match ty {
+        "string" => (vec![S("x-1".into())], Integer(1)),
+        "path" => (vec![S("/tmp/x".into())], Integer(1)),
+        "host:port" => (vec![S("example:1".into())], Integer(1)),
+        "integer" => (vec![Integer(5)], S("5".into())),
+        "boolean" => (vec![Boolean(true), Boolean(false)], S("yes".into())),
+        "duration" => (vec![S("30s".into())], Integer(30)),
+        "size" => (vec![S("2 MiB".into()), Integer(2048)], Boolean(true)),
+        "list of strings" => (
+            vec![Array(vec![S("customer-events".into())])],
+            S("customer-events".into()),
+        ),
+        other => panic!("unknown documented type '{other}'"),
+    }
+}
+
+/// Parses (serde only, no validation) a file that sets just `key` to `value`.
+fn parse_one(key: &str, value: toml::Value) -> Result<Config, String> {
+    let mut path: Vec<String> = key.split('.').map(str::to_string).collect();
+    if path.last().map(String::as_str) == Some(PROPERTY) {
+        *path.last_mut().unwrap() = "client.id".into();
+    }
+    let mut v = value;
+    for segment in path.iter().rev() {
+        let mut t = toml::Table::new();
+        t.insert(segment.clone(), v);
+        v = toml::Value::Table(t);
+    }
+    v.try_into::<Config>().map_err(|e| e.to_string())
 }
 
 #[test]
 fn every_key_is_documented_with_its_default_and_nothing_else_is() {
-    let (real, doc) = (defaults(), documented());
+    let (real, (doc, _)) = (real_defaults(), documented());
     let mut problems = Vec::new();
     for (k, v) in &real {
         match doc.get(k) {
             None => problems.push(format!("{k} (default {v}) is not documented")),
-            Some(d) if d != v => problems.push(format!("{k}: documented default {d}, real {v}")),
+            Some(row) if row.default != *v => {
+                problems.push(format!("{k}: documented default {}, real {v}", row.default))
+            }
             Some(_) => {}
         }
     }
@@ -92,15 +204,141 @@ fn every_key_is_documented_with_its_default_and_nothing_else_is() {
 }
 
 #[test]
-fn the_example_configuration_loads_and_sets_every_section() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/scorestream.example.toml"
+fn documented_types_are_the_ones_the_parser_accepts() {
+    let (doc, _) = documented();
+    let mut problems = Vec::new();
+    for (key, row) in &doc {
+        let (good, bad) = samples(&row.ty);
+        for v in good {
+            if let Err(e) = parse_one(key, v.clone()) {
+                problems.push(format!("{key} ({}): {v} rejected: {e}", row.ty));
+            }
+        }
+        if parse_one(key, bad.clone()).is_ok() {
+            problems.push(format!("{key} ({}): {bad} accepted", row.ty));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "docs/configuration.md types:\n  {}",
+        problems.join("\n  ")
     );
-    let text = std::fs::read_to_string(path).unwrap();
-    let config = Config::from_toml_with_env(Some(&text), &|_| None)
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let table: toml::Table = text.parse().unwrap();
+}
+
+#[test]
+fn the_documented_environment_variables_are_the_ones_read_and_override_their_keys() {
+    let (doc, env_table) = documented();
+    // Every variable the configuration asks the environment for.
+    let asked = RefCell::new(BTreeSet::new());
+    Config::from_toml_with_env(None, &|k| {
+        asked.borrow_mut().insert(k.to_string());
+        None
+    })
+    .unwrap();
+    let asked = asked.into_inner();
+    let in_tables: BTreeMap<String, String> = doc
+        .iter()
+        .filter_map(|(k, row)| Some((row.env.clone()?, k.clone())))
+        .collect();
+    assert_eq!(
+        in_tables, env_table,
+        "the environment table and the key tables' env column disagree"
+    );
+    assert_eq!(
+        env_table.keys().cloned().collect::<BTreeSet<_>>(),
+        asked,
+        "documented variables vs the ones the configuration reads"
+    );
+    let defaults = flat(&Config::default());
+    for (var, key) in &env_table {
+        // A value of the key's documented type that is not its default.
+        let value = samples(&doc[key].ty)
+            .0
+            .into_iter()
+            .map(|v| v.as_str().expect("env overrides are strings").to_string())
+            .find(|v| defaults.get(key).and_then(|d| d.as_str()) != Some(v.as_str()))
+            .unwrap();
+        let config = Config::from_toml_with_env(None, &|k| (k == var).then(|| value.clone()))
+            .unwrap_or_else(|e| panic!("{var}={value}: {e}"));
+        let now = flat(&config);
+        let changed: Vec<&String> = now
+            .keys()
+            .chain(defaults.keys())
+            .filter(|k| now.get(*k) != defaults.get(*k))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(changed, [key], "{var}={value} changed {changed:?}");
+        assert_eq!(now[key].as_str(), Some(value.as_str()), "{var}");
+    }
+}
+
+/// What the example sets, what it shows commented out, and which keys its comments say
+/// differ from the defaults.
+struct Example {
+    text: String,
+    set: BTreeSet<String>,
+    commented: BTreeMap<String, toml::Value>,
+    marked_changed: BTreeSet<String>,
+}
+
+fn example() -> Example {
+    let text = read("config/scorestream.example.toml");
+    let mut ex = Example {
+        text: String::new(),
+        set: BTreeSet::new(),
+        commented: BTreeMap::new(),
+        marked_changed: BTreeSet::new(),
+    };
+    let mut section = String::new();
+    let mut comments: Vec<String> = Vec::new();
+    let path = |section: &str, key: &str| {
+        if section.is_empty() {
+            key.to_string()
+        } else {
+            format!("{section}.{key}")
+        }
+    };
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() {
+            comments.clear();
+        } else if line.starts_with('[') {
+            section = line.trim_matches(['[', ']']).to_string();
+            comments.clear();
+        } else if let Some(comment) = line.strip_prefix('#') {
+            // A commented-out `key = value` line, or prose.
+            match comment.trim().parse::<toml::Table>() {
+                Ok(t) if t.len() == 1 && !t.values().next().unwrap().is_table() => {
+                    let (k, v) = t.into_iter().next().unwrap();
+                    ex.commented.insert(path(&section, &k), v);
+                    // Its explanation ends here, like a set key's.
+                    comments.clear();
+                }
+                _ => comments.push(comment.trim().to_string()),
+            }
+        } else {
+            let t: toml::Table = line.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+            let key = path(&section, t.keys().next().unwrap());
+            if comments
+                .first()
+                .is_some_and(|c| c.starts_with("Changed from the default"))
+            {
+                ex.marked_changed.insert(key.clone());
+            }
+            ex.set.insert(key);
+            comments.clear();
+        }
+    }
+    ex.text = text;
+    ex
+}
+
+#[test]
+fn the_example_configuration_loads_and_sets_every_section() {
+    let ex = example();
+    let config = Config::from_toml_with_env(Some(&ex.text), &|_| None)
+        .unwrap_or_else(|e| panic!("config/scorestream.example.toml: {e}"));
+    let table: toml::Table = ex.text.parse().unwrap();
     for section in [
         "runtime",
         "state",
@@ -115,13 +353,75 @@ fn the_example_configuration_loads_and_sets_every_section() {
             "[{section}] missing from the example"
         );
     }
-    // What its comments say it changes.
+    // What its comments say it changes, spot-checked through the loaded configuration.
     assert_eq!(config.runtime.replication_factor, 3);
     assert_eq!(config.inputs.len(), 5);
     assert_eq!(config.webhook_topic(), "app-events");
     assert_eq!(config.kafka.producer["compression.type"], "lz4");
+}
+
+#[test]
+fn the_example_differs_from_the_defaults_exactly_where_its_comments_say() {
+    let ex = example();
+    let loaded = flat(&Config::from_toml_with_env(Some(&ex.text), &|_| None).unwrap());
+    let defaults = flat(&Config::default());
+    let differing: BTreeSet<String> = loaded
+        .keys()
+        .chain(defaults.keys())
+        .filter(|k| loaded.get(*k) != defaults.get(*k))
+        .cloned()
+        .collect();
+    assert!(!ex.marked_changed.is_empty());
     assert_eq!(
-        config.state.cache_bytes,
-        Config::default().state.cache_bytes
+        differing, ex.marked_changed,
+        "keys that differ from the defaults vs keys marked \"Changed from the default\""
     );
+}
+
+#[test]
+fn the_example_shows_every_key_and_its_commented_out_keys_parse() {
+    let ex = example();
+    let table: toml::Table = ex.text.parse().unwrap();
+    let mut missing = Vec::new();
+    for key in real_defaults().keys() {
+        let shown = match key.strip_suffix(&format!(".{PROPERTY}")) {
+            // A passthrough map: its section header is there.
+            Some(section) => {
+                let (kafka, name) = section.split_once('.').unwrap();
+                table[kafka].get(name).is_some()
+            }
+            None => ex.set.contains(key) || ex.commented.contains_key(key),
+        };
+        if !shown {
+            missing.push(key.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "config/scorestream.example.toml lacks {missing:?}"
+    );
+    // Uncommented, the commented-out keys are valid too (names and types).
+    assert!(ex.commented.contains_key("gamification.rules_file"));
+    for (key, value) in &ex.commented {
+        let mut all = table.clone();
+        let mut t = &mut all;
+        let segments: Vec<&str> = match key.split_once("kafka.") {
+            Some(("", rest)) => {
+                let (section, property) = rest.split_once('.').unwrap();
+                vec!["kafka", section, property]
+            }
+            _ => key.split('.').collect(),
+        };
+        for s in &segments[..segments.len() - 1] {
+            t = t
+                .entry(s.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .unwrap();
+        }
+        t.insert(segments.last().unwrap().to_string(), value.clone());
+        if let Err(e) = toml::Value::Table(all).try_into::<Config>() {
+            panic!("commented-out `{key}` does not parse: {e}");
+        }
+    }
 }
