@@ -547,6 +547,8 @@ pub(crate) fn run_loop(
     let mut last_punctuate = Instant::now();
     let mut last_housekeeping = Instant::now();
     let mut last_lag = Instant::now();
+    // Partitions sought back during this iteration (see `drive_restore`).
+    let mut stale: std::collections::HashSet<(usize, i32)> = std::collections::HashSet::new();
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(1024);
     let result = loop {
         if shutdown.load(Ordering::Relaxed) {
@@ -610,9 +612,12 @@ pub(crate) fn run_loop(
             } else {
                 Duration::from_millis(5)
             };
-            if let Err(e) = shared.drive_restore(&consumer, &mut st, budget) {
-                error!(error = %e, "Restore failed; stopping.");
-                break Err(e);
+            match shared.drive_restore(&consumer, &mut st, budget) {
+                Ok(sought) => stale.extend(sought),
+                Err(e) => {
+                    error!(error = %e, "Restore failed; stopping.");
+                    break Err(e);
+                }
             }
         }
         if !batch.is_empty() {
@@ -620,6 +625,15 @@ pub(crate) fn run_loop(
             let mut st = shared.lock();
             let mut failed = None;
             for m in batch.drain(..) {
+                // Polled before its partition was sought back to held records: it comes
+                // again, in order, after them.
+                if !stale.is_empty()
+                    && shared
+                        .topic_index(m.topic())
+                        .is_some_and(|i| stale.contains(&(i, m.partition())))
+                {
+                    continue;
+                }
                 if let Err(e) = shared.process_message(&mut st, &m, now) {
                     error!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "Task failed; stopping.");
                     failed = Some(e);
@@ -630,6 +644,8 @@ pub(crate) fn run_loop(
                 break Err(e);
             }
         }
+        // Only the batch polled before a seek is stale; later polls come after it.
+        stale.clear();
         shared.producer.poll(Duration::ZERO);
         if last_punctuate.elapsed() >= Duration::from_millis(100) {
             last_punctuate = Instant::now();

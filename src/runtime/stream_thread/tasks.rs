@@ -106,18 +106,21 @@ impl Shared {
     }
 
     /// Restores for up to `budget`; starts the tasks that are done and resumes their inputs
-    /// where they were held.
+    /// where they were held. Returns the input partitions it sought back: records of theirs
+    /// already polled (the batch in hand) come again after the seek and must be skipped now,
+    /// or the task would see later records before earlier ones.
     pub(super) fn drive_restore(
         &self,
         consumer: &StreamConsumer,
         st: &mut LoopState,
         budget: Duration,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<Vec<(usize, i32)>, RuntimeError> {
+        let mut sought = Vec::new();
         let Some(restorer) = st.restorer.as_mut() else {
-            return Ok(());
+            return Ok(sought);
         };
         if restorer.is_idle() {
-            return Ok(());
+            return Ok(sought);
         }
         let done = restorer.poll(budget)?;
         let now = now_ms();
@@ -128,6 +131,7 @@ impl Shared {
             let inputs = self.task_inputs(id);
             for &(i, p) in &inputs {
                 if let Some(offset) = st.held.remove(&(i, p)) {
+                    sought.push((i, p));
                     if let Err(e) = consumer.seek(
                         &self.sources[i].name,
                         p,
@@ -147,7 +151,7 @@ impl Shared {
             info!(task = %id, "Task running.");
         }
         self.metrics.tasks_assigned.set(st.tasks.len() as i64);
-        Ok(())
+        Ok(sought)
     }
 
     /// Periodic housekeeping: store size metrics and removal of stale task directories.
