@@ -50,10 +50,12 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // `cargo test --all-targets` runs benches without `--bench` (debug build): a smoke run.
+    let measuring = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::var("SCORESTREAM_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(if measuring { 200_000 } else { 2_000 });
     let mut g = Generator::new(GeneratorConfig {
         customers: 20_000,
         ..GeneratorConfig::default()
@@ -72,7 +74,7 @@ fn main() {
     run(&events, false);
     run(&events, true);
     let (mut on, mut off) = (Vec::new(), Vec::new());
-    for round in 0..4 {
+    for round in 0..if measuring { 4 } else { 1 } {
         let (t_off, _) = run(&events, false);
         let (t_on, predictions) = run(&events, true);
         println!(
