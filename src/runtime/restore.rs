@@ -392,7 +392,7 @@ fn take(
 
 /// The low and high watermarks librdkafka cached from the last fetch response (no request;
 /// unlike `ListOffsets`, right on Tansu). `None` before the first fetch.
-fn cached_watermarks<C: rdkafka::consumer::ConsumerContext>(
+pub(crate) fn cached_watermarks<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     partition: i32,

@@ -280,7 +280,9 @@ impl Shared {
         lag.reset();
         for (&(ti, partition), ps) in &st.partitions {
             let topic = &*self.sources[ti].name;
-            let Some(high) = cached_high_watermark(consumer, topic, partition) else {
+            // librdkafka's cached watermarks (no broker request), as restore reads them.
+            let Some((_, high)) = super::restore::cached_watermarks(consumer, topic, partition)
+            else {
                 continue;
             };
             if high < 0 {
@@ -501,28 +503,6 @@ impl Shared {
         st.scratch = scratch;
         Ok(())
     }
-}
-
-/// The high watermark librdkafka cached from the last fetch response of `topic`/`partition`
-/// (`rd_kafka_get_watermark_offsets`: local, never a broker request, unlike rdkafka's
-/// `fetch_watermarks`, so it is cheap enough for the processing thread).
-fn cached_high_watermark(consumer: &StreamConsumer, topic: &str, partition: i32) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid while `consumer` lives; the topic is a valid
-    // NUL-terminated string for the duration of the call; `low` and `high` are valid out
-    // pointers. The function only reads librdkafka's cached partition state.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
 }
 
 /// Runs the loop until `shutdown` is set or a task fails.
