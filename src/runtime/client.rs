@@ -92,7 +92,12 @@ pub fn restore_consumer_config(config: &Config) -> ClientConfig {
 pub fn producer_config(config: &Config) -> ClientConfig {
     let mut c = base(config);
     let max_message = config.ingest.max_record_bytes + 64 * 1024;
+    // Idempotence: a retried batch is never stored twice or after a later one (issue 16).
+    // Without it a retriable produce error could reorder internal records, and an event
+    // stored behind later ones becomes `late_event`. librdkafka then also caps in-flight
+    // requests at 5 and retries without limit within `message.timeout.ms`.
     c.set("acks", "all")
+        .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
         .set("partitioner", "murmur2_random")
