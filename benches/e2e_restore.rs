@@ -90,7 +90,7 @@ fn main() {
         let key = encode_key(TOTALS_STORE, &format!("customer-{i:07}")).unwrap();
         let value = encode_value(
             TOTALS_STORE,
-            &StoredGameState::V1({
+            &StoredGameState::V3({
                 let mut s = CustomerGameState::default();
                 s.profile.events = i % 50 + 1;
                 s.profile.value_milli = (i % 1000) as i64 * 1000;

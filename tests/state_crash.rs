@@ -27,7 +27,13 @@ const PARTITIONS: i32 = 3;
 type Totals = BTreeMap<String, (u64, f64, i64)>;
 
 const RULES: &str = "[settings]\ntime_zone = \"UTC\"\n[point_types.xp]\n\
-                     [points.buy]\nevent_type = \"purchase\"\npoint_type = \"xp\"\nbase = 1\nper_unit = 1\n";
+                     [points.buy]\nevent_type = \"purchase\"\npoint_type = \"xp\"\nbase = 1\nper_unit = 1\n\
+                     [leaderboards.xp]\npoint_type = \"xp\"\nperiods = [\"daily\", \"all_time\"]\ntop_n = 25\n";
+/// The boards' size in `RULES`.
+const TOP_N: usize = 25;
+
+/// A board period's ranking: (customer, total, reached at (epoch ms)), best first.
+type Board = Vec<(String, i64, i64)>;
 
 struct Setup {
     broker: support::tansu::Tansu,
@@ -37,6 +43,8 @@ struct Setup {
     config: PathBuf,
     dir: tempfile::TempDir,
     expected: Totals,
+    /// Per customer, the newest event time applied: when its total was reached.
+    reached_at: BTreeMap<String, i64>,
     next_event: u64,
 }
 
@@ -71,6 +79,7 @@ impl Setup {
             config,
             dir,
             expected: Totals::new(),
+            reached_at: BTreeMap::new(),
             next_event: 0,
         }
     }
@@ -109,10 +118,13 @@ impl Setup {
             e.0 += 1;
             e.1 += amount as f64;
             e.2 += 1 + amount as i64;
+            // Times repeat every hour of events, so customers tie on totals and on times.
+            let (minute, second) = ((i / 60) % 60, i % 60);
+            let at = 1_709_287_200_000 + (minute * 60 + second) as i64 * 1000;
+            let r = self.reached_at.entry(customer.clone()).or_insert(at);
+            *r = (*r).max(at);
             let v = format!(
-                r#"{{"event_id":"ev-{i}","customer_id":"{customer}","event_type":"purchase","timestamp":"2024-03-01T10:{:02}:{:02}Z","amount":{amount}}}"#,
-                (i / 60) % 60,
-                i % 60
+                r#"{{"event_id":"ev-{i}","customer_id":"{customer}","event_type":"purchase","timestamp":"2024-03-01T10:{minute:02}:{second:02}Z","amount":{amount}}}"#
             );
             records.push((self.input.clone(), None, v.into_bytes(), None));
         }
@@ -164,6 +176,62 @@ impl Setup {
             .map(|(k, v)| (k.clone(), v.2))
             .collect();
         assert_eq!(best, expected, "published xp totals");
+    }
+
+    /// The boards every period must end with, computed here from the events sent: the
+    /// top N by total, then the earliest time the total was reached (the customer's
+    /// newest event, as every event falls in the one day), then the customer id.
+    fn expected_board(&self) -> Board {
+        let mut board: Board = self
+            .expected
+            .iter()
+            .map(|(c, t)| (c.clone(), t.2, self.reached_at[c]))
+            .collect();
+        board.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
+        board.truncate(TOP_N);
+        board
+    }
+
+    /// The committed boards (`board|period` → ranking), read from the changelog.
+    fn dump_boards(&self) -> BTreeMap<String, Board> {
+        let mut boards = BTreeMap::new();
+        for v in support::instance::dump_store(&self.config, "leaderboards", "60s") {
+            let key = v["key"].as_str().unwrap().to_string();
+            let entries = v["value"]["top"]["entries"].as_array().unwrap();
+            let board = entries
+                .iter()
+                .map(|e| {
+                    (
+                        e["customer_id"].as_str().unwrap().to_string(),
+                        e["total"].as_i64().unwrap(),
+                        e["reached_at"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            boards.insert(key, board);
+        }
+        boards
+    }
+
+    /// Every period's board equals the one computed from the events, whatever crashed.
+    fn check_boards(&self, timeout: Duration) {
+        let expected = self.expected_board();
+        let keys = ["xp|all_time", "xp|daily:2024-03-01"];
+        let deadline = Instant::now() + timeout;
+        loop {
+            let boards = self.dump_boards();
+            let matching = keys
+                .iter()
+                .filter(|k| boards.get(**k) == Some(&expected))
+                .count();
+            if matching == keys.len() && boards.len() == keys.len() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("boards differ from the events' ranking:\nexpected {expected:?}\ngot {boards:?}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Waits until the committed totals equal the expected ones; returns the last dump.
@@ -264,6 +332,7 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
     // A final clean run processes everything left.
     let inst = Instance::start(&s.config, &state);
     let got = s.wait_exact(Duration::from_secs(120), "after 20 kills");
+    s.check_boards(Duration::from_secs(60));
     let log = inst.stop();
     assert!(!log.contains("panicked"), "{log}");
     assert_eq!(got.len(), 1000);
@@ -324,6 +393,7 @@ fn tasks_migrate_between_instances_with_exact_totals() {
     a.stop();
     s.produce(1000);
     s.wait_exact(Duration::from_secs(90), "after the first instance left");
+    s.check_boards(Duration::from_secs(60));
     let log = b.stop();
     assert!(!log.contains("panicked"), "{log}");
     drop(s.broker);

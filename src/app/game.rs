@@ -33,6 +33,7 @@ use crate::engine::{
 };
 use crate::gamification::output::board_period_key;
 use crate::gamification::rules::LatePolicy;
+use crate::gamification::state_legacy::GameStateV1;
 use crate::gamification::{apply, Applied, CustomerGameState, LeaderboardUpdate, Rules, TopN};
 use crate::ingest::event::CanonicalEvent;
 use crate::ingest::normalize::RejectReason;
@@ -53,12 +54,24 @@ pub const LATE_CHILD: &str = "late-dead-letter";
 /// layout is a new variant and old values still decode.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum StoredGameState {
-    V1(CustomerGameState),
+    V1(GameStateV1),
     /// With the churn branch's state (issue 5).
-    V2(CustomerGameState, ChurnState),
+    V2(GameStateV1, ChurnState),
+    /// Leaderboard period totals with the time they were reached (issue 16), churn off.
+    V3(CustomerGameState),
+    /// The same, with the churn branch's state.
+    V4(CustomerGameState, ChurnState),
 }
 
 impl StoredGameState {
+    /// The current layout: with the churn state if there is one.
+    pub fn new(game: CustomerGameState, churn: Option<ChurnState>) -> Self {
+        match churn {
+            Some(churn) => StoredGameState::V4(game, churn),
+            None => StoredGameState::V3(game),
+        }
+    }
+
     pub fn into_state(self) -> CustomerGameState {
         self.into_parts().0
     }
@@ -66,8 +79,10 @@ impl StoredGameState {
     /// The game state and the churn state (empty for values written before churn).
     pub fn into_parts(self) -> (CustomerGameState, ChurnState) {
         match self {
-            StoredGameState::V1(s) => (s, ChurnState::default()),
-            StoredGameState::V2(s, c) => (s, c),
+            StoredGameState::V1(s) => (s.into(), ChurnState::default()),
+            StoredGameState::V2(s, c) => (s.into(), c),
+            StoredGameState::V3(s) => (s, ChurnState::default()),
+            StoredGameState::V4(s, c) => (s, c),
         }
     }
 }
@@ -153,7 +168,7 @@ impl GameProcessor {
             let (game, mut churn_state) = stored.into_parts();
             if churn.on_silence(ctx, &mut churn_state, &customer, due)? {
                 ctx.store(&self.store)?
-                    .put(&customer, &StoredGameState::V2(game, churn_state))?;
+                    .put(&customer, &StoredGameState::new(game, Some(churn_state)))?;
             }
         }
         Ok(())
@@ -280,10 +295,10 @@ impl Processor for GameProcessor {
         let stored = match &self.churn {
             Some(churn) => {
                 churn.on_event(ctx, &mut churn_state, &event, r.source.as_ref())?;
-                StoredGameState::V2(state, churn_state)
+                StoredGameState::new(state, Some(churn_state))
             }
-            // Churn off: the value is what it was before churn existed.
-            None => StoredGameState::V1(state),
+            // Churn off: no churn state is stored.
+            None => StoredGameState::new(state, None),
         };
         ctx.store(&self.store)?.put(&event.customer_id, &stored)?;
         for out in &effects.outputs {
@@ -440,6 +455,7 @@ mod tests {
             customer_id: customer.into(),
             total,
             reached_at: total,
+            occurred_at: None,
             event_id: format!("e-{customer}-{total}"),
             rules_version: "v".into(),
         }
@@ -463,6 +479,34 @@ mod tests {
         );
         assert_eq!(p.forget_closed(1_001), ["xp|daily:2024-01-15"]);
         assert!(p.admit(&update("a", 11)), "a forgotten period admits again");
+    }
+
+    #[test]
+    fn values_written_before_reached_times_still_decode() {
+        use crate::gamification::state_legacy::BoardTotalV1;
+        let mut old = GameStateV1::default();
+        old.profile.last_event_at = Some(5_000);
+        old.points.insert("xp".into(), 12);
+        old.board_totals.push(BoardTotalV1 {
+            board: "xp".into(),
+            period_key: "daily:2024-01-15".into(),
+            end_ms: 4_000,
+            total: 12,
+        });
+        let cfg = bincode::config::standard();
+        let bytes =
+            bincode::serde::encode_to_vec(StoredGameState::V2(old, ChurnState::default()), cfg)
+                .unwrap();
+        let (back, _): (StoredGameState, _) =
+            bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
+        let (game, _) = back.into_parts();
+        assert_eq!(game.points_of("xp"), 12);
+        let total = &game.board_totals[0];
+        assert_eq!(
+            (total.total, total.reached_at),
+            (12, 4_000),
+            "capped at the period end"
+        );
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl LeaderboardProcessor {
             key: Some(b.last.board.as_bytes().to_vec()),
             value: Some(b.top.updated_json(&b.last, final_snapshot)),
             headers: Default::default(),
-            timestamp: b.last.reached_at,
+            timestamp: b.last.occurred_at.unwrap_or(b.last.reached_at),
             source: None,
         };
         ctx.forward_to(results, rec);

@@ -86,6 +86,7 @@ pub fn apply(
         event,
         day: local_day(event.occurred_at, tz),
         newest_day: local_day(newest_at, tz),
+        settle_before: stream_time.saturating_sub(rules.lateness_grace_ms()),
         trigger: Trigger {
             customer_id: &event.customer_id,
             event_id: &event.event_id,
@@ -156,10 +157,12 @@ pub(super) struct Ctx<'a> {
     pub day: LocalDay,
     /// The customer's newest local day: where rolling windows end.
     pub newest_day: LocalDay,
+    /// Stream time minus the grace period: no event older than this can still arrive.
+    pub settle_before: i64,
     trigger: Trigger<'a>,
     outputs: Vec<GameOutput>,
-    /// (board, period key) → (period end, the customer's new total).
-    boards: BTreeMap<(String, String), (i64, i64)>,
+    /// (board, period key) → (period end, the customer's new total, when it was reached).
+    boards: BTreeMap<(String, String), (i64, i64, i64)>,
 }
 
 impl Ctx<'_> {
@@ -173,9 +176,16 @@ impl Ctx<'_> {
     }
 
     /// Records a board period's new total; the last one per period is sent.
-    pub fn touch_board(&mut self, board: &str, period_key: String, end_ms: i64, total: i64) {
+    pub fn touch_board(
+        &mut self,
+        board: &str,
+        period_key: String,
+        end_ms: i64,
+        total: i64,
+        reached_at: i64,
+    ) {
         self.boards
-            .insert((board.to_string(), period_key), (end_ms, total));
+            .insert((board.to_string(), period_key), (end_ms, total, reached_at));
     }
 
     fn finish(self) -> Effects {
@@ -184,13 +194,14 @@ impl Ctx<'_> {
             .boards
             .into_iter()
             .map(
-                |((board, period), (period_end_ms, total))| LeaderboardUpdate {
+                |((board, period), (period_end_ms, total, reached_at))| LeaderboardUpdate {
                     board,
                     period,
                     period_end_ms,
                     customer_id: t.customer_id.to_string(),
                     total,
-                    reached_at: t.occurred_at,
+                    reached_at,
+                    occurred_at: Some(t.occurred_at),
                     event_id: t.event_id.to_string(),
                     rules_version: t.rules_version.to_string(),
                 },

@@ -183,7 +183,7 @@ impl TopN {
             ),
             customer_id: &update.customer_id,
             event_id: &update.event_id,
-            occurred_at: rfc3339_ms(update.reached_at),
+            occurred_at: rfc3339_ms(update.occurred_at.unwrap_or(update.reached_at)),
             rules_version: &update.rules_version,
             board: &update.board,
             period: &update.period,
@@ -286,6 +286,7 @@ mod tests {
             customer_id: "c1".into(),
             total: 40,
             reached_at: 1_705_312_800_000,
+            occurred_at: None,
             event_id: "e1".into(),
             rules_version: "v".into(),
         };

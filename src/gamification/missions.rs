@@ -5,15 +5,17 @@
 //! the sequence's first step (event time: an out-of-order event cannot complete a sequence
 //! the customer did not do in that order; only the first step's time is kept, so in
 //! sequences of three or more steps the middle steps are not checked against each other).
-//! Without cooldowns and windows, every other kind depends only on which events arrived.
-//! A cooldown blocks events from the completion's time on, so an out-of-order event from
-//! before the completion still counts towards the next round.
+//! Repeatable count and sum missions are replayed in event-time order (see
+//! [`super::rounds`]): their completions, cooldowns and progress depend only on which
+//! events arrived, not on their order. One-off count and sum missions complete once the
+//! total reaches the target, whatever the order.
 
 use super::eval::Ctx;
 use super::output::{OutputBody, PointsSource};
 use super::points::credit;
+use super::rounds::{Round, Stepped, Unit};
 use super::rules::{all_match, Mission, MissionKind};
-use super::state::{CustomerGameState, MissionProgress};
+use super::state::{CustomerGameState, MissionProgress, SeenEvents};
 
 /// What one event did to one mission's progress.
 enum Step {
@@ -30,6 +32,10 @@ pub(super) fn advance_missions(ctx: &mut Ctx<'_>, state: &mut CustomerGameState)
         }
         let at = ctx.event.occurred_at;
         let mut progress = state.missions.get(&mission.id).cloned().unwrap_or_default();
+        if let Some(unit) = round_unit(ctx, mission) {
+            advance_rounds(ctx, state, mission, progress, unit);
+            continue;
+        }
         let cooling = mission.repeatable
             && progress
                 .last_completed_at
@@ -53,6 +59,79 @@ pub(super) fn advance_missions(ctx: &mut Ctx<'_>, state: &mut CustomerGameState)
             }
             Step::Completed => complete(ctx, state, mission, progress),
         }
+    }
+}
+
+/// For a repeatable single, count or sum mission the event matches: what it adds to a
+/// round (a single mission is a count mission with a target of 1).
+fn round_unit(ctx: &Ctx<'_>, mission: &Mission) -> Option<(Round, Unit)> {
+    if !mission.repeatable {
+        return None;
+    }
+    let event = ctx.event;
+    let (target, units) = match &mission.kind {
+        MissionKind::Single { event_types } if event_types.contains(&event.event_type) => (1, 1),
+        MissionKind::Count {
+            event_types,
+            target,
+        } if event_types.contains(&event.event_type) => {
+            (i64::try_from(*target).unwrap_or(i64::MAX), 1)
+        }
+        MissionKind::Sum {
+            event_types,
+            target_milli,
+            unit,
+        } if event_types.contains(&event.event_type) => (*target_milli, unit.units_milli(event)),
+        _ => return None,
+    };
+    Some((
+        Round {
+            target,
+            cooldown_ms: mission.cooldown_ms,
+        },
+        Unit {
+            at: event.occurred_at,
+            tie: SeenEvents::hash(&event.event_id),
+            units,
+        },
+    ))
+}
+
+/// A repeatable count or sum mission, in event-time order (see [`super::rounds`]).
+fn advance_rounds(
+    ctx: &mut Ctx<'_>,
+    state: &mut CustomerGameState,
+    mission: &Mission,
+    mut progress: MissionProgress,
+    (round, unit): (Round, Unit),
+) {
+    if unit.units == 0 {
+        return;
+    }
+    let before = progress.completions;
+    let (now, stepped) = progress.rounds.add(round, unit, ctx.settle_before);
+    match &mission.kind {
+        MissionKind::Sum { .. } => progress.sum_milli = now.progress,
+        _ => progress.count = now.progress.max(0) as u64,
+    }
+    progress.completions = now.completions;
+    progress.last_completed_at = now.last_completed_at;
+    state.missions.insert(mission.id.clone(), progress);
+    if now.completions > before {
+        for completions in before + 1..=now.completions {
+            completed(ctx, state, mission, completions);
+        }
+    } else if stepped != Stepped::Cooling {
+        let (progress, target) = match &mission.kind {
+            MissionKind::Sum { .. } => (now.progress as f64 / 1000.0, round.target as f64 / 1000.0),
+            _ => (now.progress as f64, round.target as f64),
+        };
+        ctx.emit(OutputBody::MissionProgress {
+            mission: mission.id.clone(),
+            kind: mission.kind.name(),
+            progress,
+            target,
+        });
     }
 }
 
@@ -179,6 +258,16 @@ fn complete(
         state.missions.remove(&mission.id);
         state.missions_done.insert(mission.id.clone(), at);
     }
+    completed(ctx, state, mission, completions);
+}
+
+/// Publishes a completion and pays its rewards.
+fn completed(
+    ctx: &mut Ctx<'_>,
+    state: &mut CustomerGameState,
+    mission: &Mission,
+    completions: u32,
+) {
     state.missions_completed += 1;
     let reward = &mission.reward;
     ctx.emit(OutputBody::MissionCompleted {

@@ -23,10 +23,12 @@ pub mod leaderboard;
 mod missions;
 pub mod output;
 mod points;
+pub mod rounds;
 pub mod rules;
 pub mod spec;
 mod standing;
 pub mod state;
+pub mod state_legacy;
 pub mod streak;
 pub mod time;
 

@@ -195,8 +195,13 @@ pub struct LeaderboardUpdate {
     pub period_end_ms: i64,
     pub customer_id: String,
     pub total: i64,
-    /// Event time at which the customer reached `total` (earlier wins a tie).
+    /// Event time at which the customer reached `total` (earlier wins a tie): the newest
+    /// of the events that earned points in it.
     pub reached_at: i64,
+    /// The time of the event that sent this total (`reached_at` when absent: updates
+    /// written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<i64>,
     pub event_id: String,
     pub rules_version: String,
 }

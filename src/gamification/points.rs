@@ -110,12 +110,14 @@ pub(super) fn credit(
     {
         for &period in &board.periods {
             let span = period_span(period, ctx.event.occurred_at, board.time_zone);
-            let board_total = if period == Period::AllTime {
-                total
+            let at = ctx.event.occurred_at;
+            let (board_total, reached_at) = if period == Period::AllTime {
+                // The points total (it may predate the board), and when it was reached.
+                state.set_board_total(&board.id, &span.key, span.end_ms, total, at)
             } else {
-                state.add_board_total(&board.id, &span.key, span.end_ms, points)
+                state.add_board_total(&board.id, &span.key, span.end_ms, points, at)
             };
-            ctx.touch_board(&board.id, span.key, span.end_ms, board_total);
+            ctx.touch_board(&board.id, span.key, span.end_ms, board_total, reached_at);
         }
     }
     total

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::rounds::Rounds;
 use super::streak::StreakState;
 use super::time::LocalDay;
 
@@ -200,6 +201,10 @@ pub struct MissionProgress {
     /// Times completed (repeatable missions).
     pub completions: u32,
     pub last_completed_at: Option<i64>,
+    /// Repeatable count and sum missions: the events the rounds are replayed from (see
+    /// [`super::rounds`]); `count`/`sum_milli`, `completions` and `last_completed_at` are
+    /// the result of that replay.
+    pub rounds: Rounds,
 }
 
 /// A customer's points in one leaderboard period that can still change.
@@ -210,17 +215,53 @@ pub struct BoardTotal {
     /// When the period ends (epoch ms); dropped once older than the grace period.
     pub end_ms: i64,
     pub total: i64,
+    /// The latest event time among the events that earned points in `total`: when the
+    /// customer reached it, the leaderboards' tie-break. A function of which events were
+    /// applied, not of when a restart or a replay happened (only where a cap cut an award
+    /// can the arrival order decide which events earned).
+    pub reached_at: i64,
 }
 
 impl CustomerGameState {
-    /// Adds `amount` to a board period's total and returns the new total.
+    /// Adds `amount`, earned by an event at `at`, to a board period's total; returns the
+    /// new total and when it was reached (see [`BoardTotal::reached_at`]).
     pub fn add_board_total(
         &mut self,
         board: &str,
         period_key: &str,
         end_ms: i64,
         amount: i64,
-    ) -> i64 {
+        at: i64,
+    ) -> (i64, i64) {
+        let entry = self.board_total_mut(board, period_key, end_ms, at);
+        entry.total = entry.total.saturating_add(amount);
+        entry.reached_at = entry.reached_at.max(at);
+        (entry.total, entry.reached_at)
+    }
+
+    /// Sets a board period's total (all time: the points total), reached by an event at
+    /// `at`; returns it and when it was reached.
+    pub fn set_board_total(
+        &mut self,
+        board: &str,
+        period_key: &str,
+        end_ms: i64,
+        total: i64,
+        at: i64,
+    ) -> (i64, i64) {
+        let entry = self.board_total_mut(board, period_key, end_ms, at);
+        entry.total = total;
+        entry.reached_at = entry.reached_at.max(at);
+        (entry.total, entry.reached_at)
+    }
+
+    fn board_total_mut(
+        &mut self,
+        board: &str,
+        period_key: &str,
+        end_ms: i64,
+        at: i64,
+    ) -> &mut BoardTotal {
         let found = self.board_totals.binary_search_by(|b| {
             (b.board.as_str(), b.period_key.as_str()).cmp(&(board, period_key))
         });
@@ -234,14 +275,13 @@ impl CustomerGameState {
                         period_key: period_key.to_string(),
                         end_ms,
                         total: 0,
+                        reached_at: at,
                     },
                 );
                 i
             }
         };
-        let entry = &mut self.board_totals[i];
-        entry.total = entry.total.saturating_add(amount);
-        entry.total
+        &mut self.board_totals[i]
     }
 
     /// Drops period totals whose period ended before `cutoff`: no event can reach them.
@@ -308,9 +348,23 @@ mod tests {
     #[test]
     fn board_totals_accumulate_and_expire() {
         let mut s = CustomerGameState::default();
-        assert_eq!(s.add_board_total("xp", "daily:2024-01-15", 1_000, 5), 5);
-        assert_eq!(s.add_board_total("xp", "daily:2024-01-15", 1_000, 7), 12);
-        assert_eq!(s.add_board_total("xp", "daily:2024-01-16", 2_000, 1), 1);
+        assert_eq!(
+            s.add_board_total("xp", "daily:2024-01-15", 1_000, 5, 70),
+            (5, 70)
+        );
+        // An out-of-order event does not move the time the total was reached back.
+        assert_eq!(
+            s.add_board_total("xp", "daily:2024-01-15", 1_000, 7, 60),
+            (12, 70)
+        );
+        assert_eq!(
+            s.add_board_total("xp", "daily:2024-01-15", 1_000, 1, 90),
+            (13, 90)
+        );
+        assert_eq!(
+            s.add_board_total("xp", "daily:2024-01-16", 2_000, 1, 5),
+            (1, 5)
+        );
         s.prune_board_totals(1_500);
         assert_eq!(s.board_totals.len(), 1);
         assert_eq!(s.board_totals[0].period_key, "daily:2024-01-16");

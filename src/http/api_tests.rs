@@ -63,7 +63,7 @@ fn customer_entry(id: &str, xp: i64) -> (Vec<u8>, Vec<u8>) {
     state.tier = Some("silver".into());
     (
         encode_key(STATE_STORE, &id.to_string()).unwrap(),
-        encode_value(STATE_STORE, &StoredGameState::V1(state)).unwrap(),
+        encode_value(STATE_STORE, &StoredGameState::V3(state)).unwrap(),
     )
 }
 
