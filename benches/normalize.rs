@@ -1,11 +1,31 @@
 //! Normalize + validate + encode throughput per core on seed-shaped events (issue target:
-//! ≥ 1,000,000 events/s per core).
+//! ≥ 1,000,000 events/s per core), and the cost of one maximal wide object: a record at the
+//! 1 MiB limit holding ~90,000 distinct top-level keys (issue 16, item 3: the duplicate-key
+//! check must stay linear in the member count).
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use scorestream::generator::{Generator, GeneratorConfig};
 use scorestream::ingest::mapping::NormalizerConfig;
 use scorestream::ingest::{Normalizer, RawInput};
 use std::hint::black_box;
+use std::time::Duration;
+
+/// A valid event as wide as the record size limit allows: ~90,000 short distinct keys.
+fn wide_object(limit: usize) -> (usize, Vec<u8>) {
+    let mut text =
+        String::from(r#"{"customer_id":"c-1","event_type":"data_usage","timestamp":1717199000"#);
+    let mut keys = 0;
+    loop {
+        let member = format!(r#","k{keys}":1"#);
+        if text.len() + member.len() + 1 > limit {
+            break;
+        }
+        text.push_str(&member);
+        keys += 1;
+    }
+    text.push('}');
+    (keys, text.into_bytes())
+}
 
 fn bench(c: &mut Criterion) {
     let now = 1_717_200_000_000;
@@ -52,6 +72,35 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    group.finish();
+
+    let limit = NormalizerConfig::default().max_record_bytes;
+    let (keys, wide) = wide_object(limit);
+    let mut group = c.benchmark_group("ingest-wide");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(1));
+    group.bench_function(
+        format!(
+            "normalize one maximal wide object ({} B, {keys} keys)",
+            wide.len()
+        ),
+        |b| {
+            b.iter(|| {
+                let ev = n
+                    .normalize(&RawInput {
+                        topic: "customer-events",
+                        value: Some(&wide),
+                        kafka_timestamp_ms: Some(now),
+                        now_ms: now,
+                    })
+                    .expect("valid");
+                black_box(ev.attributes.len())
+            })
+        },
+    );
     group.finish();
 }
 

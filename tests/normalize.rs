@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use scorestream::ingest::mapping::NormalizerConfig;
-use scorestream::ingest::{CanonicalEvent, Normalizer, RawInput};
+use scorestream::ingest::{CanonicalEvent, Normalizer, RawInput, RejectReason};
 use serde::Deserialize;
 
 /// 2024-06-01T00:00:00Z: the default "now" of a case.
@@ -272,4 +272,117 @@ fn normalization_case_files() {
         failures.join("\n")
     );
     println!("{count} normalization cases passed");
+}
+
+/// The reason table of `docs/outputs.md` ("Which input gets which reason") is what the
+/// normalizer does: every reason code is listed, and every row whose input is an example
+/// (a code span) gets the reason the row names.
+#[test]
+fn docs_reason_table_matches_the_normalizer() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/outputs.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("| input | reason |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert!(rows.len() > 20, "the reason table is missing: {rows:?}");
+    let code = |cell: &str| {
+        cell.strip_prefix('`')
+            .and_then(|c| c.strip_suffix('`'))
+            .map(str::to_string)
+    };
+    let n = Normalizer::new(NormalizerConfig::default());
+    let mut problems = Vec::new();
+    let mut listed = Vec::new();
+    let mut examples = 0;
+    for row in rows {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        let Some(reason) = cells.get(1).copied().and_then(code) else {
+            problems.push(format!("no reason code in {row}"));
+            continue;
+        };
+        if !RejectReason::ALL.iter().any(|r| r.as_str() == reason) {
+            problems.push(format!("{reason} is not a reason code"));
+        }
+        listed.push(reason.clone());
+        let Some(example) = code(cells[0]) else {
+            continue; // described, not an example
+        };
+        examples += 1;
+        let got = n.normalize(&RawInput {
+            topic: "customer-events",
+            value: Some(example.as_bytes()),
+            kafka_timestamp_ms: Some(DEFAULT_NOW - 1000),
+            now_ms: DEFAULT_NOW,
+        });
+        match got {
+            Err(r) if r.reason.as_str() == reason => {}
+            Err(r) => problems.push(format!(
+                "{example}: documented {reason}, got {} ({})",
+                r.reason, r.message
+            )),
+            Ok(ev) => problems.push(format!("{example}: documented {reason}, accepted: {ev:?}")),
+        }
+    }
+    for r in RejectReason::ALL {
+        if !listed.iter().any(|l| l == r.as_str()) {
+            problems.push(format!("{r} is not in the table"));
+        }
+    }
+    assert!(examples >= 20, "only {examples} examples");
+    assert!(
+        problems.is_empty(),
+        "docs/outputs.md's reason table drifted:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// A record at the size limit with ~90,000 distinct top-level keys is normalized in well
+/// under a second (issue 16, item 3): the duplicate-key check is linear, not a comparison
+/// of every key with every other (~4·10^9 comparisons, minutes in a debug build). The bound
+/// is loose (about 20 times the debug-build cost) so a busy machine does not fail it.
+#[test]
+fn a_maximal_wide_object_is_linear() {
+    let limit = NormalizerConfig::default().max_record_bytes;
+    let mut text =
+        String::from(r#"{"customer_id":"c-1","event_type":"data_usage","timestamp":1717199000"#);
+    let mut keys = 0;
+    loop {
+        let member = format!(r#","k{keys}":1"#);
+        if text.len() + member.len() + 1 > limit {
+            break;
+        }
+        text.push_str(&member);
+        keys += 1;
+    }
+    text.push('}');
+    assert!(keys > 85_000, "{keys} keys");
+    let n = Normalizer::new(NormalizerConfig::default());
+    let started = std::time::Instant::now();
+    let ev = n
+        .normalize(&RawInput {
+            topic: "customer-events",
+            value: Some(text.as_bytes()),
+            kafka_timestamp_ms: None,
+            now_ms: DEFAULT_NOW,
+        })
+        .expect("valid");
+    let took = started.elapsed();
+    assert_eq!(ev.attributes.len(), keys);
+    assert!(took.as_secs_f64() < 5.0, "{keys} keys took {took:?}");
+
+    // A duplicate at the very end of such an object is still found.
+    let last = format!(r#""k{}":1}}"#, keys - 1);
+    let dup = text.replace(&last, r#""k0":2}"#);
+    let got = n.normalize(&RawInput {
+        topic: "customer-events",
+        value: Some(dup.as_bytes()),
+        kafka_timestamp_ms: None,
+        now_ms: DEFAULT_NOW,
+    });
+    let r = got.expect_err("duplicate");
+    assert_eq!(r.reason, RejectReason::DuplicateKey);
+    assert!(r.message.contains("'k0'"), "{}", r.message);
 }

@@ -6,8 +6,8 @@
 //! [`CustomerGameState`], calls [`apply`], stores the state, sends the results to
 //! `gamification-results` (keyed by the customer) and the customer's new leaderboard
 //! totals to `<app-id>-leaderboard-points` (keyed by board and period). Late events are
-//! dead-lettered to their original input topic's `-dlq` as canonical JSON, or dropped, as
-//! the rules say.
+//! dead-lettered to their original input topic's `-dlq` as canonical JSON with the original
+//! record's headers (which the internal record carries), or dropped, as the rules say.
 //!
 //! Leaderboards must not funnel every event into one partition per board, so each task
 //! keeps an in-memory partial top-N per board and period of its own customers and forwards
@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::churn::ChurnState;
 use crate::engine::ScheduleId;
 use crate::engine::{
-    Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Record,
-    SourcePosition,
+    Child, Headers, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType,
+    Record, SourcePosition,
 };
 use crate::gamification::output::board_period_key;
 use crate::gamification::rules::LatePolicy;
@@ -179,6 +179,7 @@ impl GameProcessor {
         ctx: &mut ProcessorContext<'_>,
         late: Child,
         event: &CanonicalEvent,
+        headers: Headers,
         behind_ms: i64,
     ) {
         let policy = self.rules.settings.late_policy;
@@ -198,16 +199,18 @@ impl GameProcessor {
             humantime::format_duration(Duration::from_millis(behind_ms as u64)),
             humantime::format_duration(self.rules.settings.lateness_grace),
         );
-        self.dead_letter(ctx, late, event, RejectReason::LateEvent, &message);
+        self.dead_letter(ctx, late, event, headers, RejectReason::LateEvent, &message);
     }
 
     /// A dead letter raised after re-keying: the canonical event as JSON, placed on the
-    /// original input's `-dlq` and partition, with the original position in the headers.
+    /// original input's `-dlq` and partition, with the original record's headers (carried
+    /// on the internal record) and the original position in the headers.
     fn dead_letter(
         &self,
         ctx: &mut ProcessorContext<'_>,
         child: Child,
         event: &CanonicalEvent,
+        headers: Headers,
         reason: RejectReason,
         message: &str,
     ) {
@@ -220,7 +223,7 @@ impl GameProcessor {
         let record = Record {
             key: Some(event.customer_id.as_bytes().to_vec()),
             value: Some(event.to_json().to_string().into_bytes()),
-            headers: Default::default(),
+            headers,
             timestamp: event.occurred_at,
             source: Some(SourcePosition {
                 topic: Arc::from(origin.topic.as_str()),
@@ -280,7 +283,7 @@ impl Processor for GameProcessor {
                 return Ok(());
             }
             Applied::Late { behind_ms } => {
-                self.late(ctx, late, &event, behind_ms);
+                self.late(ctx, late, &event, r.headers, behind_ms);
                 return Ok(());
             }
             Applied::UnknownEventType => {
@@ -288,7 +291,14 @@ impl Processor for GameProcessor {
                     "event type '{}' is not used by any gamification rule (settings.strict_event_types is on)",
                     event.event_type
                 );
-                self.dead_letter(ctx, late, &event, RejectReason::UnknownEventType, &message);
+                self.dead_letter(
+                    ctx,
+                    late,
+                    &event,
+                    r.headers,
+                    RejectReason::UnknownEventType,
+                    &message,
+                );
                 return Ok(());
             }
         };

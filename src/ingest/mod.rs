@@ -7,6 +7,7 @@ pub mod mapping;
 pub mod normalize;
 pub mod processor;
 mod raw_json;
+mod scan;
 pub mod timestamp;
 
 pub use event::{AttrValue, CanonicalEvent, Origin};

@@ -10,6 +10,7 @@
 //! different whitespace, gets the same id and is recognised as a duplicate downstream.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, IgnoredAny};
@@ -18,7 +19,8 @@ use serde_json::value::RawValue;
 use super::event::{AttrValue, CanonicalEvent, Origin};
 use super::event_type::normalize_event_type;
 use super::mapping::NormalizerConfig;
-use super::raw_json::{classify, depth_exceeds, flatten, kind_name, Members, Scalar};
+use super::raw_json::{classify, flatten, integer_literal, kind_name, InvalidAt, Members, Scalar};
+use super::scan::{scan, ScanError};
 use super::timestamp;
 
 /// One input record as the normalizer sees it.
@@ -109,6 +111,94 @@ fn reject<T>(reason: RejectReason, message: impl Into<String>) -> Result<T, Reje
 #[derive(Debug, Clone)]
 pub struct Normalizer {
     config: NormalizerConfig,
+}
+
+/// Up to this many top-level members, duplicate keys are found by comparing each with those
+/// before it (no allocation); above it, with a hash set (linear however wide the object).
+const DUPLICATE_SCAN_MAX: usize = 16;
+
+/// The first key that appears twice among `members`.
+fn first_duplicate<'m>(members: &'m [(Cow<'_, str>, &RawValue)]) -> Option<&'m str> {
+    if members.len() <= DUPLICATE_SCAN_MAX {
+        return (1..members.len())
+            .find(|&i| members[..i].iter().any(|(p, _)| *p == members[i].0))
+            .map(|i| &*members[i].0);
+    }
+    let mut seen = HashSet::with_capacity(members.len());
+    members.iter().map(|(k, _)| &**k).find(|k| !seen.insert(*k))
+}
+
+/// The rejection for a value that is not valid JSON after all (see [`Scalar::Invalid`]).
+fn invalid_value(field: &str) -> Rejection {
+    Rejection {
+        reason: RejectReason::InvalidJson,
+        message: format!("invalid JSON: {field} holds a string or number that cannot be read"),
+    }
+}
+
+/// The customer id, from every alias present: they must all agree, as identity is never
+/// guessed. A null alias counts as absent. Records the indices of the aliases in `used`.
+fn customer_id(
+    members: &[(Cow<'_, str>, &RawValue)],
+    aliases: &[String],
+    used: &mut Vec<usize>,
+) -> Result<String, Rejection> {
+    let mut found: Option<(&str, String)> = None;
+    let mut null_alias = None;
+    for alias in aliases {
+        let Some(i) = members.iter().position(|(k, _)| k == alias) else {
+            continue;
+        };
+        used.push(i);
+        let (name, raw) = &members[i];
+        let id = match classify(raw) {
+            Scalar::Null => {
+                null_alias.get_or_insert(&**name);
+                continue;
+            }
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Str(s) => {
+                let t = s.trim();
+                if t.is_empty() {
+                    return reject(RejectReason::EmptyField, format!("{name} is empty"));
+                }
+                t.to_string()
+            }
+            // An integer beyond 64 bits keeps its exact digits (never through a double).
+            Scalar::Float(_) if integer_literal(raw).is_some() => raw.get().to_string(),
+            Scalar::Invalid => return Err(invalid_value(name)),
+            _ => {
+                return reject(
+                    RejectReason::WrongType,
+                    format!(
+                        "{name} is {} ({}); expected a string or an integer",
+                        kind_name(raw),
+                        raw.get()
+                    ),
+                )
+            }
+        };
+        match &found {
+            None => found = Some((name, id)),
+            Some((first, first_id)) if *first_id != id => {
+                return reject(
+                    RejectReason::DuplicateKey,
+                    format!(
+                        "{first} is '{first_id}' but {name} is '{id}': two different customer ids in one record are never guessed between"
+                    ),
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    match (found, null_alias) {
+        (Some((_, id)), _) => Ok(id),
+        (None, Some(name)) => reject(RejectReason::MissingField, format!("{name} is null")),
+        (None, None) => reject(
+            RejectReason::MissingField,
+            format!("no customer id (looked for {})", aliases.join(", ")),
+        ),
+    }
 }
 
 /// Finds the first alias present among `members`; returns its index.
@@ -218,14 +308,29 @@ impl Normalizer {
                 )
             }
         };
-        if depth_exceeds(bytes, self.config.max_depth) {
-            return reject(
-                RejectReason::TooDeep,
-                format!(
-                    "JSON nesting is deeper than {} levels",
-                    self.config.max_depth
-                ),
-            );
+        match scan(bytes, self.config.max_depth) {
+            Ok(()) => {}
+            Err(ScanError::TooDeep) => {
+                return reject(
+                    RejectReason::TooDeep,
+                    format!(
+                        "JSON nesting is deeper than {} levels",
+                        self.config.max_depth
+                    ),
+                )
+            }
+            Err(ScanError::NumberOutOfRange(literal)) => {
+                return reject(
+                    RejectReason::InvalidJson,
+                    format!("invalid JSON: the number {literal} is beyond the range of a double"),
+                )
+            }
+            Err(ScanError::LoneSurrogate(escape)) => {
+                return reject(
+                    RejectReason::InvalidJson,
+                    format!("invalid JSON: {escape} is half of a surrogate pair, not a character"),
+                )
+            }
         }
         let members = self.parse_object(text)?;
         self.build(input, &members)
@@ -263,14 +368,11 @@ impl Normalizer {
             return reject(RejectReason::InvalidJson, format!("invalid JSON: {e}"));
         }
         // Duplicate top-level keys: two different customer ids must never be guessed between.
-        for i in 1..members.len() {
-            let k = &members[i].0;
-            if members[..i].iter().any(|(p, _)| p == k) {
-                return reject(
-                    RejectReason::DuplicateKey,
-                    format!("the key '{k}' appears more than once"),
-                );
-            }
+        if let Some(k) = first_duplicate(&members) {
+            return reject(
+                RejectReason::DuplicateKey,
+                format!("the key '{k}' appears more than once"),
+            );
         }
         Ok(members)
     }
@@ -281,45 +383,9 @@ impl Normalizer {
         members: &[(Cow<'_, str>, &RawValue)],
     ) -> Result<CanonicalEvent, Rejection> {
         let aliases = self.config.mapping.for_topic(input.topic);
-        let mut used = [usize::MAX; 5];
-
-        // customer id
-        let Some(ci) = find(members, &aliases.customer_id) else {
-            return reject(
-                RejectReason::MissingField,
-                format!(
-                    "no customer id (looked for {})",
-                    aliases.customer_id.join(", ")
-                ),
-            );
-        };
-        used[0] = ci;
-        let (cname, craw) = &members[ci];
-        let customer_id = match classify(craw) {
-            Scalar::Null => return reject(RejectReason::MissingField, format!("{cname} is null")),
-            Scalar::Int(i) => i.to_string(),
-            Scalar::Str(s) => {
-                let t = s.trim();
-                if t.is_empty() {
-                    return reject(RejectReason::EmptyField, format!("{cname} is empty"));
-                }
-                t.to_string()
-            }
-            Scalar::Float(f) if craw.get().bytes().all(|b| b.is_ascii_digit()) => {
-                // An integer too large for i64 but written without a fraction.
-                format!("{f:.0}")
-            }
-            _ => {
-                return reject(
-                    RejectReason::WrongType,
-                    format!(
-                        "{cname} is {} ({}); expected a string or an integer",
-                        kind_name(craw),
-                        craw.get()
-                    ),
-                )
-            }
-        };
+        // Indices of the members read as fields; the others become attributes.
+        let mut used = Vec::with_capacity(8);
+        let customer_id = customer_id(members, &aliases.customer_id, &mut used)?;
 
         // event type
         let Some(ti) = find(members, &aliases.event_type) else {
@@ -331,11 +397,12 @@ impl Normalizer {
                 ),
             );
         };
-        used[1] = ti;
+        used.push(ti);
         let (tname, traw) = &members[ti];
         let event_type = match classify(traw) {
             Scalar::Null => return reject(RejectReason::MissingField, format!("{tname} is null")),
             Scalar::Str(s) => normalize_event_type(&s),
+            Scalar::Invalid => return Err(invalid_value(tname)),
             _ => {
                 return reject(
                     RejectReason::WrongType,
@@ -359,14 +426,23 @@ impl Normalizer {
         let ts_field = find(members, &aliases.timestamp);
         let mut occurred_at = None;
         if let Some(i) = ts_field {
-            used[2] = i;
+            used.push(i);
             let (name, raw) = &members[i];
             let parsed = match classify(raw) {
                 Scalar::Null => None,
                 Scalar::Str(s) => Some(timestamp::parse(&s)),
                 Scalar::Int(n) => Some(timestamp::from_epoch(n as f64)),
                 Scalar::Float(f) => Some(timestamp::from_epoch(f)),
-                _ => Some(Err(format!("is {}", kind_name(raw)))),
+                Scalar::Invalid => return Err(invalid_value(name)),
+                Scalar::Bool(_) | Scalar::Object | Scalar::Array => {
+                    return reject(
+                        RejectReason::WrongType,
+                        format!(
+                        "{name} is {}; expected a date-time string or epoch seconds/milliseconds",
+                        kind_name(raw)
+                    ),
+                    )
+                }
             };
             match parsed {
                 None => {}
@@ -399,11 +475,16 @@ impl Normalizer {
         // event id and source
         let mut event_id = None;
         if let Some(i) = find(members, &aliases.event_id) {
-            used[3] = i;
+            used.push(i);
             let (name, raw) = &members[i];
             match classify(raw) {
                 Scalar::Null => {}
                 Scalar::Int(n) => event_id = Some(n.to_string()),
+                // An integer beyond 64 bits keeps its exact digits.
+                Scalar::Float(_) if integer_literal(raw).is_some() => {
+                    event_id = Some(raw.get().to_string())
+                }
+                Scalar::Invalid => return Err(invalid_value(name)),
                 Scalar::Str(s) => {
                     let t = s.trim();
                     if !t.is_empty() {
@@ -420,10 +501,11 @@ impl Normalizer {
         }
         let mut source = None;
         if let Some(i) = find(members, &aliases.source) {
-            used[4] = i;
+            used.push(i);
             let (name, raw) = &members[i];
             match classify(raw) {
                 Scalar::Null => {}
+                Scalar::Invalid => return Err(invalid_value(name)),
                 Scalar::Str(s) => {
                     let t = s.trim();
                     if !t.is_empty() {
@@ -444,7 +526,7 @@ impl Normalizer {
         let mut attributes = Vec::with_capacity(members.len());
         for (i, (k, v)) in members.iter().enumerate() {
             if !used.contains(&i) {
-                flatten(k, v, &mut attributes);
+                flatten(k, v, &mut attributes).map_err(|InvalidAt(path)| invalid_value(&path))?;
             }
         }
 
@@ -461,6 +543,15 @@ impl Normalizer {
                 let (name, v) = attributes.remove(pos);
                 value = number_of(&v, &name)?;
                 break;
+            }
+            // A non-empty object there was flattened to `field.*`: not a number either.
+            if attributes.iter().any(|(k, _)| {
+                k.len() > field.len() && k.starts_with(field) && k.as_bytes()[field.len()] == b'.'
+            }) {
+                return reject(
+                    RejectReason::WrongType,
+                    format!("{field} is an object; expected a number"),
+                );
             }
         }
 

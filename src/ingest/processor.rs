@@ -90,10 +90,13 @@ impl Processor for IngestProcessor {
                         offset: pos.offset,
                     };
                 }
+                // The original headers travel on the internal record (as Kafka Streams'
+                // repartition topics carry them), so that a dead letter raised after
+                // re-keying (`late_event`) keeps them too (DESIGN §2).
                 let out = Record {
                     key: Some(event.customer_id.as_bytes().to_vec()),
                     value: Some(event.encode()),
-                    headers: Default::default(),
+                    headers: record.headers,
                     timestamp: event.occurred_at,
                     source: record.source,
                 };

@@ -1,6 +1,6 @@
 //! Reading raw JSON without building a `serde_json::Value` tree: top-level members with
-//! borrowed keys and raw values, scalar classification, a nesting-depth scan, and
-//! flattening nested objects into dotted attributes.
+//! borrowed keys and raw values, scalar classification, and flattening nested objects into
+//! dotted attributes.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -68,6 +68,16 @@ pub(super) enum Scalar<'a> {
     Str(Cow<'a, str>),
     Object,
     Array,
+    /// Text the pre-parse scan (`super::scan`) should have refused: a string that does not
+    /// unescape or a number that does not read as a finite double.
+    Invalid,
+}
+
+/// The raw text of an integer literal (`-?[0-9]+`), whatever its size.
+pub(super) fn integer_literal(raw: &RawValue) -> Option<&str> {
+    let s = raw.get();
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(s)
 }
 
 pub(super) fn classify(raw: &RawValue) -> Scalar<'_> {
@@ -82,14 +92,16 @@ pub(super) fn classify(raw: &RawValue) -> Scalar<'_> {
         Some(b'"') if s.len() >= 2 && !s.as_bytes().contains(&b'\\') => {
             Scalar::Str(Cow::Borrowed(&s[1..s.len() - 1]))
         }
-        Some(b'"') => {
-            serde_json::from_str::<String>(s).map_or(Scalar::Null, |o| Scalar::Str(Cow::Owned(o)))
-        }
+        Some(b'"') => serde_json::from_str::<String>(s)
+            .map_or(Scalar::Invalid, |o| Scalar::Str(Cow::Owned(o))),
         _ => {
             if let Ok(i) = s.parse::<i64>() {
                 Scalar::Int(i)
             } else {
-                s.parse::<f64>().map_or(Scalar::Null, Scalar::Float)
+                match s.parse::<f64>() {
+                    Ok(f) if f.is_finite() => Scalar::Float(f),
+                    _ => Scalar::Invalid,
+                }
             }
         }
     }
@@ -104,69 +116,53 @@ pub(super) fn kind_name(raw: &RawValue) -> &'static str {
         Scalar::Str(_) => "a string",
         Scalar::Object => "an object",
         Scalar::Array => "an array",
+        Scalar::Invalid => "invalid JSON",
     }
 }
 
-/// Deepest nesting of arrays/objects, stopping early once over `limit`.
-pub(super) fn depth_exceeds(text: &[u8], limit: usize) -> bool {
-    let mut depth = 0usize;
-    let mut in_str = false;
-    let mut escaped = false;
-    for &b in text {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > limit {
-                    return true;
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
+/// A value inside the record that is not valid JSON after all (see [`Scalar::Invalid`]);
+/// the dotted path of the attribute.
+#[derive(Debug)]
+pub(super) struct InvalidAt(pub(super) String);
 
-pub(super) fn flatten(prefix: &str, raw: &RawValue, out: &mut Vec<(String, AttrValue)>) {
+/// Appends `raw` as attributes named from `prefix`: scalars as they are, objects flattened
+/// to dotted paths (an empty one kept as `{}`), arrays as compact JSON text.
+pub(super) fn flatten(
+    prefix: &str,
+    raw: &RawValue,
+    out: &mut Vec<(String, AttrValue)>,
+) -> Result<(), InvalidAt> {
     let value = match classify(raw) {
+        Scalar::Invalid => return Err(InvalidAt(prefix.to_string())),
         Scalar::Null => AttrValue::Null,
         Scalar::Bool(b) => AttrValue::Bool(b),
         Scalar::Int(i) => AttrValue::Int(i),
         Scalar::Float(f) => AttrValue::Float(f),
         Scalar::Str(s) => AttrValue::Str(s.into_owned()),
-        Scalar::Array => {
-            let compact = serde_json::from_str::<serde_json::Value>(raw.get())
-                .map(|v| v.to_string())
-                .unwrap_or_else(|_| raw.get().to_string());
-            AttrValue::Json(compact)
-        }
+        // Compacted through a `Value`; its only failure after the scan is serde_json's
+        // recursion limit (128) under a configured `max_depth` above it: kept as written.
+        Scalar::Array => AttrValue::Json(
+            serde_json::from_str::<serde_json::Value>(raw.get())
+                .map_or_else(|_| raw.get().to_string(), |v| v.to_string()),
+        ),
         Scalar::Object => {
-            if let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(raw.get()) {
-                if members.is_empty() {
-                    out.push((prefix.to_string(), AttrValue::Json("{}".into())));
-                }
-                let mut path = String::with_capacity(prefix.len() + 16);
-                for (k, v) in members {
-                    path.clear();
-                    path.push_str(prefix);
-                    path.push('.');
-                    path.push_str(&k);
-                    flatten(&path, v, out);
-                }
+            let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(raw.get()) else {
+                return Err(InvalidAt(prefix.to_string()));
+            };
+            if members.is_empty() {
+                out.push((prefix.to_string(), AttrValue::Json("{}".into())));
             }
-            return;
+            let mut path = String::with_capacity(prefix.len() + 16);
+            for (k, v) in members {
+                path.clear();
+                path.push_str(prefix);
+                path.push('.');
+                path.push_str(&k);
+                flatten(&path, v, out)?;
+            }
+            return Ok(());
         }
     };
     out.push((prefix.to_string(), value));
+    Ok(())
 }
