@@ -10,6 +10,7 @@
 A resource whose kind has no schema is an error, not a warning: nothing passes unchecked.
 
 With --json, prints every resource of the directory as one JSON array (for tests/k8s_files.rs).
+With --sync-rules, copies topology/gamification.toml into deploy/k8s/configmap.yaml.
 Installed by scripts/install-deps.sh: pip install kubernetes-validate.
 """
 import json
@@ -85,7 +86,28 @@ def validate(directory):
     return checked, errors
 
 
+def sync_rules():
+    """Rewrites the `gamification.toml: |` block (the last key) of configmap.yaml."""
+    path = os.path.join(HERE, "..", "deploy", "k8s", "configmap.yaml")
+    with open(os.path.join(HERE, "..", "topology", "gamification.toml")) as f:
+        rules = f.read()
+    with open(path) as f:
+        text = f.read()
+    marker = "  gamification.toml: |\n"
+    head = text[:text.index(marker) + len(marker)]
+    block = "".join(("    " + line if line.strip() else "") + "\n"
+                    for line in rules.rstrip("\n").split("\n"))
+    with open(path, "w") as f:
+        f.write(head + block)
+    with open(path) as f:
+        assert yaml.safe_load(f)["data"]["gamification.toml"] == rules
+    print(f"{path}: rules copied from topology/gamification.toml")
+
+
 def main(argv):
+    if "--sync-rules" in argv:
+        sync_rules()
+        return 0
     as_json = "--json" in argv
     args = [a for a in argv if a != "--json"]
     directory = args[0] if args else os.path.join(HERE, "..", "deploy", "k8s")

@@ -237,12 +237,24 @@ fn the_statefulset_runs_the_configuration_it_means() {
             "{config_dir}/gamification.toml"
         )))
     );
-    assert!(
-        config_map["data"]["gamification.toml"].as_str()
-            == Some(read("topology/gamification.toml").as_str()),
-        "deploy/k8s/configmap.yaml's gamification.toml differs from topology/gamification.toml: \
-         copy it over (indented by four spaces under `gamification.toml: |`)"
+    // The same rules as the bundled file (comments aside: compared as parsed TOML), and
+    // they compile.
+    let shipped = config_map["data"]["gamification.toml"].as_str().unwrap();
+    assert_eq!(
+        shipped.parse::<toml::Table>().unwrap(),
+        read("topology/gamification.toml")
+            .parse::<toml::Table>()
+            .unwrap(),
+        "deploy/k8s/configmap.yaml's rules differ from topology/gamification.toml: \
+         python3 scripts/validate-k8s.py --sync-rules"
     );
+    let rules_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(rules_file.path(), shipped).unwrap();
+    let mut local = config.clone();
+    local.gamification.rules_file = Some(rules_file.path().to_path_buf());
+    if let Err(e) = scorestream::app::Components::load(&local) {
+        panic!("the ConfigMap's rules: {e}");
+    }
 
     // State on the pod's own volume.
     let claim = &set["spec"]["volumeClaimTemplates"][0];
