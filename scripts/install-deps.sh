@@ -2,8 +2,8 @@
 # Installs what building and testing ScoreStream needs, skipping what is already there:
 # Debian packages for the C builds (librdkafka, OpenSSL; libclang for RocksDB), a Tansu
 # 0.6 broker binary for the integration tests, and Python packages for the checks of
-# deploy/k8s (kubernetes-validate) and the downstream consumer example (confluent-kafka).
-# Idempotent.
+# deploy/k8s (kubernetes-validate) and the downstream consumer example (confluent-kafka), and
+# cargo-deny. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -68,3 +68,12 @@ for spec in "kubernetes_validate kubernetes-validate==1.37.0" "confluent_kafka c
     pip_install "$package"
   fi
 done
+
+# cargo-deny for `cargo deny check licenses bans sources` (.ci/run, deny.toml), built once
+# from crates.io into the cache (its bin/ is on PATH through scripts/env.sh).
+if command -v cargo-deny >/dev/null; then
+  echo "install-deps: cargo-deny present ($(cargo-deny --version))"
+else
+  echo "install-deps: cargo install cargo-deny (once; a few minutes)"
+  cargo install --quiet --locked --root "$SCORESTREAM_CACHE" cargo-deny@0.20.2
+fi
