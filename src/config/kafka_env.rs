@@ -192,4 +192,49 @@ mod tests {
             assert_eq!(shown(plain, "pod-0"), "pod-0");
         }
     }
+
+    #[test]
+    fn kafka_properties_come_from_the_environment_over_the_file() {
+        let text = r#"
+            [kafka.common]
+            "sasl.password" = "from-file"
+            "sasl.username" = "scorestream"
+        "#;
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = crate::config::Config::from_toml_with_env_vars(
+            Some(text),
+            &|_| None,
+            &vars(&[
+                ("SCORESTREAM_KAFKA_COMMON__SASL_PASSWORD", "from-secret"),
+                (
+                    "SCORESTREAM_KAFKA_CONSUMER__GROUP_INSTANCE_ID",
+                    "scorestream-0",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.common["sasl.password"], "from-secret");
+        assert_eq!(c.kafka.common["sasl.username"], "scorestream");
+        assert_eq!(c.kafka.consumer["group.instance.id"], "scorestream-0");
+        assert!(c.kafka.producer.is_empty() && c.kafka.admin.is_empty());
+        // Never in debug output.
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("from-secret"), "{shown}");
+        assert!(shown.contains("scorestream-0"), "{shown}");
+        // A name off the scheme is reported with the other problems, by name.
+        let errs = crate::config::Config::from_toml_with_env_vars(
+            Some("inputs = []"),
+            &|_| None,
+            &vars(&[("SCORESTREAM_KAFKA_SASL_PASSWORD", "hunter2")]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["SCORESTREAM_KAFKA_SASL_PASSWORD", "inputs"]);
+        assert!(!errs.to_string().contains("hunter2"), "{errs}");
+    }
 }
