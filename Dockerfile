@@ -17,7 +17,7 @@ RUN apt-get update \
 WORKDIR /src
 # Dependencies first, in their own layer: editing src/ does not rebuild RocksDB and
 # librdkafka. The manifest names the benches, so they come along (they are not built here).
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY benches benches
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
@@ -27,6 +27,10 @@ RUN mkdir src \
 # The bundled topology files are compiled in (include_str!), so they are needed here.
 COPY topology topology
 COPY src src
+# No .git in the build context: pass the commit for `--version` and scorestream_build_info,
+#   docker build --build-arg SCORESTREAM_GIT_COMMIT=$(git rev-parse --short=12 HEAD) .
+# (without it they say "unknown").
+ARG SCORESTREAM_GIT_COMMIT=unknown
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --bin scorestream
 

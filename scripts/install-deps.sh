@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing ScoreStream needs, skipping what is already there:
-# Debian packages for the C builds (librdkafka, OpenSSL; libclang for RocksDB) and a Tansu
-# 0.6 broker binary for the integration tests. Idempotent.
+# Debian packages for the C builds (librdkafka, OpenSSL; libclang for RocksDB), a Tansu
+# 0.6 broker binary for the integration tests, and Python packages for the checks of
+# deploy/k8s (kubernetes-validate) and the downstream consumer example (confluent-kafka), and
+# cargo-deny. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -49,4 +51,29 @@ else
   chmod +x "$BIN" 2>/dev/null || true
   ln -sf "$BIN" "$SCORESTREAM_CACHE/bin/tansu"
   echo "install-deps: Tansu linked at $SCORESTREAM_CACHE/bin/tansu ($("$BIN" --version))"
+fi
+
+# Python packages, each skipped when importable: kubernetes-validate ships the Kubernetes
+# JSON schemas (scripts/validate-k8s.py checks deploy/k8s offline with them); confluent-kafka
+# is what examples/downstream_consumer.py is written with (tests/downstream_example.rs).
+pip_install() {
+  python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
+}
+for spec in "kubernetes_validate kubernetes-validate==1.37.0" "confluent_kafka confluent-kafka==2.16.2"; do
+  module=${spec%% *}; package=${spec#* }
+  if python3 -c "import $module" 2>/dev/null; then
+    echo "install-deps: Python $package present"
+  else
+    echo "install-deps: pip install $package"
+    pip_install "$package"
+  fi
+done
+
+# cargo-deny for `cargo deny check licenses bans sources` (.ci/run, deny.toml), built once
+# from crates.io into the cache (its bin/ is on PATH through scripts/env.sh).
+if command -v cargo-deny >/dev/null; then
+  echo "install-deps: cargo-deny present ($(cargo-deny --version))"
+else
+  echo "install-deps: cargo install cargo-deny (once; a few minutes)"
+  cargo install --quiet --locked --root "$SCORESTREAM_CACHE" cargo-deny@0.20.2
 fi

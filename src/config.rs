@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod kafka_env;
+
 /// How outputs and offsets are committed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -283,14 +285,32 @@ impl Default for HttpSettings {
     }
 }
 
-/// librdkafka properties by client kind; `common` applies to all.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// librdkafka properties by client kind; `common` applies to all. Also set by
+/// `SCORESTREAM_KAFKA_<SECTION>__<PROPERTY>` variables ([`kafka_env`]).
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaPassthrough {
     pub common: BTreeMap<String, String>,
     pub consumer: BTreeMap<String, String>,
     pub producer: BTreeMap<String, String>,
     pub admin: BTreeMap<String, String>,
+}
+
+/// Secret-looking values (passwords, keys, tokens) are shown as `<redacted>`.
+impl std::fmt::Debug for KafkaPassthrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |t: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            t.iter()
+                .map(|(k, v)| (k.clone(), kafka_env::shown(k, v)))
+                .collect()
+        };
+        f.debug_struct("KafkaPassthrough")
+            .field("common", &redacted(&self.common))
+            .field("consumer", &redacted(&self.consumer))
+            .field("producer", &redacted(&self.producer))
+            .field("admin", &redacted(&self.admin))
+            .finish()
+    }
 }
 
 /// A configuration problem, with the key path it concerns.
@@ -308,9 +328,22 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl Config {
     /// Parses TOML, applies environment overrides from `env`, validates. All errors at once.
+    /// `env` answers variables by name; the `SCORESTREAM_KAFKA_*` family is found by listing
+    /// the environment, so only [`Config::from_toml_with_env_vars`] applies it.
     pub fn from_toml_with_env(
         text: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        Config::from_toml_with_env_vars(text, env, &[])
+    }
+
+    /// [`Config::from_toml_with_env`] plus `kafka_vars`, every `SCORESTREAM_KAFKA_*`
+    /// variable of the environment (name, value), which set librdkafka properties over the
+    /// file's.
+    pub fn from_toml_with_env_vars(
+        text: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+        kafka_vars: &[(String, String)],
     ) -> Result<Config, ConfigErrors> {
         let (mut config, mut errors) = match text {
             None => (Config::default(), Vec::new()),
@@ -354,6 +387,7 @@ impl Config {
                 }),
             }
         }
+        kafka_env::apply(&mut config.kafka, kafka_vars, &mut errors);
         config.validate_into(&mut errors);
         if errors.is_empty() {
             Ok(config)
@@ -373,7 +407,20 @@ impl Config {
                 }])
             })?),
         };
-        Config::from_toml_with_env(text.as_deref(), &|k| std::env::var(k).ok())
+        let (kafka_vars, mut errors) = kafka_env::from_process();
+        let config = Config::from_toml_with_env_vars(
+            text.as_deref(),
+            &|k| std::env::var(k).ok(),
+            &kafka_vars,
+        );
+        match config {
+            Ok(c) if errors.is_empty() => Ok(c),
+            Ok(_) => Err(ConfigErrors(errors)),
+            Err(ConfigErrors(mut more)) => {
+                errors.append(&mut more);
+                Err(ConfigErrors(errors))
+            }
+        }
     }
 
     fn validate_into(&self, errors: &mut Vec<ConfigError>) {

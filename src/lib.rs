@@ -15,6 +15,7 @@
 //! - [`app`]: assembles the bundled topology from configuration.
 //! - [`config`]: the TOML configuration with environment overrides, validated all at once.
 //! - [`metrics`]: Prometheus metrics (low-cardinality labels only).
+//! - [`logging`]: text or JSON log lines; [`build_info`]: version and git commit.
 //! - [`http`]: the HTTP listener — `/metrics`, `/health`, `/ready`.
 //! - [`generator`]: seed-shaped events, good and bad, for the demo, tests and load runs.
 //! - [`demo`]: `scorestream demo` on librdkafka's in-process mock cluster.
@@ -22,6 +23,7 @@
 //! `src/main.rs` is thin: parse the command line, load configuration, run until shutdown.
 
 pub mod app;
+pub mod build_info;
 pub mod churn;
 pub mod cli;
 pub mod config;
@@ -31,6 +33,7 @@ pub mod gamification;
 pub mod generator;
 pub mod http;
 pub mod ingest;
+pub mod logging;
 pub mod metrics;
 pub mod runtime;
 pub mod state;

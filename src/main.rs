@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use scorestream::config::Config;
+use scorestream::logging::LogFormat;
 use scorestream::{app, demo, metrics::Metrics, runtime};
 use tracing::{error, info};
 
@@ -14,10 +15,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "scorestream",
-    version,
+    version = scorestream::build_info::LONG_VERSION,
     about = "A Kafka Streams-style stream processor that turns customer events into gamification results and churn predictions."
 )]
 struct Cli {
+    /// Log lines on stderr: `text`, or `json` (one object per line, fields kept) for log
+    /// collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "SCORESTREAM_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -218,16 +229,6 @@ enum StateCommand {
     },
 }
 
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("{e}");
@@ -269,7 +270,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         parts.normalizer.clone(),
     )?;
-    info!(addr = %bound, advertised = %advertised, webhook = http.webhook.is_some(), "HTTP listening (/metrics, /health, /ready, /customers, /leaderboards, /events).");
+    info!(addr = %bound, advertised = %advertised, webhook = http.webhook.is_some(), "HTTP listening (/metrics, /health, /ready, /instances, /customers, /leaderboards, /events).");
     scorestream::http::spawn(listener, scorestream::http::router(http.clone()));
     info!(application_id = %config.application_id, bootstrap = %config.bootstrap_servers, "Starting.");
     let handle = tokio::select! {
@@ -409,6 +410,8 @@ fn validate(config: Option<&std::path::Path>, rules: Option<PathBuf>) -> ExitCod
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
+    let init_tracing = move |default: &str| scorestream::logging::init(default, log_format);
     match cli.command {
         Command::Describe { config, format } => {
             let config = match load_config(config.as_deref()) {

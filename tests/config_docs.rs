@@ -225,6 +225,24 @@ fn documented_types_are_the_ones_the_parser_accepts() {
     );
 }
 
+/// A documented variable family such as `SCORESTREAM_KAFKA_COMMON__<PROPERTY>`: found by
+/// listing the environment, not asked for by name.
+fn is_family(var: &str) -> bool {
+    var.ends_with("<PROPERTY>")
+}
+
+/// Configuration keys whose value differs between `a` and `b`.
+fn changed_keys(a: &Config, b: &Config) -> Vec<String> {
+    let (a, b) = (flat(a), flat(b));
+    a.keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 #[test]
 fn the_documented_environment_variables_are_the_ones_read_and_override_their_keys() {
     let (doc, env_table) = documented();
@@ -245,12 +263,16 @@ fn the_documented_environment_variables_are_the_ones_read_and_override_their_key
         "the environment table and the key tables' env column disagree"
     );
     assert_eq!(
-        env_table.keys().cloned().collect::<BTreeSet<_>>(),
+        env_table
+            .keys()
+            .filter(|v| !is_family(v))
+            .cloned()
+            .collect::<BTreeSet<_>>(),
         asked,
         "documented variables vs the ones the configuration reads"
     );
     let defaults = flat(&Config::default());
-    for (var, key) in &env_table {
+    for (var, key) in env_table.iter().filter(|(v, _)| !is_family(v)) {
         // A value of the key's documented type that is not its default.
         let value = samples(&doc[key].ty)
             .0
@@ -260,17 +282,65 @@ fn the_documented_environment_variables_are_the_ones_read_and_override_their_key
             .unwrap();
         let config = Config::from_toml_with_env(None, &|k| (k == var).then(|| value.clone()))
             .unwrap_or_else(|e| panic!("{var}={value}: {e}"));
-        let now = flat(&config);
-        let changed: Vec<&String> = now
-            .keys()
-            .chain(defaults.keys())
-            .filter(|k| now.get(*k) != defaults.get(*k))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        assert_eq!(changed, [key], "{var}={value} changed {changed:?}");
-        assert_eq!(now[key].as_str(), Some(value.as_str()), "{var}");
+        let changed = changed_keys(&config, &Config::default());
+        assert_eq!(
+            changed,
+            std::slice::from_ref(key),
+            "{var}={value} changed {changed:?}"
+        );
+        assert_eq!(flat(&config)[key].as_str(), Some(value.as_str()), "{var}");
     }
+}
+
+#[test]
+fn the_kafka_variable_family_sets_each_documented_section_and_nothing_else() {
+    let (_, env_table) = documented();
+    let families: Vec<(&String, &String)> =
+        env_table.iter().filter(|(v, _)| is_family(v)).collect();
+    // One family per `[kafka.*]` table.
+    let sections: BTreeSet<String> = real_defaults()
+        .keys()
+        .filter(|k| k.ends_with(PROPERTY))
+        .cloned()
+        .collect();
+    assert_eq!(
+        families
+            .iter()
+            .map(|(_, k)| (*k).clone())
+            .collect::<BTreeSet<_>>(),
+        sections
+    );
+    // Over a file that sets the property too: the variable wins, dots from underscores.
+    for (var, key) in families {
+        let section = key
+            .strip_prefix("kafka.")
+            .and_then(|k| k.strip_suffix(&format!(".{PROPERTY}")))
+            .unwrap();
+        let file = format!("[kafka.{section}]\n\"client.rack\" = \"from-file\"\n");
+        let name = var.replace("<PROPERTY>", "CLIENT_RACK");
+        let vars = [(name.clone(), "from-env".to_string())];
+        let config = Config::from_toml_with_env_vars(Some(&file), &|_| None, &vars)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let changed = changed_keys(&config, &Config::default());
+        let property = format!("kafka.{section}.client.rack");
+        assert_eq!(
+            changed,
+            std::slice::from_ref(&property),
+            "{name} changed {changed:?}"
+        );
+        assert_eq!(
+            flat(&config)[&property].as_str(),
+            Some("from-env"),
+            "{name}"
+        );
+    }
+    // Outside the scheme: an error naming the variable, not silently ignored.
+    let bad = [(
+        "SCORESTREAM_KAFKA_SASL_PASSWORD".to_string(),
+        "x".to_string(),
+    )];
+    let err = Config::from_toml_with_env_vars(None, &|_| None, &bad).unwrap_err();
+    assert_eq!(err.0[0].key, "SCORESTREAM_KAFKA_SASL_PASSWORD", "{err}");
 }
 
 /// What the example sets, what it shows commented out, and which keys its comments say

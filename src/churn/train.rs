@@ -28,34 +28,46 @@ pub fn write_csv(rows: &[Row], out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads rows written by [`write_csv`] (columns may come in any order; extra columns are
-/// ignored; every feature and `churned` must be present).
+/// Reads rows written by [`write_csv`] or exported by a spreadsheet or database: RFC 4180
+/// CSV (quoted cells, a UTF-8 byte-order mark, CRLF line ends). Columns may come in any
+/// order; extra columns are ignored; every feature and `churned` must be present.
 pub fn read_csv(input: &mut dyn BufRead) -> Result<Vec<Row>, String> {
-    let mut lines = input.lines();
-    let header = lines
-        .next()
-        .ok_or("the file is empty")?
-        .map_err(|e| e.to_string())?;
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let names: Vec<String> = reader
+        .headers()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if names.iter().all(String::is_empty) {
+        return Err("the file is empty".into());
+    }
     let col = |n: &str| {
         names
             .iter()
-            .position(|h| *h == n)
+            .position(|h| h == n)
             .ok_or_else(|| format!("column '{n}' is missing from the header"))
     };
     let feature_cols: Vec<usize> = FEATURES.iter().map(|f| col(f)).collect::<Result<_, _>>()?;
     let label_col = col("churned")?;
     let mut rows = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let line = line.map_err(|e| e.to_string())?;
-        if line.trim().is_empty() {
+    let mut record = csv::StringRecord::new();
+    // The header is line 1. (csv's own line count is off by one with CRLF line ends.)
+    for line in 2.. {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        if record.iter().all(str::is_empty) {
             continue;
         }
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         let cell = |c: usize| {
-            cells
+            record
                 .get(c)
-                .ok_or_else(|| format!("line {}: too few columns", i + 2))
+                .ok_or_else(|| format!("line {line}: too few columns"))
         };
         let mut values = [0.0; FEATURES.len()];
         for (v, &c) in values.iter_mut().zip(&feature_cols) {
@@ -64,15 +76,14 @@ pub fn read_csv(input: &mut dyn BufRead) -> Result<Vec<Row>, String> {
                 .parse::<f64>()
                 .ok()
                 .filter(|x| x.is_finite())
-                .ok_or_else(|| format!("line {}: '{text}' is not a number", i + 2))?;
+                .ok_or_else(|| format!("line {line}: '{text}' is not a number"))?;
         }
-        let churned = match *cell(label_col)? {
+        let churned = match cell(label_col)? {
             "1" | "true" => true,
             "0" | "false" => false,
             other => {
                 return Err(format!(
-                    "line {}: churned must be 0 or 1, not '{other}'",
-                    i + 2
+                    "line {line}: churned must be 0 or 1, not '{other}'"
                 ))
             }
         };
@@ -365,5 +376,30 @@ mod tests {
         assert!(err.contains("line 2") && err.contains("abc"), "{err}");
         let err = read_csv(&mut "a,b\n1,2\n".as_bytes()).unwrap_err();
         assert!(err.contains("days_since_last_activity"), "{err}");
+    }
+
+    #[test]
+    fn csv_from_spreadsheets_reads_quotes_bom_and_crlf() {
+        // As Excel saves "CSV UTF-8": a byte-order mark, quoted cells (a comma inside an
+        // extra column), CRLF line ends; the columns in another order.
+        let mut names: Vec<String> = FEATURES.iter().rev().map(|f| format!("\"{f}\"")).collect();
+        names.insert(0, "\"churned\"".into());
+        names.push("note".into());
+        let values: Vec<String> = (0..FEATURES.len())
+            .rev()
+            .map(|i| format!("\"{i}.5\""))
+            .collect();
+        let text = format!(
+            "\u{feff}{}\r\n\"1\",{},\"renewed, then left\"\r\n",
+            names.join(","),
+            values.join(",")
+        );
+        let rows = read_csv(&mut text.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].churned);
+        let expected: Vec<f64> = (0..FEATURES.len()).map(|i| i as f64 + 0.5).collect();
+        assert_eq!(rows[0].features.values.to_vec(), expected);
+        let err = read_csv(&mut text.replace("\"2.5\"", "\"x\"").as_bytes()).unwrap_err();
+        assert!(err.contains("line 2") && err.contains("'x'"), "{err}");
     }
 }

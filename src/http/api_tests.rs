@@ -46,6 +46,25 @@ impl StateReader for FakeReader {
     fn advertised(&self) -> Option<String> {
         Some(self.me.clone())
     }
+    /// This instance with the partitions in `owned`, and the other owner, if any, with none.
+    fn instances(&self) -> Vec<crate::runtime::registry::Announcement> {
+        let mut mine: Vec<i32> = self.owned.keys().copied().collect();
+        mine.sort();
+        let me = crate::runtime::registry::Announcement {
+            http: self.me.clone(),
+            partitions: [("customer-events".to_string(), mine)].into(),
+            at_ms: 1_000,
+        };
+        let other = self
+            .owner
+            .iter()
+            .map(|o| crate::runtime::registry::Announcement {
+                http: o.clone(),
+                partitions: Default::default(),
+                at_ms: 2_000,
+            });
+        std::iter::once(me).chain(other).collect()
+    }
 }
 
 fn all_partitions(how: &'static str) -> HashMap<i32, &'static str> {
@@ -156,6 +175,42 @@ async fn queries_before_the_runtime_runs_are_503() {
     let r = get(&ctx, "/customers/C-1").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.retry_after.as_deref(), Some("5"));
+}
+
+#[tokio::test]
+async fn instances_lists_every_instance_and_its_partitions() {
+    let ctx = HttpContext::new(Metrics::new());
+    let r = get(&ctx, "/instances").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(r.retry_after.as_deref(), Some("5"));
+
+    let ctx = context(FakeReader {
+        me: "a:1".into(),
+        owned: [(0, "running"), (2, "restoring")].into(),
+        values: HashMap::new(),
+        owner: Some("b:2".into()),
+    });
+    let r = get(&ctx, "/instances").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body,
+        json!({
+            "this_instance": "a:1",
+            "instances": [
+                {"http": "a:1", "this_instance": true,
+                 "partitions": {"customer-events": [0, 2]}, "announced_at_ms": 1000},
+                {"http": "b:2", "this_instance": false,
+                 "partitions": {}, "announced_at_ms": 2000},
+            ]
+        })
+    );
+    // Counted by its route, like every other.
+    let counted = ctx
+        .metrics
+        .http_requests
+        .with_label_values(&["/instances", "200"])
+        .get();
+    assert_eq!(counted, 1);
 }
 
 #[tokio::test]

@@ -1,11 +1,13 @@
 //! The HTTP listener (DESIGN §5): `/metrics` for Prometheus, `/health` (the process is
 //! alive), `/ready` (the instance has joined the group and every task it owns is
-//! restored), interactive queries ([`query`]) and the `POST /events` webhook
+//! restored), `/instances` (who owns which partitions, [`instances`]), interactive queries
+//! ([`query`]) and the `POST /events` webhook
 //! ([`webhook`]). Errors are JSON with a status code that means what it says.
 //!
 //! The listener is bound before anything else starts, so a bad `http_addr` fails at once
 //! and `/health` answers while topics are created and the group is joined.
 
+pub mod instances;
 pub mod query;
 pub mod webhook;
 
@@ -136,6 +138,7 @@ pub fn router(ctx: HttpContext) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/instances", get(instances::list))
         .route("/customers/{customer_id}", get(query::customer))
         .route("/leaderboards/{board}", get(query::leaderboard))
         .route("/events", post(webhook::post_events))
@@ -226,7 +229,7 @@ async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(json!({"error": "not found", "routes": [
-            "GET /metrics", "GET /health", "GET /ready", "GET /customers/{customer_id}",
+            "GET /metrics", "GET /health", "GET /ready", "GET /instances", "GET /customers/{customer_id}",
             "GET /leaderboards/{board}?period=&limit=", "POST /events",
         ]})),
     )

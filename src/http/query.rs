@@ -43,6 +43,8 @@ pub trait StateReader: Send + Sync + 'static {
     fn owner(&self, topic: &str, partition: i32) -> Option<String>;
     /// This instance's advertised HTTP address.
     fn advertised(&self) -> Option<String>;
+    /// Every live instance and its partitions, by advertised address (`GET /instances`).
+    fn instances(&self) -> Vec<crate::runtime::registry::Announcement>;
 }
 
 impl StateReader for crate::runtime::StateQuery {
@@ -64,6 +66,9 @@ impl StateReader for crate::runtime::StateQuery {
     }
     fn advertised(&self) -> Option<String> {
         crate::runtime::StateQuery::advertised(self).map(str::to_string)
+    }
+    fn instances(&self) -> Vec<crate::runtime::registry::Announcement> {
+        crate::runtime::StateQuery::instances(self)
     }
 }
 

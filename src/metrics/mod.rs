@@ -106,6 +106,21 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(consumer_lag.clone()))
             .expect("unique metric");
+        // Which build runs where: always 1, the identity in the labels (the Prometheus
+        // `*_build_info` convention), so dashboards can show versions per instance.
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "scorestream_build_info",
+                "Always 1; the version and git commit of the running binary are its labels.",
+            ),
+            &["version", "commit"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(build_info.clone()))
+            .expect("unique metric");
+        build_info
+            .with_label_values(&[crate::build_info::VERSION, crate::build_info::COMMIT])
+            .set(1);
         Metrics {
             records_consumed: counter_vec(
                 &r,
