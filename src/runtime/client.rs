@@ -15,6 +15,8 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::metrics::Metrics;
 
+use crate::metrics::kafka_stats::DEFAULT_STATISTICS_INTERVAL_MS as STATISTICS_INTERVAL_MS;
+
 /// Common properties plus the `[kafka.common]` passthrough.
 fn base(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -54,7 +56,8 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         )
         .set("max.poll.interval.ms", "300000")
         .set("queued.max.messages.kbytes", "65536")
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
         c.set("isolation.level", "read_committed");
     }
@@ -93,6 +96,7 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     let mut c = base(config);
     let max_message = config.ingest.max_record_bytes + 64 * 1024;
     c.set("acks", "all")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
         .set("partitioner", "murmur2_random")
@@ -173,6 +177,10 @@ impl ClientContext for LoggingContext {
         }
         self.report(format!("{error}: {reason}"));
     }
+
+    /// Clients without metrics (admin, restore) ignore statistics a `[kafka.common]`
+    /// `statistics.interval.ms` asks for, instead of logging each report.
+    fn stats(&self, _statistics: rdkafka::Statistics) {}
 }
 
 impl rdkafka::consumer::ConsumerContext for LoggingContext {}
@@ -217,6 +225,9 @@ impl ClientContext for DeliveryContext {
     }
     fn error(&self, error: KafkaError, reason: &str) {
         self.logging.error(error, reason)
+    }
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.metrics.kafka.record(&statistics)
     }
 }
 
