@@ -693,4 +693,22 @@ mod tests {
         assert!(missing.is_empty(), "no help for: {missing:?}");
         super::Cli::command().debug_assert();
     }
+
+    /// `run --help` names every environment variable the configuration reads.
+    #[test]
+    fn run_help_lists_every_environment_override() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let _ = scorestream::config::Config::from_toml_with_env(None, &|k| {
+            read.borrow_mut().push(k.to_string());
+            None
+        });
+        let read = read.into_inner();
+        assert!(read.len() >= 7, "{read:?}");
+        for var in read {
+            assert!(
+                super::RUN_ENVIRONMENT.contains(&var),
+                "{var} missing from run --help"
+            );
+        }
+    }
 }
