@@ -60,6 +60,9 @@ pub fn validate(config_path: Option<&Path>, rules: Option<PathBuf>) -> Report {
                 if let Err(e) = app::rules(&config) {
                     report.problems.push(e.to_string());
                 }
+                report.problems.push(format!(
+                    "the source mapping and churn files were not checked: the configuration does not say which they are (see {name} above)"
+                ));
             }
             None => report.problems.push(format!(
                 "the source mapping, rules and churn files were not checked: the configuration does not say which they are (see {name} above)"
