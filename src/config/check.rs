@@ -206,6 +206,20 @@ mod tests {
         );
     }
 
+    /// OIDC needs libcurl: librdkafka itself refuses the setting in a build without it.
+    #[cfg(not(feature = "oidc"))]
+    #[test]
+    fn oidc_needs_the_oidc_feature() {
+        let mut kafka = KafkaPassthrough::default();
+        kafka
+            .common
+            .insert("sasl.oauthbearer.method".into(), "oidc".into());
+        let mut errors = Vec::new();
+        kafka_properties(&kafka, &mut errors);
+        assert_eq!(keys(&errors), ["kafka.common.\"sasl.oauthbearer.method\""]);
+        assert!(errors[0].message.contains("libcurl"), "{errors:?}");
+    }
+
     #[cfg(not(feature = "gssapi"))]
     #[test]
     fn kerberos_needs_the_gssapi_feature() {
