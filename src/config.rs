@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod check;
 pub mod kafka_env;
+pub mod suggest;
 
 /// How outputs and offsets are committed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,6 +347,28 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         kafka_vars: &[(String, String)],
     ) -> Result<Config, ConfigErrors> {
+        match Config::check_with_env_vars(text, env, kafka_vars) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// Like [`Config::from_toml_with_env`], but also returns the configuration made of the
+    /// keys that did parse (`None` when the text is not TOML at all), so `validate` can go
+    /// on to check the files it names.
+    pub fn check_with_env(
+        text: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> (Option<Config>, Vec<ConfigError>) {
+        Config::check_with_env_vars(text, env, &[])
+    }
+
+    /// [`Config::check_with_env`] with the `SCORESTREAM_KAFKA_*` variables.
+    pub fn check_with_env_vars(
+        text: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+        kafka_vars: &[(String, String)],
+    ) -> (Option<Config>, Vec<ConfigError>) {
         let (mut config, mut errors) = match text {
             None => (Config::default(), Vec::new()),
             Some(t) => match toml::from_str::<Config>(t) {
@@ -354,7 +378,7 @@ impl Config {
                     let (errors, rest) = file_errors(t, e);
                     match rest {
                         Some(c) => (c, errors.0),
-                        None => return Err(errors),
+                        None => return (None, errors.0),
                     }
                 }
             },
@@ -389,38 +413,45 @@ impl Config {
         }
         kafka_env::apply(&mut config.kafka, kafka_vars, &mut errors);
         config.validate_into(&mut errors);
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        (Some(config), errors)
     }
 
     /// Loads from an optional file path and the process environment.
     pub fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigErrors> {
+        match Config::check_file(path) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// [`Config::check_with_env`] for a file and the process environment; a problem of the
+    /// whole file (unreadable, not TOML) is reported under the file's path.
+    pub fn check_file(path: Option<&std::path::Path>) -> (Option<Config>, Vec<ConfigError>) {
         let text = match path {
             None => None,
-            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-                ConfigErrors(vec![ConfigError {
-                    key: p.display().to_string(),
-                    message: format!("cannot read: {e}"),
-                }])
-            })?),
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let e = ConfigError {
+                        key: p.display().to_string(),
+                        message: format!("cannot read: {e}"),
+                    };
+                    return (None, vec![e]);
+                }
+            },
         };
         let (kafka_vars, mut errors) = kafka_env::from_process();
-        let config = Config::from_toml_with_env_vars(
-            text.as_deref(),
-            &|k| std::env::var(k).ok(),
-            &kafka_vars,
-        );
-        match config {
-            Ok(c) if errors.is_empty() => Ok(c),
-            Ok(_) => Err(ConfigErrors(errors)),
-            Err(ConfigErrors(mut more)) => {
-                errors.append(&mut more);
-                Err(ConfigErrors(errors))
+        let (config, mut more) =
+            Config::check_with_env_vars(text.as_deref(), &|k| std::env::var(k).ok(), &kafka_vars);
+        errors.append(&mut more);
+        if let Some(p) = path {
+            for e in &mut errors {
+                if e.key == WHOLE_FILE {
+                    e.key = p.display().to_string();
+                }
             }
         }
+        (config, errors)
     }
 
     fn validate_into(&self, errors: &mut Vec<ConfigError>) {
@@ -540,8 +571,16 @@ impl Config {
         if self.ingest.max_depth == 0 {
             err("ingest.max_depth", "must be above zero".into());
         }
+        check::http_addr(&self.http_addr, errors);
+        check::state_dir(&self.state_dir, self.state.backend, errors);
+        check::kafka_properties(&self.kafka, errors);
+        check::sasl_mechanisms(&self.kafka, errors);
     }
 }
+
+/// The key of a problem with the whole text (a TOML syntax error); [`Config::check_file`]
+/// replaces it with the file's path.
+pub const WHOLE_FILE: &str = "<file>";
 
 /// Every problem in a file serde rejected: serde stops at the first, so each key is tried
 /// on its own (with defaults for the rest), descending into tables, to name them all. Also
@@ -550,7 +589,7 @@ fn file_errors(text: &str, first: toml::de::Error) -> (ConfigErrors, Option<Conf
     let Ok(mut table) = text.parse::<toml::Table>() else {
         // Not even TOML: the parser's message has the line and column.
         let e = ConfigError {
-            key: "<file>".into(),
+            key: WHOLE_FILE.into(),
             message: first.to_string().trim().to_string(),
         };
         return (ConfigErrors(vec![e]), None);
@@ -561,7 +600,7 @@ fn file_errors(text: &str, first: toml::de::Error) -> (ConfigErrors, Option<Conf
     }
     if errors.is_empty() {
         errors.push(ConfigError {
-            key: "<file>".into(),
+            key: WHOLE_FILE.into(),
             message: first.to_string().trim().to_string(),
         });
         return (ConfigErrors(errors), None);
@@ -607,10 +646,11 @@ fn probe_key<'a>(path: &mut Vec<&'a str>, value: &'a toml::Value, errors: &mut V
     }
     if errors.len() == before {
         let message = e.to_string();
+        // The key path is given separately; drop serde's trailing "in `path`" line.
+        let first = message.lines().next().unwrap_or("").trim();
         errors.push(ConfigError {
             key: path.join("."),
-            // The key path is given separately; drop serde's trailing "in `path`" line.
-            message: message.lines().next().unwrap_or("").trim().to_string(),
+            message: suggest::unknown_field(first).unwrap_or_else(|| first.to_string()),
         });
     }
 }
@@ -755,7 +795,10 @@ mod tests {
             ],
             "{errs:?}"
         );
-        assert!(errs[0].message.contains("unknown field"), "{errs:?}");
+        assert!(
+            errs[0].message.contains("did you mean `application_id`"),
+            "{errs:?}"
+        );
         assert!(errs[5].message.contains("lots"), "{errs:?}");
         let syntax = Config::from_toml_with_env(Some("[runtime\nx = 1"), &|_| None).unwrap_err();
         assert_eq!(syntax.0.len(), 1);

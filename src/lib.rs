@@ -14,6 +14,10 @@
 //!   dead-letter bad records, re-key good ones by customer in a compact binary form.
 //! - [`app`]: assembles the bundled topology from configuration.
 //! - [`config`]: the TOML configuration with environment overrides, validated all at once.
+//! - [`contracts`]: the JSON Schemas of every output record and the input event, and the
+//!   HTTP API's OpenAPI document, shipped under `schemas/`.
+//! - [`cli`]: the operator commands: `validate`, `test` (case files), `generate`, `query`,
+//!   `reset`.
 //! - [`metrics`]: Prometheus metrics (low-cardinality labels only).
 //! - [`logging`]: text or JSON log lines; [`build_info`]: version and git commit.
 //! - [`http`]: the HTTP listener — `/metrics`, `/health`, `/ready`.
@@ -27,6 +31,7 @@ pub mod build_info;
 pub mod churn;
 pub mod cli;
 pub mod config;
+pub mod contracts;
 pub mod demo;
 pub mod engine;
 pub mod gamification;

@@ -37,12 +37,11 @@ struct Cli {
 enum Command {
     /// Run the topology against Kafka as one member of the application's consumer group.
     ///
-    /// With no --config, runs the bundled topology with defaults; KAFKA_BOOTSTRAP_SERVERS,
-    /// SCORESTREAM_APPLICATION_ID, SCORESTREAM_STATE_DIR, SCORESTREAM_HTTP_ADDR and
-    /// SCORESTREAM_PROCESSING_GUARANTEE override the file. Stops cleanly on SIGINT/SIGTERM.
+    /// With no --config, runs the bundled topology with defaults. Stops cleanly on
+    /// SIGINT/SIGTERM (finishes in-flight work, commits, leaves the group).
+    #[command(after_long_help = RUN_ENVIRONMENT)]
     Run {
-        /// TOML configuration file.
-        #[arg(long, short)]
+        #[arg(long, short, help = CONFIG_HELP)]
         config: Option<PathBuf>,
     },
     /// Run the whole pipeline on an in-process mock Kafka cluster, fed by the built-in
@@ -57,17 +56,17 @@ enum Command {
         /// Distinct customers.
         #[arg(long, default_value_t = 500)]
         customers: u32,
-        /// Share of deliberately bad records (0.0 to 1.0).
-        #[arg(long, default_value_t = 0.02)]
+        /// Share of deliberately bad records, 0.0 to 1.0.
+        #[arg(long, default_value_t = 0.02, value_parser = parse_ratio)]
         bad_ratio: f64,
-        /// Partitions of each input topic.
-        #[arg(long, default_value_t = 3)]
+        /// Partitions of each input topic (at least 1).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
     },
     /// Check the configuration, the source mapping and the gamification rules without
     /// starting anything: every problem is listed, with its key path; exits 2 if any.
     Validate {
-        #[arg(long, short)]
+        #[arg(long, short, help = CONFIG_HELP)]
         config: Option<PathBuf>,
         /// Rules file to check instead of the configured `gamification.rules_file`.
         #[arg(long)]
@@ -76,7 +75,7 @@ enum Command {
     /// Print the topology (sub-topologies, sources, processors, sinks, stores), as text in
     /// the style of Kafka Streams' TopologyDescription or as a Mermaid flowchart.
     Describe {
-        #[arg(long, short)]
+        #[arg(long, short, help = CONFIG_HELP)]
         config: Option<PathBuf>,
         /// `text`, or `mermaid` (a flowchart to paste into Markdown).
         #[arg(long, default_value = "text", value_parser = ["text", "mermaid"])]
@@ -106,7 +105,7 @@ enum Command {
         /// Distinct customers.
         #[arg(long, default_value_t = 1000)]
         customers: u32,
-        /// Share of deliberately bad records (0.0 to 1.0).
+        /// Share of deliberately bad records, 0.0 to 1.0.
         #[arg(long, default_value_t = 0.02)]
         bad_ratio: f64,
         /// Input topics to send to (comma separated): customer-events, cdr-events,
@@ -117,23 +116,26 @@ enum Command {
             default_value = "customer-events,cdr-events,billing-events,crm-events,app-events"
         )]
         topics: Vec<String>,
+        /// Seed of the random generator: the same seed sends the same events.
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Create missing topics first, with --partitions partitions.
         #[arg(long)]
         create_topics: bool,
+        /// Partitions of the topics --create-topics creates (at least 1).
         #[arg(long, default_value_t = 6)]
         partitions: i32,
     },
     /// Read a customer's state or a leaderboard through a running instance's HTTP API. Any
     /// instance answers for any key (it forwards to the owner).
     Query {
-        /// The instance's HTTP address.
+        /// The instance's HTTP address, with its scheme (http://host:port).
         #[arg(
             long,
             env = "SCORESTREAM_URL",
             default_value = "http://localhost:8080",
-            global = true
+            global = true,
+            value_parser = parse_base_url
         )]
         url: String,
         #[command(subcommand)]
@@ -144,7 +146,7 @@ enum Command {
     /// and its local state directory. Stop every instance first: it refuses while the group
     /// has members. Without --yes it only prints what it would do.
     Reset {
-        #[arg(long, short)]
+        #[arg(long, short, help = CONFIG_HELP)]
         config: Option<PathBuf>,
         /// Really do it.
         #[arg(long)]
@@ -164,20 +166,71 @@ enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Run case files (readable `events → expected results` tests, the format of the
+    /// project's tests/cases/) against a rules file, as a rule author would before
+    /// deploying it. Prints `ok` or a readable difference per case; exits 1 if any case
+    /// fails, 2 if a case or rules file is invalid.
+    Test {
+        /// Case files (TOML), or directories of them.
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+        /// Rules file to test; default: the bundled topology/gamification.toml. A case
+        /// that embeds its own `rules` uses those.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Print a shell completion script, e.g. `scorestream completions bash >
+    /// /etc/bash_completion.d/scorestream`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+const CONFIG_HELP: &str = "TOML configuration file (see docs/configuration.md); without it, the defaults plus the environment overrides";
+
+const RUN_ENVIRONMENT: &str = "\
+Environment (overrides the configuration file):
+  KAFKA_BOOTSTRAP_SERVERS           broker list (bootstrap_servers)
+  SCORESTREAM_APPLICATION_ID        consumer group id and internal topic prefix (application_id)
+  SCORESTREAM_STATE_DIR             local state directory (state_dir)
+  SCORESTREAM_HTTP_ADDR             HTTP listen address, host:port (http_addr)
+  SCORESTREAM_ADVERTISED_HTTP_ADDR  address other instances reach this one at (http.advertised_addr)
+  SCORESTREAM_PROCESSING_GUARANTEE  at_least_once or exactly_once (processing_guarantee)
+  SCORESTREAM_WEBHOOK_TOKEN         bearer token of POST /events (http.webhook_token)
+  RUST_LOG                          log filter, e.g. info, debug, scorestream=debug,librdkafka=warn
+                                    (default: info)";
+
+/// A share from 0.0 to 1.0.
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("'{text}' is not a number from 0.0 to 1.0")),
+    }
+}
+
+/// `--url`: a base URL with its scheme; `host:port` alone is a common slip worth naming.
+fn parse_base_url(text: &str) -> Result<String, String> {
+    scorestream::cli::query::check_base_url(text)
 }
 
 #[derive(Subcommand)]
 enum QueryTarget {
     /// A customer: profile, points, scores, tier, badges, missions, streaks, churn risk.
-    Customer { id: String },
+    Customer {
+        /// The customer id, as in the events (`customer_id`).
+        id: String,
+    },
     /// A leaderboard's ranking.
     Leaderboard {
+        /// The board id, as in the rules file's `[leaderboards.<id>]`.
         board: String,
         /// daily, weekly, monthly, all_time (the current one), or a key such as
-        /// daily:2024-01-15.
+        /// daily:2024-01-15. Default: all_time if the board keeps it, else its first period.
         #[arg(long)]
         period: Option<String>,
-        #[arg(long)]
+        /// How many entries, from the top: 1 to 1000 (default 100).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: Option<u32>,
     },
 }
@@ -188,10 +241,13 @@ enum ChurnCommand {
     /// complaints, failed payments; see docs/churn.md) and write their features at the
     /// snapshot and their label as CSV (one column per feature, then `churned`).
     Export {
+        /// Simulated customers (rows of the CSV).
         #[arg(long, default_value_t = 20_000)]
         customers: usize,
+        /// Seed of the simulation: the same seed writes the same file.
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// CSV file to write.
         #[arg(long, short)]
         output: PathBuf,
     },
@@ -199,8 +255,10 @@ enum ChurnCommand {
     /// own export with the same columns), print the held-out AUC and calibration, and write
     /// the model file `churn.model_file` points at.
     Train {
+        /// Labelled CSV: one column per feature, then `churned` (0 or 1).
         #[arg(long, short)]
         input: PathBuf,
+        /// Model file to write (TOML, what `churn.model_file` points at).
         #[arg(long, short)]
         output: PathBuf,
         /// Shuffles the rows before the 80/20 train/held-out split.
@@ -218,7 +276,7 @@ enum StateCommand {
     /// topics with the rules restore uses (what a new instance would rebuild). Needs the
     /// broker, not a running instance.
     Dump {
-        #[arg(long, short)]
+        #[arg(long, short, help = CONFIG_HELP)]
         config: Option<PathBuf>,
         /// Only this store.
         #[arg(long)]
@@ -231,10 +289,22 @@ enum StateCommand {
 
 fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
-        eprintln!("{e}");
+        // With JSON logs, a log collector reads stderr: each problem is an ERROR event.
+        if LOG_JSON.load(std::sync::atomic::Ordering::Relaxed)
+            && tracing::dispatcher::has_been_set()
+        {
+            for problem in &e.0 {
+                tracing::error!(key = %problem.key, "Invalid configuration: {}: {}", problem.key, problem.message);
+            }
+        } else {
+            eprintln!("{e}");
+        }
         ExitCode::from(2)
     })
 }
+
+/// `--log-format json` is on (set once, before any command runs).
+static LOG_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -331,79 +401,18 @@ fn dump_state(
     Ok(())
 }
 
-/// `scorestream validate`: everything that would stop `run` before it starts, at once.
+/// `scorestream validate`: every problem of every file on stderr (exit 2), or what was
+/// checked on stdout.
 fn validate(config: Option<&std::path::Path>, rules: Option<PathBuf>) -> ExitCode {
-    let mut failed = false;
-    let mut config = match Config::load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            failed = true;
-            // Go on with defaults so the mapping and rules are still checked.
-            Config::default()
-        }
-    };
-    if rules.is_some() {
-        config.gamification.rules_file = rules;
-    }
-    match app::Components::load(&config) {
-        Ok(parts) => match app::build_topology(&config, &parts, None) {
-            Ok(t) => {
-                let r = &parts.rules;
-                println!(
-                    "rules {}: {} point types, {} points rules, {} missions, {} badges, {} streaks, {} tiers, {} scores, {} leaderboards",
-                    r.version,
-                    r.point_types.len(),
-                    r.points.len(),
-                    r.missions.len(),
-                    r.badges.len(),
-                    r.streaks.len(),
-                    r.tiers.as_ref().map_or(0, |t| t.levels.len()),
-                    r.scores.len(),
-                    r.leaderboards.len(),
-                );
-                if let Some(c) = &parts.churn {
-                    println!(
-                        "churn rules {}: {} trigger event types, usage drop {}, inactivity {}; model {} ({} features{})",
-                        c.rules.version,
-                        c.rules.trigger_events.len(),
-                        if c.rules.usage_drop.is_some() { "on" } else { "off" },
-                        c.rules.inactivity.as_ref().map_or("off".to_string(), |i| {
-                            humantime::format_duration(std::time::Duration::from_millis(i.after_ms as u64)).to_string()
-                        }),
-                        c.model.version,
-                        c.model.features.len(),
-                        c.model
-                            .trained
-                            .as_ref()
-                            .map_or(String::new(), |t| format!(", held-out AUC {}", t.holdout_auc)),
-                    );
-                }
-                println!(
-                    "topology: {} sub-topologies, stores: {}",
-                    t.subtopologies().len(),
-                    t.stores()
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                failed = true;
-            }
-        },
-        Err(e) => {
-            eprintln!("{e}");
-            failed = true;
-        }
-    }
-    if failed {
-        ExitCode::from(2)
-    } else {
-        println!("OK");
+    let report = scorestream::cli::validate::validate(config, rules);
+    if report.ok() {
+        print!("{}", report.summary);
         ExitCode::SUCCESS
+    } else {
+        for p in &report.problems {
+            eprintln!("{p}");
+        }
+        ExitCode::from(2)
     }
 }
 
@@ -411,6 +420,10 @@ fn validate(config: Option<&std::path::Path>, rules: Option<PathBuf>) -> ExitCod
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = cli.log_format;
+    LOG_JSON.store(
+        log_format == scorestream::logging::LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let init_tracing = move |default: &str| scorestream::logging::init(default, log_format);
     match cli.command {
         Command::Describe { config, format } => {
@@ -437,6 +450,29 @@ async fn main() -> ExitCode {
             }
         }
         Command::Validate { config, rules } => validate(config.as_deref(), rules),
+        Command::Test { cases, rules } => {
+            use scorestream::cli::case_file;
+            let mut out = std::io::stdout().lock();
+            match case_file::run_files(&cases, rules.as_deref(), &mut out) {
+                Ok(s) if s.invalid > 0 => ExitCode::from(2),
+                Ok(s) if s.failed > 0 => ExitCode::FAILURE,
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "scorestream",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Generate {
             config,
             bootstrap_servers,
@@ -646,6 +682,52 @@ async fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// `--help` describes every flag and argument of every command.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "scorestream", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:?}");
+        super::Cli::command().debug_assert();
+    }
+
+    /// `run --help` names every environment variable the configuration reads.
+    #[test]
+    fn run_help_lists_every_environment_override() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let _ = scorestream::config::Config::from_toml_with_env(None, &|k| {
+            read.borrow_mut().push(k.to_string());
+            None
+        });
+        let read = read.into_inner();
+        assert!(read.len() >= 7, "{read:?}");
+        for var in read {
+            assert!(
+                super::RUN_ENVIRONMENT.contains(&var),
+                "{var} missing from run --help"
+            );
         }
     }
 }

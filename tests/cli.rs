@@ -218,3 +218,75 @@ fn validate_lists_configuration_and_rule_errors_together() {
         "names the rules file: {err}"
     );
 }
+
+#[test]
+fn validate_checks_the_files_a_broken_configuration_names_and_claims_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    // A typo (with a neighbour that has a semantic error the typo must not hide).
+    std::fs::write(
+        &rules,
+        "[points.x]\nevent_type = \"recharge\"\npoint_type = \"nope\"\nbase = 1\ncolour = \"red\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "aplication_id = \"x\"\nhttp_addr = \"nonsense\"\nstate_dir = {:?}\n[runtime]\ncommit_interval = \"0s\"\n[gamification]\nrules_file = {:?}\n[kafka.common]\n\"sasl.pasword\" = \"x\"\n",
+            rules.to_str().unwrap(), // a file, not a directory
+            rules.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        &["validate", "--config", config.to_str().unwrap()],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out, "", "no success summary for a broken setup");
+    for needle in [
+        "aplication_id",
+        "did you mean `application_id`",
+        "runtime.commit_interval",
+        "http_addr: 'nonsense' is not host:port",
+        "state_dir",
+        "not a directory",
+        "kafka.common.\"sasl.pasword\"",
+        "No such configuration property",
+        // The rules file the configuration names, not the bundled one.
+        rules.to_str().unwrap(),
+        "points.x.colour",
+        "did you mean `",
+        "points.x.point_type",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
+}
+
+#[test]
+fn a_toml_syntax_error_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broken.toml");
+    std::fs::write(&config, "[runtime\ncommit_interval = 1\n").unwrap();
+    for cmd in ["validate", "run"] {
+        let (code, out, err) = run(
+            &[cmd, "--config", config.to_str().unwrap()],
+            &[],
+            Duration::from_secs(30),
+        );
+        assert_eq!(code, 2, "{cmd}: {err}");
+        assert!(!out.contains("OK"), "{out}");
+        assert!(
+            err.contains(&format!("{}: ", config.display())) && !err.contains("<file>"),
+            "{cmd}: {err}"
+        );
+    }
+    let (_, _, err) = run(
+        &["validate", "--config", config.to_str().unwrap()],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert!(err.contains("were not checked"), "{err}");
+}

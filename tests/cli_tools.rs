@@ -28,6 +28,8 @@ fn every_command_explains_itself() {
         ("reset", "from scratch"),
         ("churn", "labelled"),
         ("describe", "Mermaid"),
+        ("test", "case files"),
+        ("completions", "completion"),
     ] {
         scorestream()
             .args([cmd, "--help"])
@@ -266,4 +268,139 @@ fn reset_refuses_while_running_plans_without_yes_and_resets_with_it() {
         );
     assert!(!state.join(&app_id).exists(), "local state wiped");
     drop(broker);
+}
+
+#[test]
+fn help_describes_flags_ranges_and_the_environment() {
+    let run_help = scorestream().args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8(run_help.stdout).unwrap();
+    for needle in [
+        "--config <CONFIG>",
+        "TOML configuration file",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "SCORESTREAM_APPLICATION_ID",
+        "SCORESTREAM_STATE_DIR",
+        "SCORESTREAM_HTTP_ADDR",
+        "SCORESTREAM_PROCESSING_GUARANTEE",
+        "RUST_LOG",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from run --help:\n{text}"
+        );
+    }
+    scorestream()
+        .args(["query", "leaderboard", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 to 1000 (default 100)"));
+    scorestream()
+        .args(["query", "leaderboard", "xp", "--limit", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("1..=1000"));
+    scorestream()
+        .args(["demo", "--bad-ratio", "1.5"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("0.0 to 1.0"));
+}
+
+#[test]
+fn completions_are_printed_for_bash() {
+    scorestream()
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("_scorestream()")
+                .and(predicate::str::contains("complete -F _scorestream"))
+                .and(predicate::str::contains("leaderboard")),
+        );
+}
+
+#[test]
+fn query_url_without_a_scheme_says_so() {
+    scorestream()
+        .args(["query", "--url", "localhost:8080", "customer", "c1"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("has no scheme")
+                .and(predicate::str::contains("http://localhost:8080")),
+        );
+}
+
+/// `scorestream test`: a case file that passes, the same with a wrong expectation, and a
+/// rules file given with `--rules`.
+#[test]
+fn test_runs_case_files_against_a_rules_file_and_shows_the_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let caps = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/cases/caps.toml"
+    ))
+    .unwrap();
+    // The case's rules move to their own file, tested with --rules.
+    let start = caps.find("rules = \"\"\"").unwrap();
+    let end = start + 11 + caps[start + 11..].find("\"\"\"").unwrap() + 3;
+    let rules_text = &caps[start + 11..end - 3];
+    let rules = dir.path().join("my-rules.toml");
+    std::fs::write(&rules, rules_text).unwrap();
+    let case = format!("{}{}", &caps[..start], &caps[end..]);
+    let passing = dir.path().join("caps.toml");
+    std::fs::write(&passing, &case).unwrap();
+    let failing = dir.path().join("caps_wrong.toml");
+    let wrong = case.replacen(
+        r#""points":10,"uncapped":20"#,
+        r#""points":12,"uncapped":20"#,
+        1,
+    );
+    assert_ne!(wrong, case);
+    std::fs::write(&failing, wrong).unwrap();
+
+    scorestream()
+        .args([
+            "test",
+            "--rules",
+            rules.to_str().unwrap(),
+            passing.to_str().unwrap(),
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("ok      ")
+                .and(predicate::str::contains("1 passed, 0 failed")),
+        );
+    // Without --rules the bundled rules run: no point type `reward`, so it fails.
+    scorestream()
+        .args(["test", passing.to_str().unwrap()])
+        .assert()
+        .code(1);
+    scorestream()
+        .args([
+            "test",
+            "--rules",
+            rules.to_str().unwrap(),
+            passing.to_str().unwrap(),
+            failing.to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("FAILED  ")
+                .and(predicate::str::contains("caps_wrong.toml"))
+                .and(predicate::str::contains(
+                    "changed  #1 (points_awarded, event e2):",
+                ))
+                .and(predicate::str::contains("points: expected 12, got 10"))
+                .and(predicate::str::contains("2 case files: 1 passed, 1 failed")),
+        );
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "about = 1").unwrap();
+    scorestream()
+        .args(["test", broken.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("INVALID"));
 }

@@ -46,6 +46,12 @@ const ESSENTIAL_LABELLED: &[&str] = &[
     "scorestream_churn_alerts_total",
     "scorestream_http_requests_total",
     "scorestream_webhook_events_total",
+    "scorestream_record_e2e_latency_seconds",
+    "scorestream_store_operation_seconds",
+    "scorestream_kafka_broker_rtt_seconds",
+    "scorestream_kafka_producer_queue_messages",
+    "scorestream_kafka_consumer_fetch_queue_messages",
+    "scorestream_kafka_brokers_up",
 ];
 
 const PROCESS_METRICS: &[&str] = &[

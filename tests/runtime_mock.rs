@@ -213,7 +213,10 @@ async fn processes_everything_once_and_commits_after_acks() {
         }
     });
 
-    let config = test_config(&bootstrap, &[&input]);
+    let mut config = test_config(&bootstrap, &[&input]);
+    for props in [&mut config.kafka.consumer, &mut config.kafka.producer] {
+        props.insert("statistics.interval.ms".into(), "100".into());
+    }
     let topology = passthrough_topology(&config.application_id, &[&input], &output);
     create_planned_topics(&cluster, &config, &topology, (&input, 3));
     let metrics = Metrics::new();
@@ -281,6 +284,26 @@ async fn processes_everything_once_and_commits_after_acks() {
     )]
     .into();
     assert_eq!(consumed[&input], n as u64);
+
+    // End-to-end latency was observed once per output, on both clocks; not for dead letters.
+    for clock in ["event_time", "record_time"] {
+        let h = metrics.latency.record_e2e.with_label_values(&[clock]);
+        assert_eq!(h.get_sample_count(), (n as usize - bad) as u64, "{clock}");
+    }
+    // librdkafka's statistics reached the gauges, for the producer and the consumer.
+    let up: Vec<String> = metrics
+        .registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "scorestream_kafka_brokers_up")
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| m.get_gauge().get_value() >= 1.0)
+        .map(|m| m.get_label()[0].value().to_string())
+        .collect();
+    assert!(
+        up.iter().any(|c| c.contains("producer")) && up.iter().any(|c| c.contains("consumer")),
+        "{up:?}"
+    );
 }
 
 /// A tiny producer queue forces backpressure; nothing is lost and the loop pauses instead

@@ -465,3 +465,31 @@ fn the_driver_commits_counts_and_replays_are_skipped() {
         .get(&"a".to_string());
     assert_eq!(v.unwrap(), Some(3));
 }
+
+/// With the runtime's metrics attached to the cache budget, reads count as hits or misses
+/// (a miss is timed as a backend read) and each local commit is timed.
+#[test]
+fn cache_hits_misses_and_store_latency_are_measured() {
+    let f = fixture();
+    let metrics = scorestream::metrics::Metrics::new();
+    let budget = scorestream::state::CacheBudget::new(1 << 20);
+    budget.observe_with(metrics.latency.store_metrics());
+    let mut s = TaskState::open_with_cache(
+        Box::new(MemoryBackend::new(f.specs.len())),
+        &f.specs,
+        0,
+        budget,
+    )
+    .unwrap();
+    s.view(&f.a).unwrap().put(&"k".into(), &1).unwrap();
+    commit(&mut s, &HashMap::new());
+    let st = s.view(&f.a).unwrap();
+    assert_eq!(st.get(&"k".into()).unwrap(), Some(1)); // cached by the commit: a hit
+    assert_eq!(st.get(&"other".into()).unwrap(), None); // a miss, then cached as absent
+    assert_eq!(st.get(&"other".into()).unwrap(), None); // a hit
+    let l = &metrics.latency;
+    assert_eq!((l.cache_hits.get(), l.cache_misses.get()), (2, 1));
+    let reads = l.store_op.with_label_values(&["read"]).get_sample_count();
+    let commits = l.store_op.with_label_values(&["commit"]).get_sample_count();
+    assert_eq!((reads, commits), (1, 1));
+}

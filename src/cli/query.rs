@@ -54,6 +54,21 @@ pub fn url(base: &str, target: &Target) -> String {
     }
 }
 
+/// Accepts `http://…` and `https://…` base URLs; a bare `host:port` (a common slip: that
+/// is how `http_addr` is written) is refused with the URL that was probably meant.
+pub fn check_base_url(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    match t.split_once("://") {
+        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(t.to_string()),
+        Some((scheme, _)) => Err(format!(
+            "'{t}': the scheme must be http or https, not '{scheme}'"
+        )),
+        None => Err(format!(
+            "'{t}' has no scheme: write http://{t} (or https://{t})"
+        )),
+    }
+}
+
 /// Asks the instance; `Ok` holds the pretty JSON body of a 2xx answer, `Err` what to tell
 /// the user (the error body, the status, when to retry).
 pub async fn run(base: &str, target: &Target, timeout: Duration) -> Result<String, String> {
@@ -108,6 +123,18 @@ pub async fn run(base: &str, target: &Target, timeout: Duration) -> Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_url_needs_its_scheme() {
+        assert_eq!(check_base_url("http://h:1").as_deref(), Ok("http://h:1"));
+        assert!(check_base_url("https://h").is_ok());
+        let e = check_base_url("localhost:8080").unwrap_err();
+        assert!(
+            e.contains("no scheme") && e.contains("http://localhost:8080"),
+            "{e}"
+        );
+        assert!(check_base_url("ftp://h").unwrap_err().contains("'ftp'"));
+    }
 
     #[test]
     fn ids_and_boards_are_percent_encoded() {

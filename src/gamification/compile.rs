@@ -135,11 +135,32 @@ pub(super) fn section<T: DeserializeOwned>(
     errs: &mut Errs,
 ) -> Option<T> {
     let value = table.get(key)?;
-    match value.clone().try_into::<T>() {
-        Ok(v) => Some(v),
-        Err(e) => {
-            errs.push(key, clean(&e.to_string()));
-            None
+    lenient(value, key, errs)
+}
+
+/// Deserializes `value`; an unknown key is reported (with the closest known one) and left
+/// out, and the rest tried again, so a typo does not hide the problems of its neighbours.
+fn lenient<T: DeserializeOwned>(value: &toml::Value, path: &str, errs: &mut Errs) -> Option<T> {
+    let mut value = value.clone();
+    loop {
+        let e = match value.clone().try_into::<T>() {
+            Ok(v) => return Some(v),
+            Err(e) => clean(&e.to_string()),
+        };
+        let unknown = e
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split_once('`'))
+            .map(|(k, _)| k.to_string());
+        match (unknown, &mut value) {
+            (Some(k), toml::Value::Table(t)) if t.contains_key(&k) => {
+                t.remove(&k);
+                let message = crate::config::suggest::unknown_field(&e).unwrap_or(e);
+                errs.push(format!("{path}.{k}"), message);
+            }
+            _ => {
+                errs.push(path, e);
+                return None;
+            }
         }
     }
 }
@@ -165,11 +186,8 @@ pub(super) fn entries<T: DeserializeOwned>(
     for (id, v) in map {
         let path = format!("{key}.{id}");
         check_id(&path, id, errs);
-        match v.clone().try_into::<T>() {
-            Ok(spec) => {
-                out.insert(id.clone(), spec);
-            }
-            Err(e) => errs.push(path, clean(&e.to_string())),
+        if let Some(spec) = lenient(v, &path, errs) {
+            out.insert(id.clone(), spec);
         }
     }
     out

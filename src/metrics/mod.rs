@@ -1,6 +1,9 @@
 //! Prometheus metrics. Labels are low-cardinality only: topics, reasons, kinds — never a
 //! customer id.
 
+pub mod kafka_stats;
+pub mod latency;
+
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -41,6 +44,10 @@ pub struct Metrics {
     pub churn_alerts: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub webhook_events: IntCounterVec,
+    /// End-to-end and store latency, read-cache hits and misses.
+    pub latency: latency::LatencyMetrics,
+    /// librdkafka's statistics.
+    pub kafka: kafka_stats::KafkaClientMetrics,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -290,6 +297,8 @@ impl Metrics {
                 "POST /events: events accepted, events failed (Kafka did not acknowledge them), requests rejected as invalid (nothing written), by outcome.",
                 &["outcome"],
             ),
+            latency: latency::LatencyMetrics::register(&r),
+            kafka: kafka_stats::KafkaClientMetrics::register(&r),
             registry: r,
         }
     }

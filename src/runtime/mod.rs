@@ -182,6 +182,9 @@ pub async fn start_with(
         .map(|t| t.name.clone())
         .collect();
     let mut stores = state_context(config, &topology)?;
+    if stores.directory.is_some() {
+        stores.cache.observe_with(metrics.latency.store_metrics());
+    }
     *stores.restorer.get_mut().unwrap_or_else(|e| e.into_inner()) = if !topology.stores().is_empty()
     {
         Some(restore::Restorer::new(

@@ -16,7 +16,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use crate::metrics::latency::StoreMetrics;
 
 /// Per-entry bookkeeping on top of key and value bytes (map slot, two `Vec` headers).
 const ENTRY_OVERHEAD: usize = 64;
@@ -27,6 +29,9 @@ const ENTRY_OVERHEAD: usize = 64;
 pub struct CacheBudget {
     total: usize,
     stores: AtomicUsize,
+    /// Hits, misses and backend latency of every store drawing on this budget, once the
+    /// runtime attaches its metrics.
+    metrics: OnceLock<StoreMetrics>,
 }
 
 impl CacheBudget {
@@ -34,7 +39,18 @@ impl CacheBudget {
         Arc::new(CacheBudget {
             total: total_bytes,
             stores: AtomicUsize::new(0),
+            metrics: OnceLock::new(),
         })
+    }
+
+    /// Counts cache hits and misses and times backend reads and commits into `metrics`
+    /// (the first call wins).
+    pub fn observe_with(&self, metrics: StoreMetrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    pub fn metrics(&self) -> Option<&StoreMetrics> {
+        self.metrics.get()
     }
 
     fn share(&self) -> usize {

@@ -15,6 +15,7 @@ use super::changelog::{encode_positions, POSITIONS_HEADER};
 use super::codec::{decode_key, decode_value, encode_key, encode_value, prefix_end};
 use super::StateError;
 use crate::engine::{Headers, Partitioning, Record, SinkRecord};
+use crate::metrics::latency::StoreMetrics;
 
 const APPLIED_PREFIX: &str = "applied/";
 const CHANGELOG_PREFIX: &str = "changelog/";
@@ -81,6 +82,8 @@ struct StoreSlot {
     dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Committed entries read or written recently (reads take `&self`, hence the cell).
     cache: RefCell<StoreCache>,
+    /// Cache hits and misses, backend read and commit latency (when the runtime measures).
+    metrics: Option<StoreMetrics>,
 }
 
 /// The stores of one task and its uncommitted writes.
@@ -143,6 +146,7 @@ impl TaskState {
                     changelog: s.changelog.as_deref().map(Arc::from),
                     dirty: BTreeMap::new(),
                     cache: RefCell::new(StoreCache::new(cache.clone())),
+                    metrics: cache.metrics().cloned(),
                 })
                 .collect(),
             by_global: specs
@@ -271,7 +275,11 @@ impl TaskState {
         if staged.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.backend.write(&staged)?;
+        if let Some(m) = self.stores.first().and_then(|s| s.metrics.as_ref()) {
+            m.commit.observe(started.elapsed().as_secs_f64());
+        }
         for (store, key, value) in staged.data {
             self.stores[store].cache.get_mut().put(key, value);
         }
@@ -404,10 +412,19 @@ where
             return decode(raw);
         }
         let mut cache = self.slot.cache.borrow_mut();
+        let metrics = self.slot.metrics.as_ref();
         if let Some(raw) = cache.get(&k) {
+            if let Some(m) = metrics {
+                m.cache_hits.inc();
+            }
             return decode(raw);
         }
+        let started = metrics.map(|_| std::time::Instant::now());
         let raw = self.backend.get(self.local, &k)?;
+        if let (Some(m), Some(t)) = (metrics, started) {
+            m.cache_misses.inc();
+            m.read.observe(t.elapsed().as_secs_f64());
+        }
         let value = decode(&raw);
         cache.put(k, raw);
         value

@@ -149,6 +149,9 @@ impl ClientContext for StreamContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.logging.error(error, reason)
     }
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.shared.metrics.kafka.record(&statistics)
+    }
 }
 
 impl ConsumerContext for StreamContext {
@@ -481,6 +484,7 @@ impl Shared {
                 offset,
             }),
         };
+        let record_time = record.timestamp;
         let task = st.tasks.get_mut(&id).expect("checked above");
         let started = Instant::now();
         if !task.process(&source.name, record, now)? {
@@ -490,6 +494,13 @@ impl Shared {
             .record_process_seconds
             .observe(started.elapsed().as_secs_f64());
         task.drain_outputs_into(&mut st.scratch);
+        let app = self.topology.application_id();
+        for out in &st.scratch {
+            if crate::metrics::latency::is_output_topic(&out.topic, app) {
+                let m = &self.metrics.latency;
+                m.observe_e2e(now, out.record.timestamp, record_time);
+            }
+        }
         let mut scratch = std::mem::take(&mut st.scratch);
         for out in scratch.drain(..) {
             if st.pending.is_empty() {
