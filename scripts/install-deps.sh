@@ -50,3 +50,17 @@ else
   ln -sf "$BIN" "$SCORESTREAM_CACHE/bin/tansu"
   echo "install-deps: Tansu linked at $SCORESTREAM_CACHE/bin/tansu ($("$BIN" --version))"
 fi
+
+# Tansu with SQLite storage, for the tests that stop and start a broker whose data must
+# outlive the restart: built from crates.io once into the cache (11+ min of CPU), in a target
+# directory of its own, skipped when present. Kept apart from the memory broker above.
+SQLITE_TANSU="$SCORESTREAM_CACHE/tansu-sqlite/bin/tansu"
+if [ -n "${TANSU_SQLITE_BIN:-}" ] && [ -x "$TANSU_SQLITE_BIN" ]; then
+  echo "install-deps: Tansu (SQLite storage) at $TANSU_SQLITE_BIN"
+elif [ -x "$SQLITE_TANSU" ]; then
+  echo "install-deps: Tansu (SQLite storage) at $SQLITE_TANSU"
+else
+  echo "install-deps: cargo install tansu 0.6.0 with SQLite storage (once; takes a while)"
+  CARGO_TARGET_DIR="$HOME/.cache/tansu-build" cargo install tansu --version 0.6.0 --locked \
+    --features libsql,dynostore --root "$SCORESTREAM_CACHE/tansu-sqlite"
+fi

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod error_chain;
 pub mod gamification;
 pub mod generator;
 pub mod http;

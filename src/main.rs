@@ -428,7 +428,7 @@ async fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", scorestream::error_chain::display(e.chain()));
                     ExitCode::FAILURE
                 }
             }
@@ -601,7 +601,7 @@ async fn main() -> ExitCode {
             match dump_state(&config, store.as_deref(), timeout) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", scorestream::error_chain::display(e.chain()));
                     ExitCode::FAILURE
                 }
             }
@@ -615,7 +615,7 @@ async fn main() -> ExitCode {
             match run(config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    error!("{e:#}");
+                    error!("{}", scorestream::error_chain::display(e.chain()));
                     ExitCode::FAILURE
                 }
             }
@@ -639,7 +639,10 @@ async fn main() -> ExitCode {
             match demo::run(opts).await {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("demo failed: {e:#}");
+                    eprintln!(
+                        "demo failed: {}",
+                        scorestream::error_chain::display(e.chain())
+                    );
                     ExitCode::FAILURE
                 }
             }
