@@ -172,10 +172,13 @@ impl Restorer {
         if !self.tasks.is_empty() {
             return Ok(());
         }
-        self.consumer = self
+        let fresh = self
             .config
             .create_with_context(LoggingContext)
             .map_err(RuntimeError::Client)?;
+        let old = std::mem::replace(&mut self.consumer, fresh);
+        // Closing it may wait on the broker: not on the processing thread.
+        std::thread::spawn(move || drop(old));
         Ok(())
     }
 
