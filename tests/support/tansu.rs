@@ -63,9 +63,8 @@ impl Tansu {
 
     /// Starts a broker keeping its data in a SQLite file, which outlives a restart.
     pub fn start_sqlite() -> Tansu {
-        Self::launch(sqlite_binary(), |dir| {
-            format!("sqlite://{}", dir.join("tansu.db").display())
-        })
+        // A path relative to the broker's working directory (its own temporary one).
+        Self::launch(sqlite_binary(), |_| "sqlite://tansu.db".to_string())
     }
 
     fn launch(binary: PathBuf, storage: impl Fn(&std::path::Path) -> String) -> Tansu {
@@ -115,6 +114,7 @@ impl Tansu {
                 "--storage-engine",
                 &self.storage,
             ])
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
