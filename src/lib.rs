@@ -34,6 +34,7 @@ pub mod config;
 pub mod contracts;
 pub mod demo;
 pub mod engine;
+pub mod error_chain;
 pub mod gamification;
 pub mod generator;
 pub mod http;

@@ -444,7 +444,7 @@ async fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", scorestream::error_chain::display(e.chain()));
                     ExitCode::FAILURE
                 }
             }
@@ -640,7 +640,7 @@ async fn main() -> ExitCode {
             match dump_state(&config, store.as_deref(), timeout) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", scorestream::error_chain::display(e.chain()));
                     ExitCode::FAILURE
                 }
             }
@@ -654,7 +654,7 @@ async fn main() -> ExitCode {
             match run(config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    error!("{e:#}");
+                    error!("{}", scorestream::error_chain::display(e.chain()));
                     ExitCode::FAILURE
                 }
             }
@@ -678,7 +678,10 @@ async fn main() -> ExitCode {
             match demo::run(opts).await {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("demo failed: {e:#}");
+                    eprintln!(
+                        "demo failed: {}",
+                        scorestream::error_chain::display(e.chain())
+                    );
                     ExitCode::FAILURE
                 }
             }

@@ -178,6 +178,10 @@ fn sigterm_finishes_work_commits_and_exits_zero() {
     assert!(log.contains("Shutdown requested"), "{log}");
     assert!(log.contains("Left the consumer group"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+    // A clean run has nothing for an operator to act on: no ERROR line (end of partition,
+    // for one, is normal).
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "ERROR lines in a clean run: {errors:#?}");
 }
 
 /// Tansu accepts transactional requests but shows aborted records to `read_committed`

@@ -193,8 +193,9 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the runtime has started, the group has assigned this instance its
-/// partitions (possibly none), and no task is restoring.
+/// Ready when the runtime has started, the broker answers, every input topic exists, the
+/// group has assigned this instance partitions, and every task it owns runs (none restoring
+/// or waiting to start). An instance with no task is not ready: it processes nothing.
 async fn ready(State(ctx): State<HttpContext>) -> Response {
     let m = &ctx.metrics;
     let not_ready = |reason: String| {
@@ -212,6 +213,15 @@ async fn ready(State(ctx): State<HttpContext>) -> Response {
     if !ctx.started.load(Ordering::Relaxed) {
         return not_ready("starting: checking topics and joining the consumer group".into());
     }
+    if m.broker_reachable.get() == 0 {
+        return not_ready("the Kafka cluster does not answer".into());
+    }
+    let missing = m.input_topics_missing.get();
+    if missing > 0 {
+        return not_ready(format!(
+            "{missing} input topic(s) do not exist on the broker"
+        ));
+    }
     if m.rebalances.with_label_values(&["assign"]).get() == 0 {
         return not_ready("waiting for the consumer group to assign partitions".into());
     }
@@ -221,6 +231,15 @@ async fn ready(State(ctx): State<HttpContext>) -> Response {
             "restoring {restoring} task(s) from their changelogs, {} record(s) to go",
             m.restore_remaining.get()
         ));
+    }
+    let waiting = m.tasks_waiting.get();
+    if waiting > 0 {
+        return not_ready(format!(
+            "{waiting} task(s) cannot start yet: the broker did not answer (retrying)"
+        ));
+    }
+    if m.tasks_assigned.get() == 0 {
+        return not_ready("no task assigned to this instance: it processes nothing".into());
     }
     Json(json!({"ready": true, "tasks": m.tasks_assigned.get()})).into_response()
 }
@@ -269,6 +288,17 @@ mod tests {
         ctx.started.store(true, Ordering::Relaxed);
         let (s, _, body) = call(&ctx, "/ready").await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("does not answer"), "{body}");
+
+        ctx.metrics.broker_reachable.set(1);
+        ctx.metrics.input_topics_missing.set(1);
+        let (s, _, body) = call(&ctx, "/ready").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("1 input topic(s) do not exist"), "{body}");
+
+        ctx.metrics.input_topics_missing.set(0);
+        let (s, _, body) = call(&ctx, "/ready").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("assign"), "{body}");
 
         ctx.metrics.rebalances.with_label_values(&["assign"]).inc();
@@ -282,7 +312,17 @@ mod tests {
         );
 
         ctx.metrics.tasks_restoring.set(0);
+        let (s, _, body) = call(&ctx, "/ready").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("no task assigned"), "{body}");
+
+        ctx.metrics.tasks_waiting.set(1);
         ctx.metrics.tasks_assigned.set(3);
+        let (s, _, body) = call(&ctx, "/ready").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("1 task(s) cannot start"), "{body}");
+
+        ctx.metrics.tasks_waiting.set(0);
         let (s, retry, body) = call(&ctx, "/ready").await;
         assert_eq!(s, StatusCode::OK, "{body}");
         assert_eq!(retry, None);

@@ -31,6 +31,12 @@ pub struct Metrics {
     pub restore_records: IntCounter,
     pub restore_records_skipped: IntCounter,
     pub restore_remaining: IntGauge,
+    /// Faults: local state found ahead of what the broker holds, by `kind` (changelog,
+    /// input); whether the broker answers; input topics missing; tasks waiting to start.
+    pub state_ahead_of_broker: IntCounterVec,
+    pub broker_reachable: IntGauge,
+    pub input_topics_missing: IntGauge,
+    pub tasks_waiting: IntGauge,
     pub replayed_records_skipped: IntCounter,
     pub store_keys: IntGaugeVec,
     pub duplicate_events: IntCounter,
@@ -220,6 +226,27 @@ impl Metrics {
                 &r,
                 "scorestream_restore_remaining_records",
                 "Changelog records left to restore across restoring tasks (estimate).",
+            ),
+            state_ahead_of_broker: counter_vec(
+                &r,
+                "scorestream_state_ahead_of_broker_total",
+                "Times a task's local state was found ahead of the broker (kind=changelog: its changelog is shorter than restored, the local state was wiped and restored again; kind=input: an input partition is shorter than processed, its records are processed, not skipped as replays).",
+                &["kind"],
+            ),
+            broker_reachable: gauge(
+                &r,
+                "scorestream_broker_reachable",
+                "1 while the Kafka cluster answers metadata requests (checked every few seconds), else 0.",
+            ),
+            input_topics_missing: gauge(
+                &r,
+                "scorestream_input_topics_missing",
+                "Input topics the broker does not list.",
+            ),
+            tasks_waiting: gauge(
+                &r,
+                "scorestream_tasks_waiting",
+                "Tasks assigned to this instance that could not start yet (the broker did not answer; retried with backoff).",
             ),
             replayed_records_skipped: counter(
                 &r,

@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 use tracing::{info, warn};
+
+use super::client::LoggingContext;
 
 use crate::config::Config;
 use crate::engine::{InternalTopicKind, Topology};
@@ -54,8 +55,9 @@ pub async fn ensure_topics(
     admin_config: &ClientConfig,
     deadline: Duration,
 ) -> Result<PartitionCounts, AdminError> {
-    let admin: AdminClient<DefaultClientContext> =
-        admin_config.create().map_err(AdminError::Client)?;
+    let admin: AdminClient<LoggingContext> = admin_config
+        .create_with_context(LoggingContext)
+        .map_err(AdminError::Client)?;
     let started = std::time::Instant::now();
     let mut backoff = Duration::from_millis(200);
     let existing = loop {
@@ -208,8 +210,8 @@ pub fn plan_topics(
     plans
 }
 
-fn fetch_partition_counts(
-    admin: &AdminClient<DefaultClientContext>,
+pub(crate) fn fetch_partition_counts(
+    admin: &AdminClient<LoggingContext>,
 ) -> Result<PartitionCounts, KafkaError> {
     let md = admin.inner().fetch_metadata(None, Duration::from_secs(5))?;
     Ok(md
@@ -220,8 +222,8 @@ fn fetch_partition_counts(
         .collect())
 }
 
-async fn create(
-    admin: &AdminClient<DefaultClientContext>,
+pub(crate) async fn create(
+    admin: &AdminClient<LoggingContext>,
     config: &Config,
     plans: &[&TopicPlan],
 ) -> Result<(), AdminError> {

@@ -55,6 +55,9 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
                 .to_string(),
         )
         .set("max.poll.interval.ms", "300000")
+        // An input topic created (or re-created) while running is seen within 10 s, not
+        // librdkafka's default 5 min.
+        .set("topic.metadata.refresh.interval.ms", "10000")
         .set("queued.max.messages.kbytes", "65536")
         .set("fetch.wait.max.ms", "100")
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
@@ -105,6 +108,9 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         // JSON results and changelog values compress several-fold; lz4 costs the least CPU
         // (docs/configuration.md). `[kafka.producer] "compression.type"` overrides it.
         .set("compression.type", "lz4")
+        // ScoreStream creates every topic it writes with the right partition count; one
+        // auto-created by a broker (after it lost its data) would break co-partitioning.
+        .set("allow.auto.create.topics", "false")
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
         .set("partitioner", "murmur2_random")
@@ -134,32 +140,83 @@ pub fn admin_config(config: &Config) -> ClientConfig {
     c
 }
 
-/// Logs librdkafka's own log lines and errors through `tracing`, repeating an error at most
-/// once every 10 s (a broker that is down reports the same error many times a second).
-#[derive(Default)]
-pub struct LoggingContext {
-    last_error: Mutex<Option<(String, Instant)>>,
-    suppressed: AtomicU64,
+/// How often one cause of client errors may be logged.
+const REPEAT_AFTER: Duration = Duration::from_secs(10);
+
+/// Causes logged recently, process-wide: a broker that is down is reported by every
+/// client (stream consumer, producer, restore consumer, registry), through both
+/// librdkafka's log and error callbacks, many times a second. Each cause is logged once,
+/// then at most once every 10 s with the number of repeats left out.
+static RECENT: Mutex<Option<HashMap<String, (Instant, u64)>>> = Mutex::new(None);
+
+/// The cause of a client error, without what varies between repeats (broker ids, ports,
+/// timings, "N identical errors suppressed").
+fn cause_key(text: &str) -> String {
+    let mut key = String::with_capacity(text.len());
+    let mut depth = 0u32;
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth > 0 || c.is_ascii_digit() => {}
+            _ => key.push(c),
+        }
+    }
+    key
 }
 
-impl LoggingContext {
-    fn report(&self, what: String) {
-        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let repeat = matches!(&*last, Some((m, t)) if *m == what && now.duration_since(*t) < Duration::from_secs(10));
-        if repeat {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return;
+/// Should `key` be logged now? `Some(n)`: yes, `n` repeats were suppressed since last time.
+pub(crate) fn due(key: String) -> Option<u64> {
+    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+    let recent = recent.get_or_insert_with(HashMap::new);
+    let now = Instant::now();
+    if recent.len() > 1000 {
+        recent.retain(|_, (t, _)| now.duration_since(*t) < REPEAT_AFTER);
+    }
+    match recent.get_mut(&key) {
+        Some((t, n)) if now.duration_since(*t) < REPEAT_AFTER => {
+            *n += 1;
+            None
         }
-        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
-        warn!(
-            error = %what,
-            repeated = suppressed,
-            "Kafka client error; librdkafka retries with backoff."
-        );
-        *last = Some((what, now));
+        Some((t, n)) => {
+            *t = now;
+            Some(std::mem::take(n))
+        }
+        None => {
+            recent.insert(key, (now, 0));
+            Some(0)
+        }
     }
 }
+
+/// Logs a Kafka client error once per cause and 10 s, whichever client saw it: at ERROR
+/// only when retrying cannot fix it (credentials, authorisation, a fatal client state),
+/// else at WARN — the clients and the runtime retry with backoff.
+pub(crate) fn report(error: &KafkaError, context: &str) {
+    let code = error.rdkafka_error_code();
+    let fatal = !super::retry::is_transient(error);
+    let what = if context.is_empty() {
+        error.to_string()
+    } else {
+        format!("{error}: {context}")
+    };
+    // The same text also arrives through librdkafka's log callback: key on the context.
+    let key = if context.is_empty() { &what } else { context };
+    let Some(repeated) = due(format!("{fatal}{}", cause_key(key))) else {
+        return;
+    };
+    if fatal {
+        error!(error = %what, ?code, repeated, "Kafka client error that retrying cannot fix; check the Kafka settings and credentials.");
+    } else {
+        warn!(error = %what, repeated, "Kafka client error; retrying with backoff.");
+    }
+}
+
+/// Logs librdkafka's own log lines and errors through `tracing`, each cause once per 10 s
+/// (see [`report`]). librdkafka logs at its error level what it retries by itself (a
+/// broker connection refused); those are warnings here.
+#[derive(Default)]
+pub struct LoggingContext;
 
 impl ClientContext for LoggingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
@@ -167,8 +224,12 @@ impl ClientContext for LoggingContext {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => error!(facility = fac, "{log_message}"),
-            RDKafkaLogLevel::Warning => warn!(facility = fac, "{log_message}"),
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => {
+                if let Some(repeated) = due(format!("false{}", cause_key(log_message))) {
+                    warn!(facility = fac, repeated, "{log_message}");
+                }
+            }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
                 info!(facility = fac, "{log_message}")
             }
@@ -183,7 +244,7 @@ impl ClientContext for LoggingContext {
         {
             return;
         }
-        self.report(format!("{error}: {reason}"));
+        report(&error, reason);
     }
 
     /// Clients without metrics (admin, restore) ignore statistics a `[kafka.common]`
@@ -192,6 +253,13 @@ impl ClientContext for LoggingContext {
 }
 
 impl rdkafka::consumer::ConsumerContext for LoggingContext {}
+
+/// For producers whose deliveries need no callback (the instance registry).
+impl ProducerContext for LoggingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
 
 /// Producer callbacks: count acknowledgements and failures. Runs on the thread that polls
 /// the producer (the processing thread).
@@ -209,12 +277,22 @@ pub struct DeliveryContext {
 impl DeliveryContext {
     pub fn new(metrics: Metrics, changelogs: HashSet<String>) -> Self {
         DeliveryContext {
-            logging: LoggingContext::default(),
+            logging: LoggingContext,
             metrics,
             failures: AtomicU64::new(0),
             changelogs,
             changelog_ends: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Forgets the acknowledged end of changelog partition `topic`/`partition`: a task
+    /// starting there records only ends acknowledged from now on (after a broker lost its
+    /// data, offsets start again below the old ones).
+    pub fn forget_changelog_end(&self, topic: &str, partition: i32) {
+        self.changelog_ends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(topic.to_string(), partition));
     }
 
     /// The next offset after the last acknowledged record of a changelog partition.

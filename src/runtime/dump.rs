@@ -58,8 +58,8 @@ pub fn restore_all(
 ) -> Result<u64, RuntimeError> {
     let metrics = Metrics::new();
     let deadline = Instant::now() + timeout;
-    let group: BaseConsumer = client::consumer_config(config)
-        .create()
+    let group: BaseConsumer<client::LoggingContext> = client::consumer_config(config)
+        .create_with_context(client::LoggingContext)
         .map_err(RuntimeError::Client)?;
     let mut restorer = Restorer::new(
         client::restore_consumer_config(config),

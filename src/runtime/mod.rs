@@ -4,11 +4,14 @@
 pub mod admin;
 pub mod client;
 pub mod dump;
+pub mod hooks;
 pub mod partitioner;
 pub mod registry;
 mod restore;
+mod retry;
 mod stream_thread;
 mod txn_probe;
+mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,6 +52,8 @@ pub struct RuntimeHandle {
     shutdown: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), RuntimeError>>>,
     query: StateQuery,
+    /// Follows the broker and re-creates lost topics while the runtime runs.
+    _watch: watch::Watch,
 }
 
 /// Reads the running tasks' stores and says who owns a partition (interactive queries).
@@ -175,6 +180,14 @@ pub async fn start_with(
     )
     .await?;
     info!(topics = counts.len(), "Topics ready.");
+    let watch = watch::Watch::start(
+        config.clone(),
+        client::admin_config(config),
+        topology.external_source_topics(),
+        admin::plan_topics(config, &topology, &counts),
+        metrics.clone(),
+    )
+    .map_err(RuntimeError::Client)?;
     let changelogs = topology
         .internal_topics()
         .iter()
@@ -274,6 +287,7 @@ pub async fn start_with(
         shutdown,
         thread: Some(thread),
         query,
+        _watch: watch,
     })
 }
 

@@ -26,6 +26,8 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+use super::client::LoggingContext;
+
 use super::now_ms;
 
 /// How often an instance renews its claim.
@@ -130,8 +132,10 @@ impl Registry {
         consumer: ClientConfig,
     ) -> Result<Registry, rdkafka::error::KafkaError> {
         let topic = registry_topic(application_id);
-        let producer: BaseProducer = producer.create()?;
-        let consumer: BaseConsumer = consumer.create()?;
+        let producer: BaseProducer<LoggingContext> =
+            producer.create_with_context(LoggingContext)?;
+        let consumer: BaseConsumer<LoggingContext> =
+            consumer.create_with_context(LoggingContext)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, 0, Offset::Beginning)?;
         consumer.assign(&tpl)?;
@@ -208,7 +212,9 @@ pub fn live_instances(
     timeout: Duration,
 ) -> Result<Vec<Announcement>, String> {
     let topic = registry_topic(application_id);
-    let consumer: BaseConsumer = consumer.create().map_err(|e| e.to_string())?;
+    let consumer: BaseConsumer<LoggingContext> = consumer
+        .create_with_context(LoggingContext)
+        .map_err(|e| e.to_string())?;
     let exists = consumer
         .fetch_metadata(Some(&topic), timeout)
         .map_err(|e| format!("cannot read topic metadata: {e}"))?
@@ -246,8 +252,8 @@ pub fn live_instances(
 struct Worker {
     topic: String,
     advertised: String,
-    producer: BaseProducer,
-    consumer: BaseConsumer,
+    producer: BaseProducer<LoggingContext>,
+    consumer: BaseConsumer<LoggingContext>,
     owners: Arc<RwLock<Owners>>,
     stop: Arc<AtomicBool>,
 }

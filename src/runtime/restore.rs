@@ -30,6 +30,8 @@ struct Reading {
     store: usize,
     /// Next offset to apply; `None` until the first record when reading from the start.
     next: Option<i64>,
+    /// Where reading began, from the local state; `None` from the beginning.
+    from: Option<i64>,
     done: bool,
     batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     positions: HashMap<Tp, i64>,
@@ -44,14 +46,20 @@ struct Restoring {
     skipped: u64,
     started: Instant,
     last_log: Instant,
+    /// Its local state is ahead of a changelog (the broker lost records): why.
+    ahead: Option<String>,
 }
 
 pub(crate) struct Restorer {
     consumer: BaseConsumer<LoggingContext>,
+    /// To create the consumer again after an outage.
+    config: rdkafka::ClientConfig,
     tasks: HashMap<TaskId, Restoring>,
     readings: HashMap<Tp, Reading>,
     batch_records: usize,
     metrics: Metrics,
+    /// Tasks found ahead of their changelogs, taken by [`take_ahead`](Self::take_ahead).
+    ahead: Vec<(StreamTask, String)>,
 }
 
 impl Restorer {
@@ -61,14 +69,16 @@ impl Restorer {
         metrics: Metrics,
     ) -> Result<Restorer, RuntimeError> {
         let consumer = config
-            .create_with_context(LoggingContext::default())
+            .create_with_context(LoggingContext)
             .map_err(RuntimeError::Client)?;
         Ok(Restorer {
             consumer,
+            config,
             tasks: HashMap::new(),
             readings: HashMap::new(),
             batch_records: batch_records.max(1),
             metrics,
+            ahead: Vec::new(),
         })
     }
 
@@ -109,6 +119,7 @@ impl Restorer {
                     task: id,
                     store,
                     next: from,
+                    from,
                     done: false,
                     batch: Vec::new(),
                     positions: HashMap::new(),
@@ -128,6 +139,7 @@ impl Restorer {
                 skipped: 0,
                 started: now,
                 last_log: now,
+                ahead: None,
             },
         );
         self.metrics.tasks_restoring.set(self.tasks.len() as i64);
@@ -141,6 +153,33 @@ impl Restorer {
         }
         self.release_readings(id);
         self.metrics.tasks_restoring.set(self.tasks.len() as i64);
+    }
+
+    /// The broker is gone: stops every restore (the tasks start over when it is back, from
+    /// what they applied) so nothing is fetched when it comes back. Returns them.
+    pub(crate) fn stop_all(&mut self) -> Vec<TaskId> {
+        let ids = self.task_ids();
+        for id in &ids {
+            self.remove(id);
+        }
+        ids
+    }
+
+    /// A new consumer for the restores to come: the old one's metadata may name topics the
+    /// broker lost (a broker back without its data); reading those crashes librdkafka 2.12
+    /// on Tansu's answer.
+    pub(crate) fn reconnect(&mut self) -> Result<(), RuntimeError> {
+        if !self.tasks.is_empty() {
+            return Ok(());
+        }
+        let fresh = self
+            .config
+            .create_with_context(LoggingContext)
+            .map_err(RuntimeError::Client)?;
+        let old = std::mem::replace(&mut self.consumer, fresh);
+        // Closing it may wait on the broker: not on the processing thread.
+        std::thread::spawn(move || drop(old));
+        Ok(())
     }
 
     /// Stops reading task `id`'s changelog partitions.
@@ -172,6 +211,7 @@ impl Restorer {
         if self.tasks.is_empty() {
             return Ok(Vec::new());
         }
+        super::hooks::reach(super::hooks::Point::Restore);
         let deadline = Instant::now() + budget;
         let mut eofs = HashSet::new();
         loop {
@@ -194,7 +234,7 @@ impl Restorer {
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     eofs.insert(p);
                 }
-                Some(Err(e)) => warn!(error = %e, "Changelog read error; retrying."),
+                Some(Err(e)) => super::client::report(&e, ""),
             }
             if Instant::now() >= deadline {
                 break;
@@ -203,9 +243,35 @@ impl Restorer {
         for p in eofs {
             self.check_end(p);
         }
+        self.set_aside_ahead();
         self.flush_all()?;
         self.report();
         Ok(self.finish_done())
+    }
+
+    /// Tasks whose local state was found ahead of a changelog since the last call, with
+    /// why: their stores hold what the broker no longer has. They left the restorer; the
+    /// caller wipes their local state and restores them again from the beginning.
+    pub(crate) fn take_ahead(&mut self) -> Vec<(StreamTask, String)> {
+        std::mem::take(&mut self.ahead)
+    }
+
+    /// Moves tasks found ahead of a changelog out of the restorer, nothing of theirs
+    /// applied further.
+    fn set_aside_ahead(&mut self) {
+        let ids: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.ahead.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.release_readings(&id);
+            if let Some(t) = self.tasks.remove(&id) {
+                self.ahead.push((t.task, t.ahead.unwrap_or_default()));
+            }
+        }
+        self.metrics.tasks_restoring.set(self.tasks.len() as i64);
     }
 
     /// Marks partition-`p` readings done whose position reached the fetched high watermark.
@@ -239,6 +305,16 @@ impl Restorer {
                 continue;
             }
             let at = r.next.unwrap_or(low.max(0));
+            if at > high {
+                // Restore began at an offset the changelog does not reach: the broker lost
+                // records this task's local state holds (the fetch's end, not a listed one).
+                if let Some(t) = self.tasks.get_mut(&r.task) {
+                    t.ahead.get_or_insert_with(|| {
+                        format!("{topic}-{partition}: local state restored up to offset {at}, the changelog ends at {high}")
+                    });
+                }
+                continue;
+            }
             if at >= high {
                 r.done = true;
                 r.next = Some(at);
@@ -352,6 +428,20 @@ fn take(
     let tp = (m.topic().to_string(), m.partition());
     let reading = readings.get_mut(&tp)?;
     let restoring = tasks.get_mut(&reading.task)?;
+    if restoring.ahead.is_some() {
+        return None;
+    }
+    if let Some(from) = reading.from.filter(|&from| m.offset() < from) {
+        // The consumer was reset below where the local state stops: that offset is out
+        // of range, the broker lost (or re-created) the changelog.
+        restoring.ahead = Some(format!(
+            "{}-{}: local state restored up to offset {from}, the changelog now starts over at {}",
+            m.topic(),
+            m.partition(),
+            m.offset()
+        ));
+        return None;
+    }
     reading.next = Some(m.offset() + 1);
     let positions = m.headers().and_then(|h| {
         h.iter()

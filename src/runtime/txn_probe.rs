@@ -62,8 +62,8 @@ pub fn verify<C: ProducerContext<DeliveryOpaque = ()>>(
         .set("enable.partition.eof", "false")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest");
-    let consumer: BaseConsumer = config
-        .create()
+    let consumer: BaseConsumer<super::client::LoggingContext> = config
+        .create_with_context(super::client::LoggingContext)
         .map_err(|e| format!("could not create the probe consumer: {e}"))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)

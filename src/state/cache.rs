@@ -126,6 +126,11 @@ impl StoreCache {
     fn insert_young(&mut self, key: Vec<u8>, value: Cached, size: usize) {
         let share = self.budget.share();
         if size > share / 2 {
+            // Too big to cache: the key's previous entry (if young) must go too, or the next
+            // read would return that older value instead of this one from the backend.
+            if let Some(prev) = self.young.remove(key.as_slice()) {
+                self.young_bytes -= entry_size(&key, &prev);
+            }
             return;
         }
         let key_len = key.len();
@@ -204,6 +209,34 @@ mod tests {
         assert_eq!(c.bytes(), ENTRY_OVERHEAD + 1);
         c.clear();
         assert_eq!((c.bytes(), c.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_value_too_big_to_cache_evicts_the_keys_older_entry() {
+        // A 1000-byte budget: 500 bytes a generation. Small values are cached, big ones are
+        // not, and a big one must not leave the key's older small value behind (a stale read).
+        let mut c = StoreCache::new(CacheBudget::new(1000));
+        for (round, len) in [10, 600, 20, 700, 0, 900].into_iter().enumerate() {
+            let value = Some(vec![round as u8; len]);
+            c.put(b"k".to_vec(), value.clone());
+            match c.get(b"k") {
+                Some(cached) => assert_eq!(cached, &value, "round {round}: stale value"),
+                None => assert!(
+                    len > 400,
+                    "round {round}: a {len}-byte value was not cached"
+                ),
+            }
+            assert!(c.bytes() <= 500, "round {round}: {} bytes", c.bytes());
+        }
+        // Also when the older entry was promoted from the old generation on a read: four
+        // more entries rotate the generations, the read brings `k` back to the young one.
+        c.put(b"k".to_vec(), Some(vec![1; 50]));
+        for i in 0..4u8 {
+            c.put(vec![i], Some(vec![0; 40]));
+        }
+        assert_eq!(c.get(b"k"), Some(&Some(vec![1; 50])));
+        c.put(b"k".to_vec(), Some(vec![2; 800]));
+        assert_eq!(c.get(b"k"), None, "a stale entry survived a too-big put");
     }
 
     #[test]

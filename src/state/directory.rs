@@ -116,6 +116,16 @@ impl StateDirectory {
         removed
     }
 
+    /// Deletes task `id`'s stores: its local state is not trusted any more (it is ahead of
+    /// what the broker holds). The task restores from the beginning when opened again.
+    pub fn wipe_task(&self, id: TaskId) -> Result<(), StateError> {
+        let dir = self.task_path(id);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Deletes every task directory (for `reset`).
     pub fn wipe(&self) -> Result<(), StateError> {
         for id in self.task_dirs() {

@@ -179,6 +179,21 @@ impl TaskState {
             .is_some_and(|&next| offset < next)
     }
 
+    /// The next offset of input `topic`/`partition` whose effects are not stored yet (what
+    /// [`is_applied`](Self::is_applied) compares with), if any is recorded.
+    pub fn applied_next(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.applied.get(topic)?.get(&partition).copied()
+    }
+
+    /// Forgets the stored position of input `topic`/`partition`: that partition is shorter
+    /// than it (the broker lost it, or it was re-created), so its records are new, not
+    /// replays. The next commit stores the position reached from there.
+    pub fn forget_applied(&mut self, topic: &str, partition: i32) {
+        if let Some(parts) = self.applied.get_mut(topic) {
+            parts.remove(&partition);
+        }
+    }
+
     /// Notes that the record at `offset` was processed in the current batch.
     pub fn record_position(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
         match self.positions.get_mut(&(topic.clone(), partition)) {

@@ -1,5 +1,7 @@
-//! A Tansu broker process for one test: free loopback port, memory storage, output to a
-//! log file, killed by PID (and reaped) when dropped — also when the test panics.
+//! A Tansu broker process for one test: free loopback port, memory storage (or SQLite, for
+//! a broker whose data survives a restart), output to a log file, killed by PID (and
+//! reaped) when dropped — also when the test panics. It can be stopped and started again on
+//! the same port.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -10,10 +12,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
 pub struct Tansu {
-    child: Child,
+    child: Option<Child>,
     port: u16,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    binary: PathBuf,
+    storage: String,
+    dir: tempfile::TempDir,
 }
 
 /// The broker binary: `$TANSU_BIN`, the one `scripts/install-deps.sh` installs, or PATH.
@@ -35,14 +39,72 @@ pub fn binary() -> PathBuf {
     panic!("no Tansu broker binary found: run scripts/install-deps.sh (or set TANSU_BIN)");
 }
 
+/// The Tansu built with SQLite storage (`cargo install tansu --features libsql`, done by
+/// `scripts/install-deps.sh`): `$TANSU_SQLITE_BIN` or its place in the cache.
+pub fn sqlite_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU_SQLITE_BIN") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cached = PathBuf::from(home).join(".cache/scorestream/tansu-sqlite/bin/tansu");
+    assert!(
+        cached.exists(),
+        "no Tansu with SQLite storage at {}: run scripts/install-deps.sh (or set TANSU_SQLITE_BIN)",
+        cached.display()
+    );
+    cached
+}
+
 impl Tansu {
     /// Starts a memory-storage broker and waits (at most 20 s) until it answers metadata.
     pub fn start() -> Tansu {
+        Self::launch(binary(), |_| "memory://tansu/".to_string())
+    }
+
+    /// Starts a broker keeping its data in a SQLite file, which outlives a restart.
+    pub fn start_sqlite() -> Tansu {
+        // A path relative to the broker's working directory (its own temporary one).
+        Self::launch(sqlite_binary(), |_| "sqlite://tansu.db".to_string())
+    }
+
+    fn launch(binary: PathBuf, storage: impl Fn(&std::path::Path) -> String) -> Tansu {
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("tansu.log");
-        let port = super::free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(binary())
+        let mut broker = Tansu {
+            child: None,
+            port: super::free_port(),
+            log: dir.path().join("tansu.log"),
+            binary,
+            storage: storage(dir.path()),
+            dir,
+        };
+        broker.start_again();
+        broker
+    }
+
+    /// Kills the broker (SIGKILL) and reaps it. Its port stays reserved for [`start_again`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage (a memory broker comes back
+    /// empty) and waits until it answers metadata.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.err"))
+            .unwrap();
+        let child = Command::new(&self.binary)
             .args([
                 "broker",
                 "--listener-url",
@@ -50,21 +112,16 @@ impl Tansu {
                 "--advertised-listener-url",
                 &url,
                 "--storage-engine",
-                "memory://tansu/",
+                &self.storage,
             ])
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("tansu.err")).unwrap())
+            .stdout(log)
+            .stderr(err)
             .spawn()
             .expect("spawn tansu");
-        let broker = Tansu {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        broker.wait_ready(Duration::from_secs(20));
-        broker
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30));
     }
 
     fn wait_ready(&self, timeout: Duration) {
@@ -94,7 +151,7 @@ impl Tansu {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn log_tail(&self) -> String {
@@ -106,7 +163,6 @@ impl Tansu {
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

@@ -12,6 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, error, warn};
 
 use super::{now_ms, Committed, LoopState, Shared, StreamConsumer, MAX_ABORTS_IN_A_ROW};
+use crate::runtime::client::due;
 use crate::runtime::RuntimeError;
 
 impl Shared {
@@ -37,21 +38,26 @@ impl Shared {
         }
         while !self.send_pending(st) {
             if Instant::now() >= deadline {
-                warn!(
-                    pending = st.pending.len(),
-                    "Commit skipped: the producer queue stayed full."
-                );
+                if let Some(repeated) = due("commit: queue full".into()) {
+                    warn!(
+                        pending = st.pending.len(),
+                        repeated, "Commit skipped: the producer queue stayed full."
+                    );
+                }
                 self.metrics.commit_failures.inc();
                 return Committed::Failed;
             }
             self.producer.poll(Duration::from_millis(10));
         }
+        crate::runtime::hooks::reach(crate::runtime::hooks::Point::Commit);
         if self.transactional {
             return self.commit_transaction(consumer, st, deadline, started);
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if let Err(e) = self.producer.flush(remaining) {
-            warn!(error = %e, in_flight = self.producer.in_flight_count(), "Commit skipped: outputs not acknowledged in time.");
+            if let Some(repeated) = due("commit: not acknowledged".into()) {
+                warn!(error = %e, in_flight = self.producer.in_flight_count(), repeated, "Commit skipped: outputs not acknowledged in time.");
+            }
             self.metrics.commit_failures.inc();
             return Committed::Failed;
         }
@@ -77,7 +83,9 @@ impl Shared {
             }
             Err(e) => {
                 self.metrics.commit_failures.inc();
-                warn!(error = %e, partitions = n, "Offset commit failed; retrying at the next interval.");
+                if let Some(repeated) = due("commit: offsets".into()) {
+                    warn!(error = %e, partitions = n, repeated, "Offset commit failed; retrying at the next interval.");
+                }
                 Committed::Failed
             }
         }

@@ -83,6 +83,10 @@ pub(crate) struct LoopState {
     scratch: Vec<SinkRecord>,
     failures_seen: u64,
     paused: bool,
+    /// Creating tasks failed on a transient client error: when to try again.
+    create_backoff: super::retry::Backoff,
+    /// The broker does not answer (`runtime::watch`): fetching is paused, no task starts.
+    outage: bool,
 }
 
 /// The producer of outputs and changelogs, with what the loop must know about it.
@@ -163,9 +167,15 @@ impl ConsumerContext for StreamContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             self.shared.on_assign(tpl);
+            // A partition paused before it was lost (an outage, backpressure) comes back
+            // paused: librdkafka keeps the flag. Fetch it unless fetching is paused now.
+            let st = self.shared.lock();
+            if !st.paused && !st.outage {
+                let _ = consumer.resume(tpl);
+            }
         }
     }
 }
@@ -223,6 +233,8 @@ impl Shared {
                 scratch: Vec::new(),
                 failures_seen: 0,
                 paused: false,
+                create_backoff: Default::default(),
+                outage: false,
             }),
             producer,
             topology,
@@ -421,10 +433,84 @@ impl Shared {
         );
     }
 
+    /// While the broker does not answer, nothing is fetched and no restore runs: a broker
+    /// that comes back without its data must not be asked for partitions it lost (Tansu
+    /// answers with a leader hint that crashes librdkafka 2.12), and the group re-assigns
+    /// the partitions anyway. When it answers again, fetching resumes and tasks start over.
+    fn follow_outage(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+    ) -> Result<(), RuntimeError> {
+        let down = self.metrics.broker_reachable.get() == 0;
+        if down == st.outage {
+            return Ok(());
+        }
+        st.outage = down;
+        let assignment = consumer.assignment().map_err(RuntimeError::Client)?;
+        if down {
+            let _ = consumer.pause(&assignment);
+            let stopped = st
+                .restorer
+                .as_mut()
+                .map(Restorer::stop_all)
+                .unwrap_or_default();
+            warn!(
+                restores_stopped = stopped.len(),
+                "The broker does not answer: fetching paused until it does."
+            );
+        } else {
+            if let Some(r) = st.restorer.as_mut() {
+                r.reconnect()?;
+            }
+            if !st.paused {
+                let _ = consumer.resume(&assignment);
+            }
+            info!("The broker answers again: fetching resumed.");
+        }
+        Ok(())
+    }
+
+    /// A record below the task's stored position is a replay (skipped) only if the
+    /// partition still reaches that position. When the partition's end (from the fetch
+    /// that brought the record) is below it, the broker lost the partition or it was
+    /// re-created: its records are new and must be processed, never skipped.
+    fn check_replay(
+        &self,
+        consumer: &StreamConsumer,
+        task: &mut StreamTask,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) {
+        let Some(state) = task.state_mut() else {
+            return;
+        };
+        let Some(next) = state.applied_next(topic, partition) else {
+            return;
+        };
+        if offset >= next {
+            return;
+        }
+        let Some((_, high)) = super::restore::cached_watermarks(consumer, topic, partition) else {
+            return;
+        };
+        if high >= next {
+            return;
+        }
+        state.forget_applied(topic, partition);
+        self.metrics
+            .state_ahead_of_broker
+            .with_label_values(&["input"])
+            .inc();
+        error!(task = %task.id(), topic, partition, stored_position = next, partition_end = high, "Local state is ahead of an input partition: the broker lost it or it was re-created. Its records are processed as new ones, not skipped as replays.");
+    }
+
     /// Runs one polled record through its task. Records of partitions no longer assigned
     /// (revoked during the poll that returned them) are skipped: the new owner has them.
     fn process_message(
         &self,
+        consumer: &StreamConsumer,
         st: &mut LoopState,
         m: &BorrowedMessage<'_>,
         now: i64,
@@ -486,6 +572,7 @@ impl Shared {
         };
         let record_time = record.timestamp;
         let task = st.tasks.get_mut(&id).expect("checked above");
+        self.check_replay(consumer, task, &source.name, partition, offset);
         let started = Instant::now();
         if !task.process(&source.name, record, now)? {
             self.metrics.replayed_records_skipped.inc();
@@ -523,7 +610,7 @@ pub(crate) fn run_loop(
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), RuntimeError> {
     let context = StreamContext {
-        logging: LoggingContext::default(),
+        logging: LoggingContext,
         shared: shared.clone(),
     };
     let consumer: StreamConsumer = consumer_config
@@ -559,7 +646,7 @@ pub(crate) fn run_loop(
                     "Producer queue full; pausing fetches."
                 );
             } else if clear && st.paused {
-                if let Ok(a) = consumer.assignment() {
+                if let Some(a) = consumer.assignment().ok().filter(|_| !st.outage) {
                     let _ = consumer.resume(&a);
                 }
                 st.paused = false;
@@ -569,6 +656,9 @@ pub(crate) fn run_loop(
         if backlogged {
             shared.producer.poll(Duration::from_millis(10));
         }
+        if let Err(e) = shared.follow_outage(&consumer, &mut shared.lock()) {
+            break Err(e);
+        }
         let wait = if backlogged {
             Duration::ZERO
         } else {
@@ -576,14 +666,14 @@ pub(crate) fn run_loop(
         };
         match consumer.poll(wait) {
             None => {}
-            Some(Err(e)) => warn!(error = %e, "Consumer error."),
+            Some(Err(e)) => super::client::report(&e, ""),
             Some(Ok(m)) => {
                 batch.push(m);
                 while batch.len() < 1024 {
                     match consumer.poll(Duration::ZERO) {
                         Some(Ok(m)) => batch.push(m),
                         Some(Err(e)) => {
-                            warn!(error = %e, "Consumer error.");
+                            super::client::report(&e, "");
                             break;
                         }
                         None => break,
@@ -604,7 +694,10 @@ pub(crate) fn run_loop(
                 Duration::from_millis(5)
             };
             match shared.drive_restore(&consumer, &mut st, budget) {
-                Ok(sought) => stale.extend(sought),
+                Ok(sought) => {
+                    stale.extend(sought);
+                    shared.update_waiting(&st);
+                }
                 Err(e) => {
                     error!(error = %e, "Restore failed; stopping.");
                     break Err(e);
@@ -625,7 +718,7 @@ pub(crate) fn run_loop(
                 {
                     continue;
                 }
-                if let Err(e) = shared.process_message(&mut st, &m, now) {
+                if let Err(e) = shared.process_message(&consumer, &mut st, &m, now) {
                     error!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "Task failed; stopping.");
                     failed = Some(e);
                     break;

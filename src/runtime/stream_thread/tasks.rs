@@ -5,13 +5,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
+use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{now_ms, LoopState, Shared, StreamConsumer};
 use crate::config::StoreBackend;
 use crate::engine::{StreamTask, TaskId};
+use crate::runtime::hooks::{self, Point};
 use crate::runtime::restore::committed_offsets;
+use crate::runtime::retry::{is_transient, MAX_DELAY};
 use crate::runtime::RuntimeError;
 use crate::state::{Backend, MemoryBackend, RocksBackend, TaskState};
 
@@ -43,6 +46,9 @@ impl Shared {
         st: &mut LoopState,
         now: i64,
     ) -> Result<(), RuntimeError> {
+        if !st.create_backoff.due() || st.outage {
+            return Ok(());
+        }
         let wanted: std::collections::BTreeSet<TaskId> = st
             .partitions
             .keys()
@@ -87,22 +93,83 @@ impl Shared {
             .map_err(RuntimeError::State)?;
             task.attach_state(state);
             let logged = specs.iter().any(|s| s.changelog.is_some());
-            let Some(restorer) = st.restorer.as_mut().filter(|_| logged) else {
+            if st.restorer.is_none() || !logged {
                 task.init(now)?;
                 st.tasks.insert(id, task);
                 info!(task = %id, "Task created (stores not logged).");
                 continue;
-            };
+            }
+            for topic in specs.iter().filter_map(|s| s.changelog.as_deref()) {
+                self.producer
+                    .context()
+                    .forget_changelog_end(topic, id.partition);
+            }
             let inputs = self.task_inputs(id);
             let tpl = self.input_tpl(&inputs);
             if let Err(e) = consumer.pause(&tpl) {
                 debug!(task = %id, error = %e, "Pause before restore failed.");
             }
-            let committed = committed_offsets(consumer, tpl, Duration::from_secs(30))?;
-            restorer.add(task, committed)?;
+            hooks::reach(Point::CreateTask);
+            // A broker restarting or a coordinator moving makes this fail for a while:
+            // the task is dropped (its stores close) and created again after a backoff.
+            let committed = match committed_offsets(consumer, tpl, Duration::from_secs(5)) {
+                Ok(c) => c,
+                Err(RuntimeError::Client(e)) if is_transient(&e) => {
+                    let wait = st.create_backoff.failed();
+                    if st.create_backoff.failures() == 1 || wait == MAX_DELAY {
+                        warn!(task = %id, error = %e, failures = st.create_backoff.failures(), retry_in = ?wait, "Could not read the committed offsets of a new task; retrying.");
+                    }
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            // A broker that lost its data comes back without the changelogs until they are
+            // created again (runtime::watch); restoring waits for them. (Reading a topic
+            // Tansu does not know also crashes librdkafka 2.12: Tansu's answer carries a
+            // leader hint with no topic name or id.)
+            let changelogs: Vec<&str> = specs
+                .iter()
+                .filter_map(|s| s.changelog.as_deref())
+                .collect();
+            match missing_topics(consumer, &changelogs) {
+                Ok(missing) if missing.is_empty() => {}
+                Ok(missing) => {
+                    let wait = st.create_backoff.failed();
+                    if st.create_backoff.failures() == 1 || wait == MAX_DELAY {
+                        warn!(task = %id, topics = %missing.join(","), retry_in = ?wait, "The changelog topics of a new task do not exist; waiting for them before restoring.");
+                    }
+                    break;
+                }
+                Err(e) if is_transient(&e) => {
+                    st.create_backoff.failed();
+                    break;
+                }
+                Err(e) => return Err(RuntimeError::Client(e)),
+            }
+            st.create_backoff.succeeded();
+            if let Some(restorer) = st.restorer.as_mut() {
+                restorer.add(task, committed)?;
+            }
         }
         self.metrics.tasks_assigned.set(st.tasks.len() as i64);
         Ok(())
+    }
+
+    /// Counts the tasks assigned here that neither run nor restore (their creation is
+    /// being retried): `/ready` is not ready while there are any.
+    pub(super) fn update_waiting(&self, st: &LoopState) {
+        let waiting: std::collections::BTreeSet<TaskId> = st
+            .partitions
+            .keys()
+            .map(|&(i, p)| TaskId {
+                subtopology: self.sources[i].subtopology,
+                partition: p,
+            })
+            .filter(|id| {
+                !st.tasks.contains_key(id) && !st.restorer.as_ref().is_some_and(|r| r.contains(id))
+            })
+            .collect();
+        self.metrics.tasks_waiting.set(waiting.len() as i64);
     }
 
     /// Restores for up to `budget`; starts the tasks that are done and resumes their inputs
@@ -123,6 +190,20 @@ impl Shared {
             return Ok(sought);
         }
         let done = restorer.poll(budget)?;
+        let ahead = restorer.take_ahead();
+        for (task, why) in ahead {
+            let id = task.id();
+            // Closes its stores before their files go.
+            drop(task);
+            self.metrics
+                .state_ahead_of_broker
+                .with_label_values(&["changelog"])
+                .inc();
+            error!(task = %id, %why, "Local state is ahead of the broker: the broker lost records this instance processed (restarted without its storage, or topics deleted and re-created). Wiping this task's local state and restoring it from what the broker has; inputs the broker still has are processed again.");
+            if let Some(dir) = &self.stores.directory {
+                dir.wipe_task(id).map_err(RuntimeError::State)?;
+            }
+        }
         let now = now_ms();
         for mut task in done {
             let id = task.id();
@@ -142,7 +223,7 @@ impl Shared {
                     }
                 }
             }
-            if !st.paused {
+            if !st.paused && !st.outage {
                 let tpl = self.input_tpl(&inputs);
                 if let Err(e) = consumer.resume(&tpl) {
                     warn!(task = %id, error = %e, "Resume after restore failed.");
@@ -178,4 +259,23 @@ impl Shared {
             dir.clean_stale(&owned, self.stores.settings.cleanup_delay);
         }
     }
+}
+
+/// Which of `topics` the broker does not list.
+fn missing_topics<'a>(
+    consumer: &StreamConsumer,
+    topics: &[&'a str],
+) -> Result<Vec<&'a str>, rdkafka::error::KafkaError> {
+    let mut missing = Vec::new();
+    for &topic in topics {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+        let listed = md
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+        if !listed {
+            missing.push(topic);
+        }
+    }
+    Ok(missing)
 }

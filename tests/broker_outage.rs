@@ -1,0 +1,185 @@
+//! A broker outage at exactly the wrong moment — while a task is being created (its
+//! committed offsets are fetched), while stores restore, while a commit waits for its
+//! acknowledgements, or just while processing — is survived: the runtime keeps retrying,
+//! `/ready` answers 503 while the broker is gone, and shutdown stays bounded.
+//!
+//! The moment is made exact with the runtime's test hooks: the hook kills the broker on the
+//! processing thread itself, at the named point.
+//!
+//! Not here yet (issue 16, items 5 and 11; the tests are on the `faults` branch): the broker
+//! coming back — empty (a memory broker; librdkafka 2.12 can crash on Tansu's answer for
+//! topics it lost) or with its data (SQLite) — and processing going on from there.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use scorestream::config::Config;
+use scorestream::metrics::Metrics;
+use scorestream::runtime::hooks::{self, Point};
+use scorestream::runtime::RuntimeHandle;
+use scorestream::{app, http, runtime};
+use support::exact::Setup;
+
+/// Hooks are process-wide: one scenario at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Session timeout of the consumer group (the config `Setup` writes): an outage longer
+/// than it makes the group drop this member's partitions.
+const SESSION: Duration = Duration::from_secs(6);
+
+struct Running {
+    handle: RuntimeHandle,
+    metrics: Metrics,
+    http_port: u16,
+}
+
+/// Starts the runtime in this process with `/ready` and `/metrics` served on a free port.
+fn start(rt: &tokio::runtime::Runtime, config: &Config) -> Running {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_test_writer()
+        .try_init();
+    let metrics = Metrics::new();
+    let parts = app::Components::load(config).unwrap();
+    let topology = app::build_topology(config, &parts, Some(metrics.clone())).unwrap();
+    rt.block_on(async {
+        let ctx = http::HttpContext::new(metrics.clone());
+        let listener = http::bind("127.0.0.1:0").await.unwrap();
+        let http_port = listener.local_addr().unwrap().port();
+        http::spawn(listener, http::router(ctx.clone()));
+        let handle = runtime::start(config, topology, metrics.clone())
+            .await
+            .unwrap();
+        ctx.started.store(true, Ordering::Relaxed);
+        Running {
+            handle,
+            metrics,
+            http_port,
+        }
+    })
+}
+
+impl Running {
+    fn ready(&self) -> (u16, String) {
+        support::http_get(self.http_port, "/ready").unwrap_or((0, String::new()))
+    }
+
+    fn wait_ready(&self, status: u16, timeout: Duration, what: &str) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (s, body) = self.ready();
+            if s == status {
+                return;
+            }
+            assert!(
+                !self.handle.is_finished(),
+                "{what}: the runtime stopped (last /ready {s} {body})"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{what}: /ready never answered {status} within {timeout:?}; last: {s} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops it and checks the shutdown stays bounded.
+    fn stop(self) {
+        let stopping = Instant::now();
+        self.handle.shutdown();
+        let result = self.handle.join();
+        assert!(result.is_ok(), "{result:?}");
+        assert!(
+            stopping.elapsed() < Duration::from_secs(40),
+            "shutdown took {:?}",
+            stopping.elapsed()
+        );
+    }
+}
+
+fn config_of(s: &Setup, state: &str) -> Config {
+    let mut config = Config::load(Some(&s.config)).unwrap();
+    config.state_dir = s.state_dir(state);
+    config
+}
+
+/// Kills the broker the first time the processing thread reaches `point` (for a commit:
+/// one with processed records in it). Returns the flag set when it did.
+fn kill_broker_at(
+    s: &Setup,
+    point: Point,
+    metrics_of: Arc<Mutex<Option<Metrics>>>,
+) -> Arc<AtomicBool> {
+    let fired = Arc::new(AtomicBool::new(false));
+    let (flag, broker) = (fired.clone(), s.broker.clone());
+    hooks::set(move |p| {
+        if p != point || flag.load(Ordering::Relaxed) {
+            return;
+        }
+        if p == Point::Commit {
+            let processed = metrics_of
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|m| m.processor_records.with_label_values(&["gamify"]).get() > 0);
+            if !processed {
+                return;
+            }
+        }
+        broker.lock().unwrap().stop();
+        flag.store(true, Ordering::Relaxed);
+    });
+    fired
+}
+
+fn wait_for(flag: &AtomicBool, timeout: Duration, what: &str) {
+    let deadline = Instant::now() + timeout;
+    while !flag.load(Ordering::Relaxed) {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The broker dies at `point`: the runtime survives longer than the group's session, is not
+/// ready meanwhile, and stops within its bounds.
+fn memory_broker_dies_at(point: Point) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut s = Setup::new("200ms");
+    s.produce(300);
+    let config = config_of(&s, "state");
+    let metrics_of = Arc::new(Mutex::new(None));
+    let fired = kill_broker_at(&s, point, metrics_of.clone());
+    let run = start(&rt, &config);
+    *metrics_of.lock().unwrap() = Some(run.metrics.clone());
+    wait_for(&fired, Duration::from_secs(90), &format!("{point:?}"));
+    hooks::clear();
+
+    run.wait_ready(503, Duration::from_secs(20), "broker down");
+    // Longer than the session: the group drops the partitions.
+    std::thread::sleep(SESSION * 2 + Duration::from_secs(2));
+    assert!(
+        !run.handle.is_finished(),
+        "{point:?}: the runtime stopped while the broker was down"
+    );
+
+    run.stop();
+}
+
+#[test]
+fn broker_dying_while_a_task_is_created_is_survived() {
+    memory_broker_dies_at(Point::CreateTask);
+}
+
+#[test]
+fn broker_dying_during_a_restore_is_survived() {
+    memory_broker_dies_at(Point::Restore);
+}
+
+#[test]
+fn broker_dying_during_a_commit_is_survived() {
+    memory_broker_dies_at(Point::Commit);
+}

@@ -1,0 +1,301 @@
+//! A scorestream application over a Tansu broker whose expected per-customer totals are
+//! known: events with known amounts are produced, the committed totals are read back
+//! from the changelogs (`scorestream state dump`) and compared exactly.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const PARTITIONS: i32 = 3;
+
+/// Expected totals per customer: (events, value sum, xp). The rules below make a purchase
+/// worth `1 + amount` xp, so xp is computed here independently of the rules engine.
+pub type Totals = BTreeMap<String, (u64, f64, i64)>;
+
+pub const RULES: &str = "[settings]\ntime_zone = \"UTC\"\n[point_types.xp]\n\
+                     [points.buy]\nevent_type = \"purchase\"\npoint_type = \"xp\"\nbase = 1\nper_unit = 1\n\
+                     [leaderboards.xp]\npoint_type = \"xp\"\nperiods = [\"daily\", \"all_time\"]\ntop_n = 25\n";
+/// The boards' size in `RULES`.
+pub const TOP_N: usize = 25;
+
+/// A board period's ranking: (customer, total, reached at (epoch ms)), best first.
+pub type Board = Vec<(String, i64, i64)>;
+
+pub struct Setup {
+    /// Shared so a test hook on the processing thread can stop it.
+    pub broker: Arc<Mutex<super::tansu::Tansu>>,
+    pub bootstrap: String,
+    pub input: String,
+    pub results: String,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub expected: Totals,
+    /// Per customer, the newest event time applied: when its total was reached.
+    pub reached_at: BTreeMap<String, i64>,
+    pub next_event: u64,
+}
+
+impl Setup {
+    pub fn new(commit: &str) -> Setup {
+        Self::with_broker(super::tansu::Tansu::start(), commit)
+    }
+
+    /// [`new`](Self::new) on a broker of the caller's.
+    pub fn with_broker(broker: super::tansu::Tansu, commit: &str) -> Setup {
+        let bootstrap = broker.bootstrap();
+        let input = super::random_topic("customer-events");
+        super::create_topics(&bootstrap, &[(input.clone(), PARTITIONS)]);
+        let app_id = super::random_topic("app");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(&rules, RULES).unwrap();
+        let results = super::random_topic("results");
+        std::fs::write(
+            &config,
+            format!(
+                "application_id = \"{app_id}\"\nbootstrap_servers = \"{bootstrap}\"\ninputs = [\"{input}\"]\n\
+                 [runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\ncommit_interval = \"{commit}\"\n\
+                 shutdown_timeout = \"20s\"\n[state]\ncleanup_delay = \"1h\"\n\
+                 [gamification]\nrules_file = \"{}\"\nresults_topic = \"{results}\"\n",
+                rules.display()
+            ),
+        )
+        .unwrap();
+        Setup {
+            broker: Arc::new(Mutex::new(broker)),
+            bootstrap,
+            input,
+            results,
+            config,
+            dir,
+            expected: Totals::new(),
+            reached_at: BTreeMap::new(),
+            next_event: 0,
+        }
+    }
+
+    pub fn state_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Produces `n` events over 1,000 customers with known ids and amounts.
+    pub fn produce(&mut self, n: u64) {
+        let records = self.events(n);
+        super::produce_many(&self.bootstrap, &records);
+    }
+
+    /// Produces `n` events from another thread, in small chunks over about a second.
+    pub fn produce_in_background(&mut self, n: u64) -> std::thread::JoinHandle<()> {
+        let records = self.events(n);
+        let bootstrap = self.bootstrap.clone();
+        std::thread::spawn(move || {
+            for chunk in records.chunks(50) {
+                super::produce_many(&bootstrap, chunk);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    }
+
+    /// The next `n` events, added to the expected totals.
+    pub fn events(&mut self, n: u64) -> Vec<super::Outgoing> {
+        let mut records = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let i = self.next_event;
+            self.next_event += 1;
+            let customer = format!("c{}", (i * 7919) % 1000);
+            let amount = (i % 97) + 1;
+            let e = self.expected.entry(customer.clone()).or_default();
+            e.0 += 1;
+            e.1 += amount as f64;
+            e.2 += 1 + amount as i64;
+            // Times repeat every hour of events, so customers tie on totals and on times.
+            let (minute, second) = ((i / 60) % 60, i % 60);
+            let at = 1_709_287_200_000 + (minute * 60 + second) as i64 * 1000;
+            let r = self.reached_at.entry(customer.clone()).or_insert(at);
+            *r = (*r).max(at);
+            let v = format!(
+                r#"{{"event_id":"ev-{i}","customer_id":"{customer}","event_type":"purchase","timestamp":"2024-03-01T10:{minute:02}:{second:02}Z","amount":{amount}}}"#
+            );
+            records.push((self.input.clone(), None, v.into_bytes(), None));
+        }
+        records
+    }
+
+    /// The boards every period must end with, computed here from the events sent: the
+    /// top N by total, then the earliest time the total was reached (the customer's
+    /// newest event, as every event falls in the one day), then the customer id.
+    pub fn expected_board(&self) -> Board {
+        let mut board: Board = self
+            .expected
+            .iter()
+            .map(|(c, t)| (c.clone(), t.2, self.reached_at[c]))
+            .collect();
+        board.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
+        board.truncate(TOP_N);
+        board
+    }
+
+    /// The committed boards (`board|period` → ranking), read from the changelog.
+    pub fn dump_boards(&self) -> BTreeMap<String, Board> {
+        let mut boards = BTreeMap::new();
+        for v in super::instance::dump_store(&self.config, "leaderboards", "60s") {
+            let key = v["key"].as_str().unwrap().to_string();
+            let entries = v["value"]["top"]["entries"].as_array().unwrap();
+            let board = entries
+                .iter()
+                .map(|e| {
+                    (
+                        e["customer_id"].as_str().unwrap().to_string(),
+                        e["total"].as_i64().unwrap(),
+                        e["reached_at"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            boards.insert(key, board);
+        }
+        boards
+    }
+
+    /// Every period's board equals the one computed from the events, whatever crashed.
+    pub fn check_boards(&self, timeout: Duration) {
+        let expected = self.expected_board();
+        let keys = ["xp|all_time", "xp|daily:2024-03-01"];
+        let deadline = Instant::now() + timeout;
+        loop {
+            let boards = self.dump_boards();
+            let matching = keys
+                .iter()
+                .filter(|k| boards.get(**k) == Some(&expected))
+                .count();
+            if matching == keys.len() && boards.len() == keys.len() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("boards differ from the events' ranking:\nexpected {expected:?}\ngot {boards:?}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The committed totals, read from the changelogs.
+    pub fn dump(&self) -> Totals {
+        let mut totals = Totals::new();
+        for v in super::instance::dump_store(&self.config, "customer-state", "60s") {
+            let key = v["key"].as_str().unwrap().to_string();
+            let profile = &v["value"]["profile"];
+            let events = profile["events"].as_u64().unwrap();
+            let sum = profile["value_milli"].as_i64().unwrap() as f64 / 1000.0;
+            let xp = v["value"]["points"]["xp"].as_i64().unwrap_or(0);
+            totals.insert(key, (events, sum, xp));
+        }
+        totals
+    }
+
+    /// What reached the results topic agrees with the expected totals: one distinct
+    /// `points_awarded` (by `result_id`) per event — repeats after a kill carry the same
+    /// id — and each customer's largest published xp total is exactly the expected one
+    /// (a double-counted event would publish a larger total).
+    pub fn check_results(&self) {
+        let records = super::consume_all(&self.bootstrap, &self.results, Duration::from_secs(20));
+        let mut ids = std::collections::BTreeSet::new();
+        let mut best: BTreeMap<String, i64> = BTreeMap::new();
+        for m in &records {
+            use rdkafka::Message;
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            if v["type"] != "points_awarded" {
+                continue;
+            }
+            ids.insert(v["result_id"].as_str().unwrap().to_string());
+            let c = v["customer_id"].as_str().unwrap().to_string();
+            let t = v["total"].as_i64().unwrap();
+            let b = best.entry(c).or_insert(0);
+            *b = (*b).max(t);
+        }
+        assert_eq!(
+            ids.len() as u64,
+            self.next_event,
+            "one points_awarded per event"
+        );
+        let expected: BTreeMap<String, i64> = self
+            .expected
+            .iter()
+            .map(|(k, v)| (k.clone(), v.2))
+            .collect();
+        assert_eq!(best, expected, "published xp totals");
+    }
+
+    /// Waits until the committed totals equal the expected ones; returns the last dump.
+    pub fn wait_exact(&self, timeout: Duration, what: &str) -> Totals {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.dump();
+            if got == self.expected {
+                return got;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{what}: totals not exact after {timeout:?}: {}",
+                    diff(&self.expected, &got)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Setup {
+    /// After the broker lost data: waits until every expected total is exact, while the
+    /// customers of `lost` (events sent before the loss, one per customer) are either
+    /// absent or exact — outputs the producer still held when the broker came back are
+    /// delivered again — but never counted twice or partly.
+    pub fn wait_exact_after_loss(&self, lost: &Totals, timeout: Duration, what: &str) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.dump();
+            let new_exact = self.expected.iter().all(|(k, e)| got.get(k) == Some(e));
+            let bad: Vec<String> = got
+                .iter()
+                .filter(|(k, g)| !self.expected.contains_key(*k) && lost.get(*k) != Some(*g))
+                .map(|(k, g)| format!("{k}: {g:?} (before the loss: {:?})", lost.get(k)))
+                .collect();
+            assert!(bad.is_empty(), "{what}: wrong totals: {bad:?}");
+            if new_exact {
+                return;
+            }
+            if Instant::now() > deadline {
+                let new: Totals = got
+                    .into_iter()
+                    .filter(|(k, _)| self.expected.contains_key(k))
+                    .collect();
+                panic!(
+                    "{what}: totals not exact after {timeout:?}: {}",
+                    diff(&self.expected, &new)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+pub fn diff(expected: &Totals, got: &Totals) -> String {
+    let mut out = Vec::new();
+    for (k, e) in expected {
+        match got.get(k) {
+            Some(g) if g == e => {}
+            other => out.push(format!("{k}: expected {e:?}, got {other:?}")),
+        }
+    }
+    for k in got.keys().filter(|k| !expected.contains_key(*k)) {
+        out.push(format!("{k}: unexpected"));
+    }
+    let more = out.len().saturating_sub(10);
+    out.truncate(10);
+    format!(
+        "{} differ: {}{}",
+        out.len() + more,
+        out.join("; "),
+        if more > 0 { " …" } else { "" }
+    )
+}
