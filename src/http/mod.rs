@@ -222,6 +222,12 @@ async fn ready(State(ctx): State<HttpContext>) -> Response {
             "{missing} input topic(s) do not exist on the broker"
         ));
     }
+    if m.input_undecodable.get() > 0 {
+        return not_ready(
+            "an input record batch cannot be decoded (corrupt, or a codec this build lacks): its partition cannot advance (see the log and scorestream_undecodable_batches_total)"
+                .into(),
+        );
+    }
     if m.rebalances.with_label_values(&["assign"]).get() == 0 {
         return not_ready("waiting for the consumer group to assign partitions".into());
     }
@@ -323,6 +329,12 @@ mod tests {
         assert!(body.contains("1 task(s) cannot start"), "{body}");
 
         ctx.metrics.tasks_waiting.set(0);
+        ctx.metrics.input_undecodable.set(1);
+        let (s, _, body) = call(&ctx, "/ready").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("cannot be decoded"), "{body}");
+
+        ctx.metrics.input_undecodable.set(0);
         let (s, retry, body) = call(&ctx, "/ready").await;
         assert_eq!(s, StatusCode::OK, "{body}");
         assert_eq!(retry, None);

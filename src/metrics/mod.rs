@@ -37,6 +37,10 @@ pub struct Metrics {
     pub broker_reachable: IntGauge,
     pub input_topics_missing: IntGauge,
     pub tasks_waiting: IntGauge,
+    /// Input record batches the consumer could not decode (corrupt, or a codec this build
+    /// lacks), and whether one was seen in the last minute (`/ready` says so).
+    pub undecodable_batches: IntCounter,
+    pub input_undecodable: IntGauge,
     pub replayed_records_skipped: IntCounter,
     pub store_keys: IntGaugeVec,
     pub duplicate_events: IntCounter,
@@ -247,6 +251,16 @@ impl Metrics {
                 &r,
                 "scorestream_tasks_waiting",
                 "Tasks assigned to this instance that could not start yet (the broker did not answer; retried with backoff).",
+            ),
+            undecodable_batches: counter(
+                &r,
+                "scorestream_undecodable_batches_total",
+                "Input record batches the consumer could not decode (corrupt, or compressed with a codec this build lacks); the partition cannot advance past them.",
+            ),
+            input_undecodable: gauge(
+                &r,
+                "scorestream_input_undecodable",
+                "1 while an input record batch that cannot be decoded was seen in the last minute.",
             ),
             replayed_records_skipped: counter(
                 &r,

@@ -11,6 +11,7 @@ mod restore;
 mod retry;
 mod stream_thread;
 mod txn_probe;
+pub(crate) mod undecodable;
 mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -628,6 +628,7 @@ pub(crate) fn run_loop(
     // Partitions sought back during this iteration (see `drive_restore`).
     let mut stale: std::collections::HashSet<(usize, i32)> = std::collections::HashSet::new();
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(1024);
+    let mut undecodable = super::undecodable::UndecodableWatch::default();
     let result = loop {
         if shutdown.load(Ordering::Relaxed) {
             break Ok(());
@@ -664,16 +665,21 @@ pub(crate) fn run_loop(
         } else {
             Duration::from_millis(50)
         };
+        let mut consumer_error = |e: KafkaError| {
+            if !undecodable.on_error(&e, &shared.metrics, Instant::now()) {
+                super::client::report(&e, "");
+            }
+        };
         match consumer.poll(wait) {
             None => {}
-            Some(Err(e)) => super::client::report(&e, ""),
+            Some(Err(e)) => consumer_error(e),
             Some(Ok(m)) => {
                 batch.push(m);
                 while batch.len() < 1024 {
                     match consumer.poll(Duration::ZERO) {
                         Some(Ok(m)) => batch.push(m),
                         Some(Err(e)) => {
-                            super::client::report(&e, "");
+                            consumer_error(e);
                             break;
                         }
                         None => break,
@@ -681,6 +687,7 @@ pub(crate) fn run_loop(
                 }
             }
         }
+        undecodable.tick(&shared.metrics, Instant::now());
         {
             let now = now_ms();
             let mut st = shared.lock();
