@@ -329,6 +329,7 @@ async fn real_answers_of_the_router_match_the_documented_responses() {
     for (method, uri, template) in [
         ("get", "/health", "/health"),
         ("get", "/ready", "/ready"),
+        ("get", "/instances", "/instances"),
         ("get", "/customers/c1", "/customers/{customer_id}"),
         ("get", "/leaderboards/xp?limit=5", "/leaderboards/{board}"),
         ("post", "/events", "/events"),

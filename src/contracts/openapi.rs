@@ -61,6 +61,13 @@ pub fn document() -> Value {
                     }
                 }
             }},
+            "/instances": {"get": {
+                "summary": "The application's live instances and the partitions each owns, from the instance registry (claims older than 45 s left out).",
+                "responses": {
+                    "200": {"description": "The instances.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Instances"}}}},
+                    "503": unavailable()
+                }
+            }},
             "/metrics": {"get": {
                 "summary": "Prometheus metrics, text exposition format 0.0.4 (see docs/operations.md).",
                 "responses": {"200": {"description": "The metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}}
@@ -124,6 +131,23 @@ pub fn document() -> Value {
                     "type": "object",
                     "required": ["status"],
                     "properties": {"status": {"const": "ok"}}
+                },
+                "Instances": {
+                    "type": "object",
+                    "required": ["this_instance", "instances"],
+                    "properties": {
+                        "this_instance": {"type": ["string", "null"], "description": "This instance's advertised address."},
+                        "instances": {"type": "array", "items": {
+                            "type": "object",
+                            "required": ["http", "this_instance", "partitions", "announced_at_ms"],
+                            "properties": {
+                                "http": {"type": "string", "description": "Advertised host:port."},
+                                "this_instance": {"type": "boolean"},
+                                "partitions": {"type": "object", "description": "Topic → partitions owned.", "additionalProperties": {"type": "array", "items": {"type": "integer"}}},
+                                "announced_at_ms": {"type": "integer", "description": "When the claim was last renewed (epoch ms)."}
+                            }
+                        }}
+                    }
                 },
                 "Ready": {
                     "type": "object",
