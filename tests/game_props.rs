@@ -9,12 +9,12 @@
 //! `points_awarded` per customer and type, the sum of its `points` (every award published
 //! once), and the `points` held in the `customer-state` store of every task.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use scorestream::app;
-use scorestream::config::Config;
-use scorestream::engine::{Record, TaskId, TopologyTestDriver};
+use scorestream::engine::Record;
 use serde_json::Value;
 
 /// (customer, type) → points.
@@ -26,19 +26,7 @@ const WALL_CLOCK: i64 = 1_893_456_000_000;
 /// Pipes `events` (input partition, JSON) through the real topology on `partitions`
 /// partitions and reads the points three ways.
 fn run(rules: Option<&str>, events: &[(u8, String)], partitions: i32) -> [Totals; 3] {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        application_id: "props".into(),
-        ..Config::default()
-    };
-    if let Some(rules) = rules {
-        let path = dir.path().join("rules.toml");
-        std::fs::write(&path, rules).unwrap();
-        config.gamification.rules_file = Some(path);
-    }
-    let parts = app::Components::load(&config).unwrap();
-    let topology = app::build_topology(&config, &parts, None).unwrap();
-    let mut driver = TopologyTestDriver::with_partitions(topology, partitions, WALL_CLOCK);
+    let mut driver = support::driver::bundled(rules, partitions, WALL_CLOCK);
     for (p, json) in events {
         driver
             .pipe_to_partition(
@@ -71,27 +59,11 @@ fn run(rules: Option<&str>, events: &[(u8, String)], partitions: i32) -> [Totals
     }
 
     let mut stored = Totals::new();
-    for partition in 0..partitions {
-        let task = TaskId {
-            subtopology: 1,
-            partition,
-        };
-        let Some(state) = driver.task_state(task) else {
-            continue;
-        };
-        let index = state
-            .store_names()
-            .iter()
-            .position(|n| *n == "customer-state")
-            .expect("the game task has customer-state");
-        for (k, v) in state.raw_entries(index).unwrap() {
-            let entry = app::store_entry_json("customer-state", &k, &v);
-            let customer = entry["key"].as_str().expect("a customer-state entry");
-            for (point_type, n) in entry["value"]["points"].as_object().unwrap() {
-                let n = n.as_i64().unwrap();
-                if n != 0 {
-                    stored.insert((customer.to_string(), point_type.clone()), n);
-                }
+    for (customer, state) in support::driver::customer_states(&mut driver, partitions) {
+        for (point_type, n) in state["points"].as_object().unwrap() {
+            let n = n.as_i64().unwrap();
+            if n != 0 {
+                stored.insert((customer.clone(), point_type.clone()), n);
             }
         }
     }

@@ -10,12 +10,12 @@
 //! milliseconds), spread over three weeks so that the bundled weekly missions repeat, with
 //! arrival jitter inside the grace period.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use scorestream::app;
-use scorestream::config::Config;
-use scorestream::engine::{Record, TaskId, TopologyTestDriver};
+use scorestream::engine::Record;
 use serde_json::Value;
 
 /// 2030: no event is in the future.
@@ -99,19 +99,7 @@ struct Outcome {
 }
 
 fn run(rules: Option<&str>, deliveries: &[(i32, String)]) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        application_id: "retries".into(),
-        ..Config::default()
-    };
-    if let Some(rules) = rules {
-        let path = dir.path().join("rules.toml");
-        std::fs::write(&path, rules).unwrap();
-        config.gamification.rules_file = Some(path);
-    }
-    let parts = app::Components::load(&config).unwrap();
-    let topology = app::build_topology(&config, &parts, None).unwrap();
-    let mut driver = TopologyTestDriver::with_partitions(topology, PARTITIONS, WALL_CLOCK);
+    let mut driver = support::driver::bundled(rules, PARTITIONS, WALL_CLOCK);
     for (partition, json) in deliveries {
         driver
             .pipe_to_partition(
@@ -139,26 +127,7 @@ fn run(rules: Option<&str>, deliveries: &[(i32, String)]) -> Outcome {
             }
         }
     }
-    let mut states = BTreeMap::new();
-    for partition in 0..PARTITIONS {
-        let task = TaskId {
-            subtopology: 1,
-            partition,
-        };
-        let Some(state) = driver.task_state(task) else {
-            continue;
-        };
-        let index = state
-            .store_names()
-            .iter()
-            .position(|n| *n == "customer-state")
-            .expect("the game task has customer-state");
-        for (k, v) in state.raw_entries(index).unwrap() {
-            let entry = app::store_entry_json("customer-state", &k, &v);
-            let customer = entry["key"].as_str().unwrap().to_string();
-            states.insert(customer, entry["value"].clone());
-        }
-    }
+    let states = support::driver::customer_states(&mut driver, PARTITIONS);
     Outcome {
         states,
         result_ids,

@@ -1,0 +1,56 @@
+//! The bundled topology in the in-process TopologyTestDriver, for property tests that need
+//! no broker: built from a rules text, and its customers' stored state read back.
+
+use std::collections::BTreeMap;
+
+use scorestream::app;
+use scorestream::config::Config;
+use scorestream::engine::{TaskId, TopologyTestDriver};
+use serde_json::Value;
+
+/// The bundled topology with `rules` (a rules file's text; `None`: the bundled rules) on
+/// `partitions` partitions of every topic, its wall clock at `wall_clock` (epoch ms).
+pub fn bundled(rules: Option<&str>, partitions: i32, wall_clock: i64) -> TopologyTestDriver {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        application_id: "props".into(),
+        ..Config::default()
+    };
+    if let Some(rules) = rules {
+        let path = dir.path().join("rules.toml");
+        std::fs::write(&path, rules).unwrap();
+        config.gamification.rules_file = Some(path);
+    }
+    let parts = app::Components::load(&config).unwrap();
+    let topology = app::build_topology(&config, &parts, None).unwrap();
+    TopologyTestDriver::with_partitions(topology, partitions, wall_clock)
+}
+
+/// Every customer's `customer-state` value as JSON (`scorestream state dump`'s form), from
+/// the game task of each of the `partitions` partitions.
+pub fn customer_states(
+    driver: &mut TopologyTestDriver,
+    partitions: i32,
+) -> BTreeMap<String, Value> {
+    let mut states = BTreeMap::new();
+    for partition in 0..partitions {
+        let task = TaskId {
+            subtopology: 1,
+            partition,
+        };
+        let Some(state) = driver.task_state(task) else {
+            continue;
+        };
+        let index = state
+            .store_names()
+            .iter()
+            .position(|n| *n == "customer-state")
+            .expect("the game task has customer-state");
+        for (k, v) in state.raw_entries(index).unwrap() {
+            let entry = app::store_entry_json("customer-state", &k, &v);
+            let customer = entry["key"].as_str().expect("a customer-state entry");
+            states.insert(customer.to_string(), entry["value"].clone());
+        }
+    }
+    states
+}
