@@ -16,6 +16,7 @@ use super::points::credit;
 use super::rounds::{Round, Stepped, Unit};
 use super::rules::{all_match, Mission, MissionKind};
 use super::state::{CustomerGameState, MissionProgress, SeenEvents};
+use crate::ingest::event::CanonicalEvent;
 
 /// What one event did to one mission's progress.
 enum Step {
@@ -62,28 +63,50 @@ pub(super) fn advance_missions(ctx: &mut Ctx<'_>, state: &mut CustomerGameState)
     }
 }
 
-/// For a repeatable single, count or sum mission the event matches: what it adds to a
-/// round (a single mission is a count mission with a target of 1).
+/// What an event adds towards a single, count or sum mission, and the mission's target, in
+/// the mission's unit (events, or thousandths of a value); `None` when it does not match. A
+/// single mission is a count mission with a target of 1.
+fn contribution(mission: &Mission, event: &CanonicalEvent) -> Option<(i64, i64)> {
+    let matches = |types: &[String]| types.contains(&event.event_type);
+    match &mission.kind {
+        MissionKind::Single { event_types } if matches(event_types) => Some((1, 1)),
+        MissionKind::Count {
+            event_types,
+            target,
+        } if matches(event_types) => Some((i64::try_from(*target).unwrap_or(i64::MAX), 1)),
+        MissionKind::Sum {
+            event_types,
+            target_milli,
+            unit,
+        } if matches(event_types) => Some((*target_milli, unit.units_milli(event))),
+        _ => None,
+    }
+}
+
+/// Progress in the mission's unit, kept in the field of its kind.
+fn set_progress(mission: &Mission, p: &mut MissionProgress, progress: i64) {
+    match mission.kind {
+        MissionKind::Sum { .. } => p.sum_milli = progress,
+        _ => p.count = progress.max(0) as u64,
+    }
+}
+
+/// Progress and target as published: sums in the value's unit, counts in events.
+fn published(mission: &Mission, progress: i64, target: i64) -> (f64, f64) {
+    let scale = match mission.kind {
+        MissionKind::Sum { .. } => 1000.0,
+        _ => 1.0,
+    };
+    (progress as f64 / scale, target as f64 / scale)
+}
+
+/// For a repeatable single, count or sum mission the event matches: what it adds to a round.
 fn round_unit(ctx: &Ctx<'_>, mission: &Mission) -> Option<(Round, Unit)> {
     if !mission.repeatable {
         return None;
     }
     let event = ctx.event;
-    let (target, units) = match &mission.kind {
-        MissionKind::Single { event_types } if event_types.contains(&event.event_type) => (1, 1),
-        MissionKind::Count {
-            event_types,
-            target,
-        } if event_types.contains(&event.event_type) => {
-            (i64::try_from(*target).unwrap_or(i64::MAX), 1)
-        }
-        MissionKind::Sum {
-            event_types,
-            target_milli,
-            unit,
-        } if event_types.contains(&event.event_type) => (*target_milli, unit.units_milli(event)),
-        _ => return None,
-    };
+    let (target, units) = contribution(mission, event)?;
     Some((
         Round {
             target,
@@ -110,10 +133,7 @@ fn advance_rounds(
     }
     let before = progress.completions;
     let (now, stepped) = progress.rounds.add(round, unit, ctx.settle_before);
-    match &mission.kind {
-        MissionKind::Sum { .. } => progress.sum_milli = now.progress,
-        _ => progress.count = now.progress.max(0) as u64,
-    }
+    set_progress(mission, &mut progress, now.progress);
     progress.completions = now.completions;
     progress.last_completed_at = now.last_completed_at;
     state.missions.insert(mission.id.clone(), progress);
@@ -122,10 +142,7 @@ fn advance_rounds(
             completed(ctx, state, mission, completions);
         }
     } else if stepped != Stepped::Cooling {
-        let (progress, target) = match &mission.kind {
-            MissionKind::Sum { .. } => (now.progress as f64 / 1000.0, round.target as f64 / 1000.0),
-            _ => (now.progress as f64, round.target as f64),
-        };
+        let (progress, target) = published(mission, now.progress, round.target);
         ctx.emit(OutputBody::MissionProgress {
             mission: mission.id.clone(),
             kind: mission.kind.name(),
@@ -158,51 +175,32 @@ fn eligible(ctx: &Ctx<'_>, state: &CustomerGameState, mission: &Mission) -> bool
 
 fn step(ctx: &Ctx<'_>, mission: &Mission, p: &mut MissionProgress) -> Step {
     let event = ctx.event;
-    let matches = |types: &[String]| types.contains(&event.event_type);
-    match &mission.kind {
-        MissionKind::Single { event_types } if matches(event_types) => Step::Completed,
-        MissionKind::Count {
-            event_types,
-            target,
-        } if matches(event_types) => {
-            p.count += 1;
-            if p.count >= *target {
-                Step::Completed
-            } else {
-                Step::Progressed {
-                    progress: p.count as f64,
-                    target: *target as f64,
-                }
-            }
-        }
-        MissionKind::Sum {
-            event_types,
-            target_milli,
-            unit,
-        } if matches(event_types) => {
-            let add = unit.units_milli(event);
-            if add == 0 {
-                return Step::Ignored;
-            }
-            p.sum_milli = p.sum_milli.saturating_add(add);
-            if p.sum_milli >= *target_milli {
-                Step::Completed
-            } else {
-                Step::Progressed {
-                    progress: p.sum_milli as f64 / 1000.0,
-                    target: *target_milli as f64 / 1000.0,
-                }
-            }
-        }
-        MissionKind::Sequence { steps, within_ms } => sequence_step(event, steps, *within_ms, p),
-        _ => Step::Ignored,
+    if let MissionKind::Sequence { steps, within_ms } = &mission.kind {
+        return sequence_step(event, steps, *within_ms, p);
     }
+    let Some((target, units)) = contribution(mission, event) else {
+        return Step::Ignored;
+    };
+    if units == 0 {
+        return Step::Ignored;
+    }
+    let now = match mission.kind {
+        MissionKind::Sum { .. } => p.sum_milli,
+        _ => i64::try_from(p.count).unwrap_or(i64::MAX),
+    }
+    .saturating_add(units);
+    set_progress(mission, p, now);
+    if now >= target {
+        return Step::Completed;
+    }
+    let (progress, target) = published(mission, now, target);
+    Step::Progressed { progress, target }
 }
 
 /// The next expected step advances if it did not happen before the first step; the first
 /// step (re)starts; anything else is ignored. A sequence that ran past `within` starts over.
 fn sequence_step(
-    event: &crate::ingest::event::CanonicalEvent,
+    event: &CanonicalEvent,
     steps: &[String],
     within_ms: Option<i64>,
     p: &mut MissionProgress,
