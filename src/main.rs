@@ -287,12 +287,10 @@ enum StateCommand {
     },
 }
 
-fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+fn load_config(path: Option<&std::path::Path>, log_format: LogFormat) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         // With JSON logs, a log collector reads stderr: each problem is an ERROR event.
-        if LOG_JSON.load(std::sync::atomic::Ordering::Relaxed)
-            && tracing::dispatcher::has_been_set()
-        {
+        if log_format == LogFormat::Json && tracing::dispatcher::has_been_set() {
             for problem in &e.0 {
                 tracing::error!(key = %problem.key, "Invalid configuration: {}: {}", problem.key, problem.message);
             }
@@ -302,9 +300,6 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
         ExitCode::from(2)
     })
 }
-
-/// `--log-format json` is on (set once, before any command runs).
-static LOG_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -420,14 +415,10 @@ fn validate(config: Option<&std::path::Path>, rules: Option<PathBuf>) -> ExitCod
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = cli.log_format;
-    LOG_JSON.store(
-        log_format == scorestream::logging::LogFormat::Json,
-        std::sync::atomic::Ordering::Relaxed,
-    );
     let init_tracing = move |default: &str| scorestream::logging::init(default, log_format);
     match cli.command {
         Command::Describe { config, format } => {
-            let config = match load_config(config.as_deref()) {
+            let config = match load_config(config.as_deref(), log_format) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -488,7 +479,7 @@ async fn main() -> ExitCode {
         } => {
             // librdkafka repeats connection errors per attempt; the command reports its own.
             init_tracing("warn,rdkafka=off,librdkafka=off");
-            let mut config = match load_config(config.as_deref()) {
+            let mut config = match load_config(config.as_deref(), log_format) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -559,7 +550,7 @@ async fn main() -> ExitCode {
             dry_run,
         } => {
             init_tracing("warn,rdkafka=off,librdkafka=off");
-            let config = match load_config(config.as_deref()) {
+            let config = match load_config(config.as_deref(), log_format) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -633,7 +624,7 @@ async fn main() -> ExitCode {
                 },
         } => {
             init_tracing("warn");
-            let config = match load_config(config.as_deref()) {
+            let config = match load_config(config.as_deref(), log_format) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -647,7 +638,7 @@ async fn main() -> ExitCode {
         }
         Command::Run { config } => {
             init_tracing("info");
-            let config = match load_config(config.as_deref()) {
+            let config = match load_config(config.as_deref(), log_format) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
