@@ -15,13 +15,10 @@ use support::instance::Instance;
 
 fn start(s: &Setup, state: &str) -> (Instance, u16) {
     let port = support::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let inst = Instance::start_with_env(
-        &s.config,
-        &s.state_dir(state),
-        &[("SCORESTREAM_HTTP_ADDR", &addr)],
-    );
-    (inst, port)
+    (
+        Instance::start_on_port(&s.config, &s.state_dir(state), port),
+        port,
+    )
 }
 
 /// Waits until `/ready` answers `status`; returns its body.

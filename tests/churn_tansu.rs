@@ -133,8 +133,7 @@ fn events_in_predictions_and_alerts_out_across_a_crash() {
     // a per-customer task while it is still restoring can come out of order (see the note of
     // this issue), which would make this history's early events late.
     let port = support::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let instance = Instance::start_with_env(&config, &state, &[("SCORESTREAM_HTTP_ADDR", &addr)]);
+    let instance = Instance::start_on_port(&config, &state, port);
     let deadline = Instant::now() + Duration::from_secs(60);
     while support::http_get(port, "/ready").is_none_or(|(code, _)| code != 200) {
         assert!(Instant::now() < deadline, "not ready: {}", instance.log());

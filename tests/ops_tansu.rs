@@ -10,39 +10,18 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::Message;
 use serde_json::{json, Value};
+use support::http_request;
 use support::instance::Instance;
-use support::{http_request, HttpReply};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const TOKEN: &str = "t0ken-for-ops";
 const CUSTOMERS: usize = 12;
 const PARTITIONS: i32 = 4;
-
-fn get(port: u16, path: &str) -> Option<HttpReply> {
-    http_request(port, "GET", path, &[], "")
-}
-
-fn eventually<T>(timeout: Duration, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = done() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn start(config: &Path, dir: &Path, port: u16) -> Instance {
-    let addr = format!("127.0.0.1:{port}");
-    Instance::start_with_env(config, dir, &[("SCORESTREAM_HTTP_ADDR", &addr)])
-}
 
 /// The replicas' healthcheck command of docker-compose.yml, for a listener on `port`.
 fn compose_healthcheck(port: u16) -> Vec<String> {
@@ -114,14 +93,14 @@ fn instances_healthcheck_and_the_downstream_example_on_tansu() {
     )
     .unwrap();
     let (pa, pb) = (support::free_port(), support::free_port());
-    let a = start(&config, &dir.path().join("a"), pa);
-    let b = start(&config, &dir.path().join("b"), pb);
+    let a = Instance::start_on_port(&config, &dir.path().join("a"), pa);
+    let b = Instance::start_on_port(&config, &dir.path().join("b"), pb);
 
     // Not listening yet or not ready: the healthcheck fails.
     assert!(!healthcheck_passes(support::free_port()));
     for port in [pa, pb] {
-        eventually(Duration::from_secs(90), "both instances ready", || {
-            get(port, "/ready").filter(|r| r.status == 200)
+        support::eventually(Duration::from_secs(90), "both instances ready", || {
+            support::http_get_reply(port, "/ready").filter(|r| r.status == 200)
         });
     }
     assert!(healthcheck_passes(pa), "{}", a.log());
@@ -129,23 +108,24 @@ fn instances_healthcheck_and_the_downstream_example_on_tansu() {
     // Both instances, the input's partitions split between them, seen from either.
     let (me_a, me_b) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
     for (port, me) in [(pa, &me_a), (pb, &me_b)] {
-        let listed: Value = eventually(Duration::from_secs(60), "both instances listed", || {
-            let r = get(port, "/instances")?;
-            let v: Value = serde_json::from_str(&r.body).ok()?;
-            let owned: Vec<i64> = v["instances"]
-                .as_array()?
-                .iter()
-                .flat_map(|i| {
-                    i["partitions"][&input]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .filter_map(|p| p.as_i64())
-                .collect();
-            let n = v["instances"].as_array()?.len();
-            (r.status == 200 && n == 2 && owned.len() == PARTITIONS as usize).then_some(v)
-        });
+        let listed: Value =
+            support::eventually(Duration::from_secs(60), "both instances listed", || {
+                let r = support::http_get_reply(port, "/instances")?;
+                let v: Value = serde_json::from_str(&r.body).ok()?;
+                let owned: Vec<i64> = v["instances"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|i| {
+                        i["partitions"][&input]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .filter_map(|p| p.as_i64())
+                    .collect();
+                let n = v["instances"].as_array()?.len();
+                (r.status == 200 && n == 2 && owned.len() == PARTITIONS as usize).then_some(v)
+            });
         assert_eq!(listed["this_instance"], json!(me), "{listed}");
         let instances = listed["instances"].as_array().unwrap();
         let addresses: BTreeSet<&str> = instances
@@ -184,13 +164,13 @@ fn instances_healthcheck_and_the_downstream_example_on_tansu() {
     ];
     let posted = http_request(pa, "POST", "/events", &headers, &events()).unwrap();
     assert_eq!(posted.status, 202, "{}", posted.body);
-    let points: BTreeMap<String, Value> = eventually(
+    let points: BTreeMap<String, Value> = support::eventually(
         Duration::from_secs(90),
         "every customer's three events processed",
         || {
             let mut all = BTreeMap::new();
             for c in 0..CUSTOMERS {
-                let r = get(pb, &format!("/customers/D-{c}"))?;
+                let r = support::http_get_reply(pb, &format!("/customers/D-{c}"))?;
                 let v: Value = serde_json::from_str(&r.body).ok()?;
                 if r.status != 200 || v["profile"]["events"] != 3 {
                     return None;

@@ -7,36 +7,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::http_request;
 use support::instance::Instance;
-use support::{http_request, HttpReply};
 
 const TOKEN: &str = "t0ken-for-tests";
 const CUSTOMERS: usize = 20;
-
-fn get(port: u16, path: &str) -> Option<HttpReply> {
-    http_request(port, "GET", path, &[], "")
-}
-
-/// Polls until `done` returns a value or the deadline passes.
-fn eventually<T>(timeout: Duration, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = done() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn start(config: &Path, dir: &Path, port: u16) -> Instance {
-    let addr = format!("127.0.0.1:{port}");
-    Instance::start_with_env(config, dir, &[("SCORESTREAM_HTTP_ADDR", &addr)])
-}
 
 /// Two events per customer, as a producer would send them (no event ids).
 fn events() -> String {
@@ -80,11 +58,11 @@ fn any_instance_answers_for_any_customer_and_the_webhook_feeds_the_topology() {
     )
     .unwrap();
     let (pa, pb) = (support::free_port(), support::free_port());
-    let a = start(&config, &dir.path().join("a"), pa);
-    let b = start(&config, &dir.path().join("b"), pb);
+    let a = Instance::start_on_port(&config, &dir.path().join("a"), pa);
+    let b = Instance::start_on_port(&config, &dir.path().join("b"), pb);
     for port in [pa, pb] {
-        eventually(Duration::from_secs(90), "both instances ready", || {
-            get(port, "/ready").filter(|r| r.status == 200)
+        support::eventually(Duration::from_secs(90), "both instances ready", || {
+            support::http_get_reply(port, "/ready").filter(|r| r.status == 200)
         });
     }
 
@@ -109,13 +87,13 @@ fn any_instance_answers_for_any_customer_and_the_webhook_feeds_the_topology() {
     assert_eq!(accepted["accepted"], 2 * CUSTOMERS);
 
     // Every customer through A, until both of their events are in.
-    let by_a: BTreeMap<String, Value> = eventually(
+    let by_a: BTreeMap<String, Value> = support::eventually(
         Duration::from_secs(90),
         "every customer's two events processed",
         || {
             let mut all = BTreeMap::new();
             for c in 0..CUSTOMERS {
-                let r = get(pa, &format!("/customers/Q-{c}"))?;
+                let r = support::http_get_reply(pa, &format!("/customers/Q-{c}"))?;
                 if r.status != 200 {
                     return None;
                 }
@@ -145,7 +123,10 @@ fn any_instance_answers_for_any_customer_and_the_webhook_feeds_the_topology() {
     let mut served = BTreeMap::<String, usize>::new();
     for c in 0..CUSTOMERS {
         let path = format!("/customers/Q-{c}");
-        let (ra, rb) = (get(pa, &path).unwrap(), get(pb, &path).unwrap());
+        let (ra, rb) = (
+            support::http_get_reply(pa, &path).unwrap(),
+            support::http_get_reply(pb, &path).unwrap(),
+        );
         assert_eq!(
             (ra.status, rb.status),
             (200, 200),
@@ -172,13 +153,13 @@ fn any_instance_answers_for_any_customer_and_the_webhook_feeds_the_topology() {
 
     // The all-time leaderboard, through either instance, once all 20 are ranked.
     let board = |port: u16| {
-        get(port, "/leaderboards/xp?period=all_time&limit=50")
+        support::http_get_reply(port, "/leaderboards/xp?period=all_time&limit=50")
             .filter(|r| r.status == 200)
             .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
             .filter(|v| v["entries"].as_array().unwrap().len() == CUSTOMERS)
     };
-    let on_a = eventually(Duration::from_secs(60), "leaderboard via A", || board(pa));
-    let on_b = eventually(Duration::from_secs(30), "leaderboard via B", || board(pb));
+    let on_a = support::eventually(Duration::from_secs(60), "leaderboard via A", || board(pa));
+    let on_b = support::eventually(Duration::from_secs(30), "leaderboard via B", || board(pb));
     assert_eq!(on_a["entries"], on_b["entries"]);
     for e in on_a["entries"].as_array().unwrap() {
         let id = e["customer_id"].as_str().unwrap();
@@ -188,12 +169,12 @@ fn any_instance_answers_for_any_customer_and_the_webhook_feeds_the_topology() {
     // Scale in: B leaves; A takes every partition, restores B's state, answers alone.
     let log_b = b.stop();
     assert!(log_b.contains("Stopped."), "{log_b}");
-    eventually(
+    support::eventually(
         Duration::from_secs(120),
         "A answers for everyone after B left",
         || {
             for c in 0..CUSTOMERS {
-                let r = get(pa, &format!("/customers/Q-{c}"))?;
+                let r = support::http_get_reply(pa, &format!("/customers/Q-{c}"))?;
                 if r.status != 200 || r.header("x-scorestream-served-by") != Some(adv_a.as_str()) {
                     return None;
                 }

@@ -66,13 +66,8 @@ fn an_undecodable_batch_is_counted_logged_and_shown_on_ready() {
     )
     .unwrap();
     let port = support::free_port();
-    let addr = format!("127.0.0.1:{port}");
     let started = Instant::now();
-    let inst = Instance::start_with_env(
-        &config,
-        &dir.path().join("state"),
-        &[("SCORESTREAM_HTTP_ADDR", addr.as_str())],
-    );
+    let inst = Instance::start_on_port(&config, &dir.path().join("state"), port);
 
     // /ready names the condition.
     let deadline = Instant::now() + Duration::from_secs(90);

@@ -43,6 +43,12 @@ impl Instance {
         Instance { child, log }
     }
 
+    /// [`start`](Self::start) with its HTTP listener on 127.0.0.1:`port`.
+    pub fn start_on_port(config: &Path, state_dir: &Path, port: u16) -> Instance {
+        let addr = format!("127.0.0.1:{port}");
+        Self::start_with_env(config, state_dir, &[("SCORESTREAM_HTTP_ADDR", &addr)])
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

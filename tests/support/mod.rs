@@ -50,6 +50,23 @@ impl HttpReply {
     }
 }
 
+/// `GET path` on 127.0.0.1:`port` with the whole reply, or `None` if nothing answered.
+pub fn http_get_reply(port: u16, path: &str) -> Option<HttpReply> {
+    http_request(port, "GET", path, &[], "")
+}
+
+/// Polls `done` every 250 ms until it returns a value; panics naming `what` after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = done() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// One HTTP/1.1 request on 127.0.0.1:`port` (`Connection: close`), or `None` if nothing
 /// answered within 10 s.
 pub fn http_request(
