@@ -95,11 +95,24 @@ pub struct RuntimeSettings {
     /// giving up with an error.
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
+    /// Stream threads of this instance (Kafka Streams' `num.stream.threads`): each has its
+    /// own consumer in the group, producer and tasks. 0 = one per core.
+    pub stream_threads: usize,
     /// `exactly_once`: at start-up, abort one probe transaction and commit another, and
     /// refuse to run unless a `read_committed` reader sees only the committed one (Tansu and
     /// librdkafka's mock cluster fail this). Turn off only to exercise the transactional
     /// path on such a broker, knowing aborted outputs will be visible.
     pub verify_transactions: bool,
+}
+
+impl RuntimeSettings {
+    /// The stream threads to run: `stream_threads`, or one per core when 0.
+    pub fn threads(&self) -> usize {
+        match self.stream_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl Default for RuntimeSettings {
@@ -114,6 +127,7 @@ impl Default for RuntimeSettings {
             output_partitions: 6,
             session_timeout: Duration::from_secs(45),
             startup_timeout: Duration::from_secs(300),
+            stream_threads: 0,
             verify_transactions: true,
         }
     }

@@ -244,6 +244,67 @@ fn nothing_is_written_locally_before_finish_commit() {
 }
 
 #[test]
+fn processing_goes_on_while_a_commit_point_waits_for_its_acknowledgements() {
+    let f = fixture();
+    for (name, kind) in kinds() {
+        let specs = f.specs.clone();
+        let mut s = TaskState::open(kind.backend(&specs), &specs, 0).unwrap();
+        let topic: Arc<str> = Arc::from("in");
+        s.view(&f.a).unwrap().put(&"k".into(), &1).unwrap();
+        s.view(&f.a).unwrap().put(&"gone".into(), &5).unwrap();
+        s.record_position(&topic, 0, 9);
+        let mut first = Vec::new();
+        s.prepare_commit(0, &mut first);
+        // The commit point is prepared, not written: reads and scans see its values
+        // (not what the backend or the cache hold), and new writes go on top of them.
+        assert_eq!(
+            s.view(&f.a).unwrap().get(&"k".into()).unwrap(),
+            Some(1),
+            "{name}"
+        );
+        s.view(&f.a).unwrap().put(&"k".into(), &2).unwrap();
+        s.view(&f.a).unwrap().delete(&"gone".into()).unwrap();
+        s.record_position(&topic, 0, 10);
+        let all = s.view(&f.a).unwrap().all().unwrap();
+        assert_eq!(all, vec![("k".to_string(), 2)], "{name}");
+        let staged_key = first[0].record.key.clone().unwrap();
+        assert!(s.read_raw("a", &staged_key).unwrap().is_some(), "{name}");
+        // The first point settles: only its data and position are written.
+        s.finish_commit(&|_, _| Some(2)).unwrap();
+        let written: HashMap<Vec<u8>, Vec<u8>> = s.raw_entries(0).unwrap().into_iter().collect();
+        assert_eq!(written.len(), 2, "{name}: k and gone from the first point");
+        assert!(s.is_applied("in", 0, 9), "{name}");
+        assert!(
+            !s.is_applied("in", 0, 10),
+            "{name}: the second point is not written"
+        );
+        assert_eq!(
+            s.view(&f.a).unwrap().get(&"k".into()).unwrap(),
+            Some(2),
+            "{name}"
+        );
+        assert_eq!(
+            s.view(&f.a).unwrap().get(&"gone".into()).unwrap(),
+            None,
+            "{name}"
+        );
+        // The second point: its changelog carries the newer value and the tombstone.
+        let second = commit(&mut s, &HashMap::new());
+        assert_eq!(second.len(), 2, "{name}");
+        assert!(
+            second.iter().any(|r| r.record.value.is_none()),
+            "{name}: a tombstone"
+        );
+        assert!(s.is_applied("in", 0, 10), "{name}");
+        assert_eq!(
+            s.raw_entries(0).unwrap().len(),
+            1,
+            "{name}: gone is deleted"
+        );
+    }
+}
+
+#[test]
 fn rocksdb_state_survives_reopen_with_positions() {
     let f = fixture();
     let (_, kind) = kinds().pop().unwrap();

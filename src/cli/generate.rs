@@ -146,7 +146,8 @@ pub fn run(config: &Config, opts: &GenerateOptions) -> Result<GenerateReport, St
             }
         }
         let ev = generator.next_event(now_ms());
-        let mut record = BaseRecord::<[u8], [u8], ()>::to(ev.topic).payload(&ev.value);
+        let mut record =
+            BaseRecord::<[u8], [u8], usize>::with_opaque_to(ev.topic, 0).payload(&ev.value);
         loop {
             match producer.send(record) {
                 Ok(()) => break,

@@ -360,3 +360,60 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
+
+/// One stream thread's share of an instance-wide gauge (tasks, partitions, pending
+/// outputs...): each thread sets its own share and the gauge shows their sum, so the
+/// metric means the same with one thread or many.
+#[derive(Clone)]
+pub struct GaugeShare {
+    gauge: IntGauge,
+    shares: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+    index: usize,
+}
+
+impl GaugeShare {
+    /// `threads` shares of `gauge`.
+    pub fn split(gauge: &IntGauge, threads: usize) -> Vec<GaugeShare> {
+        let shares = std::sync::Arc::new(std::sync::Mutex::new(vec![0; threads.max(1)]));
+        (0..threads.max(1))
+            .map(|index| GaugeShare {
+                gauge: gauge.clone(),
+                shares: shares.clone(),
+                index,
+            })
+            .collect()
+    }
+
+    /// A gauge of one share (a restorer or loop used on its own, e.g. in tests).
+    pub fn whole(gauge: &IntGauge) -> GaugeShare {
+        Self::split(gauge, 1).remove(0)
+    }
+
+    pub fn set(&self, value: i64) {
+        let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+        shares[self.index] = value;
+        self.gauge.set(shares.iter().sum());
+    }
+
+    /// This share's last value.
+    pub fn get(&self) -> i64 {
+        self.shares.lock().unwrap_or_else(|e| e.into_inner())[self.index]
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::*;
+
+    #[test]
+    fn a_gauge_shows_the_sum_of_its_shares() {
+        let g = IntGauge::new("g", "g").unwrap();
+        let shares = GaugeShare::split(&g, 3);
+        shares[0].set(2);
+        shares[2].set(5);
+        assert_eq!(g.get(), 7);
+        shares[2].set(1);
+        assert_eq!(g.get(), 3);
+        assert_eq!(shares[1].get(), 0);
+    }
+}

@@ -35,15 +35,23 @@ fn base(config: &Config) -> ClientConfig {
     c
 }
 
-/// The consumer of every source topic: one group per application id, manual commits,
-/// cooperative-sticky assignment.
+/// The consumer of every source topic (one per stream thread): one group per application
+/// id, manual commits, range assignment.
+///
+/// Range assigns each topic's partitions in contiguous runs over the members sorted by
+/// id, the same way for every topic of equal partition count: partition `p` of every
+/// source topic of a sub-topology (co-partitioned, as Kafka Streams requires) lands on
+/// one member — a whole task — and each sub-topology's tasks spread evenly over the
+/// members (instances x stream threads). Cooperative-sticky balanced partition counts
+/// over all topics together, which split tasks and left every stateful task on one
+/// instance (issue 15). librdkafka has no pluggable assignor to do Kafka Streams' own.
 pub fn consumer_config(config: &Config) -> ClientConfig {
     let mut c = base(config);
     c.set("group.id", &config.application_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("partition.assignment.strategy", "range")
         .set(
             "session.timeout.ms",
             config.runtime.session_timeout.as_millis().to_string(),
@@ -261,8 +269,8 @@ impl ProducerContext for LoggingContext {
     fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
 }
 
-/// Producer callbacks: count acknowledgements and failures. Runs on the thread that polls
-/// the producer (the processing thread).
+/// Producer callbacks: count acknowledgements and failures per commit epoch. Runs on the
+/// thread that polls the producer (the stream thread that owns it).
 pub struct DeliveryContext {
     pub logging: LoggingContext,
     pub metrics: Metrics,
@@ -270,8 +278,10 @@ pub struct DeliveryContext {
     pub failures: AtomicU64,
     /// Changelog topics, whose acknowledged end offsets are tracked.
     changelogs: HashSet<String>,
-    /// Next offset after the last acknowledged record, per changelog partition.
-    changelog_ends: Mutex<HashMap<(String, i32), i64>>,
+    /// Records owed per commit epoch, and changelog ends (see [`super::acks`]).
+    ledger: Mutex<super::acks::Ledger>,
+    /// `records_produced` per topic, resolved once per topic instead of per record.
+    produced: Mutex<HashMap<String, prometheus::IntCounter>>,
 }
 
 impl DeliveryContext {
@@ -281,27 +291,28 @@ impl DeliveryContext {
             metrics,
             failures: AtomicU64::new(0),
             changelogs,
-            changelog_ends: Mutex::new(HashMap::new()),
+            ledger: Mutex::new(super::acks::Ledger::default()),
+            produced: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The acknowledgement ledger (locked briefly by the stream thread and the callbacks,
+    /// which run on the same thread).
+    pub(crate) fn ledger(&self) -> std::sync::MutexGuard<'_, super::acks::Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Forgets the acknowledged end of changelog partition `topic`/`partition`: a task
     /// starting there records only ends acknowledged from now on (after a broker lost its
     /// data, offsets start again below the old ones).
     pub fn forget_changelog_end(&self, topic: &str, partition: i32) {
-        self.changelog_ends
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(topic.to_string(), partition));
+        self.ledger().forget_changelog_end(topic, partition);
     }
 
-    /// The next offset after the last acknowledged record of a changelog partition.
+    /// The next offset after the last acknowledged record of a changelog partition, as of
+    /// the last settled commit point.
     pub fn changelog_end(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.changelog_ends
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(topic.to_string(), partition))
-            .copied()
+        self.ledger().changelog_end(topic, partition)
     }
 }
 
@@ -318,28 +329,36 @@ impl ClientContext for DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    /// The commit epoch the record belongs to.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
+        let epoch = epoch as u64;
         match result {
             Ok(m) => {
-                self.metrics
-                    .records_produced
-                    .with_label_values(&[m.topic()])
-                    .inc();
-                if self.changelogs.contains(m.topic()) {
-                    let mut ends = self
-                        .changelog_ends
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
-                    let end = ends
-                        .entry((m.topic().to_string(), m.partition()))
-                        .or_insert(0);
-                    *end = (*end).max(m.offset() + 1);
+                {
+                    let mut produced = self.produced.lock().unwrap_or_else(|e| e.into_inner());
+                    match produced.get(m.topic()) {
+                        Some(c) => c.inc(),
+                        None => {
+                            let c = self
+                                .metrics
+                                .records_produced
+                                .with_label_values(&[m.topic()]);
+                            c.inc();
+                            produced.insert(m.topic().to_string(), c);
+                        }
+                    }
                 }
+                let changelog = self
+                    .changelogs
+                    .contains(m.topic())
+                    .then(|| (m.topic(), m.partition(), m.offset()));
+                self.ledger().acked(epoch, changelog);
             }
             Err((e, m)) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                self.ledger().failed(epoch);
                 self.metrics
                     .delivery_failures
                     .with_label_values(&[m.topic()])

@@ -12,8 +12,12 @@ pub enum Point {
     CreateTask,
     /// Changelogs are being read to restore a task's stores.
     Restore,
-    /// A commit has handed its outputs to the producer and waits for acknowledgements next.
+    /// A commit point was prepared: its outputs and changelog records are with the
+    /// producer (or queued for it), acknowledgements are awaited while processing goes on.
     Commit,
+    /// A commit point's outputs are all acknowledged: the local state write and the
+    /// offset commit come next.
+    CommitSettled,
 }
 
 type Hook = Box<dyn FnMut(Point) + Send>;

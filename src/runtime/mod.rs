@@ -1,6 +1,7 @@
 //! The Kafka runtime: start-up topic setup, the consumer group, the processing loop,
 //! commits, rebalances and shutdown. The only part of ScoreStream that talks to rdkafka.
 
+pub(crate) mod acks;
 pub mod admin;
 pub mod client;
 pub mod dump;
@@ -48,20 +49,23 @@ pub enum RuntimeError {
     Panicked,
 }
 
-/// A running instance: one processing thread and its clients.
+/// A running instance: its stream threads and their clients.
 pub struct RuntimeHandle {
     shutdown: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<(), RuntimeError>>>,
+    threads: Vec<JoinHandle<Result<(), RuntimeError>>>,
+    /// Store metrics and removal of stale task directories, across the stream threads.
+    housekeeping: Option<JoinHandle<()>>,
     query: StateQuery,
     /// Follows the broker and re-creates lost topics while the runtime runs.
     _watch: watch::Watch,
 }
 
 /// Reads the running tasks' stores and says who owns a partition (interactive queries).
-/// Cheap to clone; safe from any thread (a read waits for the batch being processed).
+/// Cheap to clone; safe from any thread (a read waits for the batch being processed by
+/// the stream thread that owns the task).
 #[derive(Clone)]
 pub struct StateQuery {
-    shared: Arc<stream_thread::Shared>,
+    threads: Arc<[Arc<stream_thread::Shared>]>,
     registry: Option<Arc<registry::Registry>>,
 }
 
@@ -69,7 +73,8 @@ impl StateQuery {
     /// The partition of `topic` a record keyed `key` goes to (Kafka's default partitioner,
     /// which every ScoreStream sink uses); `None` for a topic the runtime does not know.
     pub fn partition_of(&self, topic: &str, key: &[u8]) -> Option<i32> {
-        self.shared
+        self.threads
+            .first()?
             .partition_count(topic)
             .filter(|&n| n > 0)
             .map(|n| partitioner::partition_for_key(key, n))
@@ -84,7 +89,14 @@ impl StateQuery {
         store: &str,
         key: &[u8],
     ) -> Result<LocalRead, crate::state::StateError> {
-        self.shared.read_local(topic, partition, store, key)
+        // The thread that runs (or restores, or is about to start) the task answers.
+        for shared in self.threads.iter() {
+            match shared.read_local(topic, partition, store, key)? {
+                LocalRead::NotOwned => continue,
+                found => return Ok(found),
+            }
+        }
+        Ok(LocalRead::NotOwned)
     }
 
     /// The advertised HTTP address of the instance owning `topic`/`partition`, as the
@@ -124,16 +136,25 @@ impl RuntimeHandle {
         self.query.clone()
     }
 
+    /// True once any stream thread has ended (a thread that fails stops the others).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+        self.threads.is_empty() || self.threads.iter().any(JoinHandle::is_finished)
     }
 
-    /// Waits for the loop to end, then withdraws this instance from the registry.
+    /// Waits for every stream thread to end, then withdraws this instance from the
+    /// registry. The first thread's error, if any, is the result.
     pub fn join(mut self) -> Result<(), RuntimeError> {
-        let result = match self.thread.take() {
-            None => Ok(()),
-            Some(t) => t.join().map_err(|_| RuntimeError::Panicked)?,
-        };
+        let mut result = Ok(());
+        for t in std::mem::take(&mut self.threads) {
+            let r = t.join().unwrap_or(Err(RuntimeError::Panicked));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        self.shutdown();
+        if let Some(h) = self.housekeeping.take() {
+            let _ = h.join();
+        }
         self.stop_registry();
         result
     }
@@ -148,8 +169,11 @@ impl RuntimeHandle {
 impl Drop for RuntimeHandle {
     fn drop(&mut self) {
         self.shutdown();
-        if let Some(t) = self.thread.take() {
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
+        }
+        if let Some(h) = self.housekeeping.take() {
+            let _ = h.join();
         }
         self.stop_registry();
     }
@@ -189,61 +213,17 @@ pub async fn start_with(
         metrics.clone(),
     )
     .map_err(RuntimeError::Client)?;
-    let changelogs = topology
+    let changelogs: std::collections::HashSet<String> = topology
         .internal_topics()
         .iter()
         .filter(|t| t.kind == crate::engine::InternalTopicKind::Changelog)
         .map(|t| t.name.clone())
         .collect();
-    let mut stores = state_context(config, &topology)?;
+    let threads = config.runtime.threads();
+    warn_split_tasks(&topology, &counts, threads);
+    let stores = state_context(config, &topology)?;
     if stores.directory.is_some() {
         stores.cache.observe_with(metrics.latency.store_metrics());
-    }
-    *stores.restorer.get_mut().unwrap_or_else(|e| e.into_inner()) = if !topology.stores().is_empty()
-    {
-        Some(restore::Restorer::new(
-            client::restore_consumer_config(config),
-            config.state.restore_batch_records,
-            metrics.clone(),
-        )?)
-    } else {
-        None
-    };
-    let mut producer_config = client::producer_config(config);
-    if transactional {
-        let id = format!("{}-{}", config.application_id, instance_id(&stores));
-        info!(transactional_id = %id, "exactly_once: using a transactional producer.");
-        producer_config
-            .set("transactional.id", &id)
-            .set("transaction.timeout.ms", "60000");
-    }
-    let producer: BaseProducer<client::DeliveryContext> = producer_config
-        .create_with_context(client::DeliveryContext::new(metrics.clone(), changelogs))
-        .map_err(RuntimeError::Client)?;
-    if transactional {
-        use rdkafka::producer::Producer as _;
-        producer
-            .init_transactions(
-                config
-                    .runtime
-                    .startup_timeout
-                    .min(std::time::Duration::from_secs(60)),
-            )
-            .map_err(|e| RuntimeError::Transactions(e.to_string()))?;
-        if config.runtime.verify_transactions {
-            txn_probe::verify(
-                &producer,
-                &client::restore_consumer_config(config),
-                &txn_probe::probe_topic(&config.application_id),
-                config.runtime.startup_timeout.min(Duration::from_secs(15)),
-            )
-            .map_err(RuntimeError::Transactions)?;
-        } else {
-            warn!("exactly_once: runtime.verify_transactions = false; not checking that this broker hides aborted transactions.");
-        }
-        producer
-            .begin_transaction()
-            .map_err(|e| RuntimeError::Transactions(e.to_string()))?;
     }
     let registry = match advertised {
         None => None,
@@ -260,36 +240,198 @@ pub async fn start_with(
             ))
         }
     };
-    let shared = Arc::new(stream_thread::Shared::new(
-        topology,
-        metrics,
-        config.runtime.clone(),
-        stream_thread::OutputProducer {
-            producer,
-            max_message_bytes: config.ingest.max_record_bytes + 64 * 1024,
-            transactional,
-        },
-        counts,
-        stores,
-        registry.as_ref().map(|r| r.announcer()),
-    ));
+    let instance = transactional.then(|| instance_id(&stores));
+    let mut shared = Vec::with_capacity(threads);
+    for (thread, gauges) in stream_thread::ThreadGauges::split(&metrics, threads)
+        .into_iter()
+        .enumerate()
+    {
+        let producer = thread_producer(
+            config,
+            &metrics,
+            &changelogs,
+            thread,
+            threads,
+            instance.as_deref(),
+        )?;
+        let restorer = if topology.stores().is_empty() {
+            None
+        } else {
+            let [restoring, remaining] = [&metrics.tasks_restoring, &metrics.restore_remaining]
+                .map(|g| crate::metrics::GaugeShare::split(g, threads).remove(thread));
+            Some(
+                restore::Restorer::new(
+                    thread_client(client::restore_consumer_config(config), thread),
+                    config.state.restore_batch_records,
+                    metrics.clone(),
+                )?
+                .with_shares(restoring, remaining),
+            )
+        };
+        shared.push(Arc::new(stream_thread::Shared::new(
+            thread,
+            gauges,
+            topology.clone(),
+            metrics.clone(),
+            config.runtime.clone(),
+            stream_thread::OutputProducer {
+                producer,
+                max_message_bytes: config.ingest.max_record_bytes + 64 * 1024,
+                transactional,
+            },
+            counts.clone(),
+            stores.for_thread(restorer),
+            registry.as_ref().map(|r| r.announcer().for_thread(thread)),
+        )));
+    }
+    let threads: Arc<[Arc<stream_thread::Shared>]> = shared.into();
     let query = StateQuery {
-        shared: shared.clone(),
+        threads: threads.clone(),
         registry,
     };
     let shutdown = Arc::new(AtomicBool::new(false));
-    let consumer_config = client::consumer_config(config);
-    let flag = shutdown.clone();
-    let thread = std::thread::Builder::new()
-        .name("scorestream-stream".into())
-        .spawn(move || stream_thread::run_loop(shared, consumer_config, flag))
-        .expect("spawn processing thread");
+    let handles = threads
+        .iter()
+        .enumerate()
+        .map(|(i, shared)| {
+            let shared = shared.clone();
+            let consumer_config = thread_client(client::consumer_config(config), i);
+            let flag = shutdown.clone();
+            std::thread::Builder::new()
+                .name(format!("scorestream-stream-{i}"))
+                .spawn(move || {
+                    let result = stream_thread::run_loop(shared, consumer_config, flag.clone());
+                    // One thread failing stops the instance (its tasks would sit unprocessed).
+                    if result.is_err() {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    result
+                })
+                .expect("spawn a stream thread")
+        })
+        .collect();
+    let housekeeping = {
+        let flag = shutdown.clone();
+        let threads = threads.clone();
+        std::thread::Builder::new()
+            .name("scorestream-housekeeping".into())
+            .spawn(move || {
+                let mut last = std::time::Instant::now();
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if last.elapsed() >= Duration::from_secs(10) {
+                        last = std::time::Instant::now();
+                        stream_thread::housekeeping(&threads);
+                    }
+                }
+            })
+            .expect("spawn the housekeeping thread")
+    };
     Ok(RuntimeHandle {
         shutdown,
-        thread: Some(thread),
+        threads: handles,
+        housekeeping: Some(housekeeping),
         query,
         _watch: watch,
     })
+}
+
+/// A client of stream thread `thread`: its own `client.id`, so the broker and the group
+/// tell the threads apart.
+fn thread_client(mut c: rdkafka::ClientConfig, thread: usize) -> rdkafka::ClientConfig {
+    if let Some(id) = c.get("client.id").map(str::to_string) {
+        c.set("client.id", format!("{id}-{thread}"));
+    }
+    c
+}
+
+/// The producer of stream thread `thread` of `threads`: the in-flight limits are shared
+/// among the threads; under `exactly_once` each thread has its own transactional id
+/// (thread 0 keeps the instance's, so upgrading from one thread still fences).
+fn thread_producer(
+    config: &Config,
+    metrics: &Metrics,
+    changelogs: &std::collections::HashSet<String>,
+    thread: usize,
+    threads: usize,
+    instance: Option<&str>,
+) -> Result<BaseProducer<client::DeliveryContext>, RuntimeError> {
+    let mut producer_config = thread_client(client::producer_config(config), thread);
+    let share = |n: usize| (n / threads.max(1)).max(1);
+    producer_config
+        .set(
+            "queue.buffering.max.messages",
+            share(config.runtime.max_in_flight_records).to_string(),
+        )
+        .set(
+            "queue.buffering.max.kbytes",
+            share(config.runtime.max_in_flight_bytes / 1024).to_string(),
+        );
+    for (k, v) in &config.kafka.producer {
+        producer_config.set(k, v);
+    }
+    if let Some(instance) = instance {
+        let id = match thread {
+            0 => format!("{}-{instance}", config.application_id),
+            n => format!("{}-{instance}-{n}", config.application_id),
+        };
+        info!(transactional_id = %id, thread, "exactly_once: using a transactional producer.");
+        producer_config
+            .set("transactional.id", &id)
+            .set("transaction.timeout.ms", "60000");
+    }
+    let producer: BaseProducer<client::DeliveryContext> = producer_config
+        .create_with_context(client::DeliveryContext::new(
+            metrics.clone(),
+            changelogs.clone(),
+        ))
+        .map_err(RuntimeError::Client)?;
+    if instance.is_some() {
+        use rdkafka::producer::Producer as _;
+        producer
+            .init_transactions(config.runtime.startup_timeout.min(Duration::from_secs(60)))
+            .map_err(|e| RuntimeError::Transactions(e.to_string()))?;
+        if thread == 0 && config.runtime.verify_transactions {
+            txn_probe::verify(
+                &producer,
+                &client::restore_consumer_config(config),
+                &txn_probe::probe_topic(&config.application_id),
+                config.runtime.startup_timeout.min(Duration::from_secs(15)),
+            )
+            .map_err(RuntimeError::Transactions)?;
+        } else if thread == 0 {
+            warn!("exactly_once: runtime.verify_transactions = false; not checking that this broker hides aborted transactions.");
+        }
+        producer
+            .begin_transaction()
+            .map_err(|e| RuntimeError::Transactions(e.to_string()))?;
+    }
+    Ok(producer)
+}
+
+/// Kafka's group assignment is per topic (range): a task whose source topics differ in
+/// partition count can have its partitions on different members. Said once at start-up.
+fn warn_split_tasks(
+    topology: &Topology,
+    counts: &std::collections::HashMap<String, i32>,
+    threads: usize,
+) {
+    for sub in 0..topology.subtopologies().len() {
+        let sources: Vec<(String, i32)> = topology
+            .source_topics()
+            .into_iter()
+            .filter(|t| topology.subtopology_of(t) == Some(sub))
+            .map(|t| {
+                let n = counts.get(&t).copied().unwrap_or(0);
+                (t, n)
+            })
+            .collect();
+        let first = sources.first().map(|(_, n)| *n);
+        if sources.iter().any(|(_, n)| Some(*n) != first) {
+            let listed: Vec<String> = sources.iter().map(|(t, n)| format!("{t}={n}")).collect();
+            warn!(subtopology = sub, partitions = %listed.join(","), threads, "The source topics of one sub-topology differ in partition count: with more than one member (instances x stream threads) the group's per-topic assignment can split its tasks. Give them the same partition count (co-partitioning).");
+        }
+    }
 }
 
 /// Opens (and locks) the state directory when the topology has stores kept in RocksDB.
@@ -309,8 +451,10 @@ fn state_context(
             restorer: std::sync::Mutex::new(None),
         });
     }
-    let directory = crate::state::StateDirectory::open(&config.state_dir, &config.application_id)
-        .map_err(RuntimeError::State)?;
+    let directory = Arc::new(
+        crate::state::StateDirectory::open(&config.state_dir, &config.application_id)
+            .map_err(RuntimeError::State)?,
+    );
     info!(path = %directory.root().display(), "State directory locked.");
     let rocks =
         crate::state::RocksResources::new(settings.block_cache_bytes, settings.write_buffer_bytes);

@@ -111,14 +111,43 @@ pub struct Registry {
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Hands assignment changes to the registry thread; cheap to clone.
+/// Hands assignment changes to the registry thread; cheap to clone. Each stream thread
+/// announces its own partitions; the instance claims the union of all of them.
 #[derive(Clone)]
-pub struct Announcer(Sender<Assignment>);
+pub struct Announcer {
+    updates: Sender<Assignment>,
+    thread: usize,
+    parts: Arc<std::sync::Mutex<BTreeMap<usize, Assignment>>>,
+}
 
 impl Announcer {
+    /// Replaces this stream thread's partitions in the instance's claim.
     pub fn announce(&self, assignment: Assignment) {
+        let merged = {
+            let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            parts.insert(self.thread, assignment);
+            let mut merged = Assignment::new();
+            for part in parts.values() {
+                for (topic, ps) in part {
+                    merged.entry(topic.clone()).or_default().extend(ps);
+                }
+            }
+            for ps in merged.values_mut() {
+                ps.sort_unstable();
+                ps.dedup();
+            }
+            merged
+        };
         // The registry thread only stops when the runtime does.
-        let _ = self.0.send(assignment);
+        let _ = self.updates.send(merged);
+    }
+
+    /// The announcer of stream thread `thread`.
+    pub fn for_thread(&self, thread: usize) -> Announcer {
+        Announcer {
+            thread,
+            ..self.clone()
+        }
     }
 }
 
@@ -164,7 +193,11 @@ impl Registry {
     }
 
     pub fn announcer(&self) -> Announcer {
-        Announcer(self.updates.clone())
+        Announcer {
+            updates: self.updates.clone(),
+            thread: 0,
+            parts: Arc::default(),
+        }
     }
 
     /// This instance's advertised HTTP address.

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use super::client::LoggingContext;
 use super::RuntimeError;
 use crate::engine::{StreamTask, TaskId};
-use crate::metrics::Metrics;
+use crate::metrics::{GaugeShare, Metrics};
 use crate::state::changelog::{decode_positions, is_committed, POSITIONS_HEADER};
 
 type Tp = (String, i32);
@@ -51,6 +51,9 @@ struct Restoring {
 }
 
 pub(crate) struct Restorer {
+    /// This thread's shares of `scorestream_tasks_restoring` and `_restore_remaining`.
+    restoring: GaugeShare,
+    remaining: GaugeShare,
     consumer: BaseConsumer<LoggingContext>,
     /// To create the consumer again after an outage.
     config: rdkafka::ClientConfig,
@@ -77,9 +80,18 @@ impl Restorer {
             tasks: HashMap::new(),
             readings: HashMap::new(),
             batch_records: batch_records.max(1),
+            restoring: GaugeShare::whole(&metrics.tasks_restoring),
+            remaining: GaugeShare::whole(&metrics.restore_remaining),
             metrics,
             ahead: Vec::new(),
         })
+    }
+
+    /// Reports into one stream thread's shares of the restore gauges.
+    pub(crate) fn with_shares(mut self, restoring: GaugeShare, remaining: GaugeShare) -> Self {
+        self.restoring = restoring;
+        self.remaining = remaining;
+        self
     }
 
     pub(crate) fn is_idle(&self) -> bool {
@@ -142,7 +154,7 @@ impl Restorer {
                 ahead: None,
             },
         );
-        self.metrics.tasks_restoring.set(self.tasks.len() as i64);
+        self.restoring.set(self.tasks.len() as i64);
         Ok(())
     }
 
@@ -152,7 +164,7 @@ impl Restorer {
             return;
         }
         self.release_readings(id);
-        self.metrics.tasks_restoring.set(self.tasks.len() as i64);
+        self.restoring.set(self.tasks.len() as i64);
     }
 
     /// The broker is gone: stops every restore (the tasks start over when it is back, from
@@ -271,7 +283,7 @@ impl Restorer {
                 self.ahead.push((t.task, t.ahead.unwrap_or_default()));
             }
         }
-        self.metrics.tasks_restoring.set(self.tasks.len() as i64);
+        self.restoring.set(self.tasks.len() as i64);
     }
 
     /// Marks partition-`p` readings done whose position reached the fetched high watermark.
@@ -381,7 +393,7 @@ impl Restorer {
                 );
             }
         }
-        self.metrics.restore_remaining.set(remaining_total);
+        self.remaining.set(remaining_total);
     }
 
     fn finish_done(&mut self) -> Vec<StreamTask> {
@@ -411,7 +423,7 @@ impl Restorer {
                 out.push(t.task);
             }
         }
-        self.metrics.tasks_restoring.set(self.tasks.len() as i64);
+        self.restoring.set(self.tasks.len() as i64);
         out
     }
 }

@@ -24,7 +24,7 @@ pub fn probe_topic(application_id: &str) -> String {
 /// Aborts one probe record and commits another on `producer` (initialised, no transaction
 /// open), then reads them back with a `read_committed` consumer built from
 /// `consumer_config`. Leaves no transaction open.
-pub fn verify<C: ProducerContext<DeliveryOpaque = ()>>(
+pub fn verify<C: ProducerContext<DeliveryOpaque = usize>>(
     producer: &BaseProducer<C>,
     consumer_config: &ClientConfig,
     topic: &str,
@@ -39,7 +39,7 @@ pub fn verify<C: ProducerContext<DeliveryOpaque = ()>>(
         producer
             .begin_transaction()
             .map_err(|e| format!("could not begin a probe transaction: {e}"))?;
-        let record = BaseRecord::<str, str>::to(topic)
+        let record = BaseRecord::<str, str, usize>::with_opaque_to(topic, 0)
             .partition(0)
             .key("probe")
             .payload(payload);

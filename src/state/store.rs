@@ -78,8 +78,12 @@ pub struct StoreSpec {
 struct StoreSlot {
     name: String,
     changelog: Option<Arc<str>>,
-    /// Writes since the last commit; `None` is a delete.
+    /// Writes since the last commit point; `None` is a delete.
     dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes of a prepared commit point whose changelog records are not acknowledged yet:
+    /// not in the backend, but what reads must see (they sit between `dirty` and the
+    /// cache). Processing goes on while a commit is in flight.
+    staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Committed entries read or written recently (reads take `&self`, hence the cell).
     cache: RefCell<StoreCache>,
     /// Cache hits and misses, backend read and commit latency (when the runtime measures).
@@ -95,10 +99,10 @@ pub struct TaskState {
     /// Next offset per input partition whose effects are already in the backend.
     /// Keyed topic → partition so the per-record check needs no allocation.
     applied: HashMap<String, HashMap<i32, i64>>,
-    /// Next offset per input partition processed since the last commit.
+    /// Next offset per input partition processed since the last commit point.
     positions: BTreeMap<(Arc<str>, i32), i64>,
-    /// Prepared but not yet written (waiting for the producer's acknowledgements).
-    staged: Option<WriteSet>,
+    /// Input positions of the prepared commit point, written with its data.
+    staged_positions: BTreeMap<(Arc<str>, i32), i64>,
 }
 
 impl TaskState {
@@ -145,6 +149,7 @@ impl TaskState {
                     name: s.name.clone(),
                     changelog: s.changelog.as_deref().map(Arc::from),
                     dirty: BTreeMap::new(),
+                    staged: BTreeMap::new(),
                     cache: RefCell::new(StoreCache::new(cache.clone())),
                     metrics: cache.metrics().cloned(),
                 })
@@ -157,7 +162,7 @@ impl TaskState {
             partition,
             applied,
             positions: BTreeMap::new(),
-            staged: None,
+            staged_positions: BTreeMap::new(),
         })
     }
 
@@ -227,15 +232,16 @@ impl TaskState {
         })
     }
 
-    /// Turns buffered writes into changelog records (appended to `out`) and stages one
-    /// write set with the data and input positions. Nothing is written locally until
-    /// [`finish_commit`](Self::finish_commit).
+    /// Turns buffered writes into changelog records (appended to `out`) and stages them with
+    /// the input positions reached: a commit point. Nothing is written locally until
+    /// [`finish_commit`](Self::finish_commit); meanwhile reads see the staged values and
+    /// processing goes on. Preparing again before finishing (a commit that failed) adds
+    /// to the same staged set.
     pub fn prepare_commit(&mut self, timestamp: i64, out: &mut Vec<SinkRecord>) {
         let header: Option<Arc<[u8]>> = (!self.positions.is_empty()).then(|| {
             encode_positions(self.positions.iter().map(|((t, p), o)| (&**t, *p, *o))).into()
         });
-        let staged = self.staged.get_or_insert_with(WriteSet::default);
-        for (i, store) in self.stores.iter_mut().enumerate() {
+        for store in self.stores.iter_mut() {
             for (key, value) in std::mem::take(&mut store.dirty) {
                 if let Some(topic) = &store.changelog {
                     let mut headers = Headers::new();
@@ -254,28 +260,30 @@ impl TaskState {
                         },
                     });
                 }
-                staged.data.push((i, key, value));
+                store.staged.insert(key, value);
             }
         }
-        for ((topic, p), next) in &self.positions {
-            staged.meta.push((
-                format!("{APPLIED_PREFIX}{topic}/{p}"),
-                next.to_be_bytes().to_vec(),
-            ));
+        for (tp, next) in std::mem::take(&mut self.positions) {
+            let cur = self.staged_positions.entry(tp).or_insert(next);
+            *cur = (*cur).max(next);
         }
     }
 
-    /// After every output of the batch is acknowledged: writes the staged set in one atomic
-    /// batch, with each logged store's changelog end offset from `changelog_end(topic,
-    /// partition)` (the next offset after the last acknowledged changelog record).
+    /// After every output and changelog record of the prepared commit point is
+    /// acknowledged: writes its staged data and input positions in one atomic batch, with
+    /// each logged store's changelog end offset from `changelog_end(topic, partition)` (the
+    /// next offset after the commit point's last changelog record).
     pub fn finish_commit(
         &mut self,
         changelog_end: &dyn Fn(&str, i32) -> Option<i64>,
     ) -> Result<(), StateError> {
-        let Some(mut staged) = self.staged.take() else {
-            return Ok(());
-        };
-        for store in &self.stores {
+        let mut staged = WriteSet::default();
+        for (i, store) in self.stores.iter_mut().enumerate() {
+            staged.data.extend(
+                std::mem::take(&mut store.staged)
+                    .into_iter()
+                    .map(|(k, v)| (i, k, v)),
+            );
             if let Some(end) = store
                 .changelog
                 .as_deref()
@@ -286,6 +294,13 @@ impl TaskState {
                     end.to_be_bytes().to_vec(),
                 ));
             }
+        }
+        let positions = std::mem::take(&mut self.staged_positions);
+        for ((topic, p), next) in &positions {
+            staged.meta.push((
+                format!("{APPLIED_PREFIX}{topic}/{p}"),
+                next.to_be_bytes().to_vec(),
+            ));
         }
         if staged.is_empty() {
             return Ok(());
@@ -298,7 +313,7 @@ impl TaskState {
         for (store, key, value) in staged.data {
             self.stores[store].cache.get_mut().put(key, value);
         }
-        for ((topic, p), next) in std::mem::take(&mut self.positions) {
+        for ((topic, p), next) in positions {
             self.applied
                 .entry(topic.to_string())
                 .or_default()
@@ -375,14 +390,9 @@ impl TaskState {
             .iter()
             .position(|s| s.name == store)
             .ok_or_else(|| StateError::UnknownStore(store.to_string()))?;
-        if let Some(raw) = self.stores[local].dirty.get(key) {
+        let slot = &self.stores[local];
+        if let Some(raw) = slot.dirty.get(key).or_else(|| slot.staged.get(key)) {
             return Ok(raw.clone());
-        }
-        let staged = self.staged.iter().flat_map(|w| w.data.iter().rev());
-        for (store, k, value) in staged {
-            if *store == local && k == key {
-                return Ok(value.clone());
-            }
         }
         self.backend.get(local, key)
     }
@@ -423,7 +433,7 @@ where
                 .map(|v| decode_value(&self.slot.name, v))
                 .transpose()
         };
-        if let Some(raw) = self.slot.dirty.get(&k) {
+        if let Some(raw) = self.slot.dirty.get(&k).or_else(|| self.slot.staged.get(&k)) {
             return decode(raw);
         }
         let mut cache = self.slot.cache.borrow_mut();
@@ -505,15 +515,15 @@ where
                 true
             })?;
         let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
-        for (k, v) in self
-            .slot
-            .dirty
-            .range::<Vec<u8>, _>((Bound::Included(from), upper))
-        {
-            match v {
-                Some(v) => merged.insert(k.clone(), v.clone()),
-                None => merged.remove(k),
-            };
+        // Staged (prepared, not yet written) writes over the backend, then this batch's.
+        for layer in [&self.slot.staged, &self.slot.dirty] {
+            for (k, v) in layer.range::<Vec<u8>, _>((Bound::Included(from.clone()), upper.clone()))
+            {
+                match v {
+                    Some(v) => merged.insert(k.clone(), v.clone()),
+                    None => merged.remove(k),
+                };
+            }
         }
         Ok(merged)
     }

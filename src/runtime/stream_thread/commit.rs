@@ -1,6 +1,20 @@
-//! Committing: outputs and changelog records acknowledged (or one Kafka transaction under
-//! `exactly_once`), then each task's local store batch, then the input offsets; a failed
-//! delivery or transaction rewinds to the last commit instead.
+//! Committing, as numbered steps (the checkpoint):
+//!
+//! 1. **Prepare** a commit point: every task's store writes become changelog records
+//!    (produced with the outputs) and a staged set; the input positions reached are
+//!    remembered, and the point closes the current commit epoch. Processing goes on.
+//! 2. **Settle**: the point waits until every output and changelog record of its epoch
+//!    and of earlier ones is acknowledged (`runtime::acks`), checked each loop turn
+//!    without blocking. A failed delivery rewinds instead (step 5).
+//! 3. **Write local state**: each task's staged set and input positions, one atomic batch.
+//! 4. **Commit offsets** of the point's positions (asynchronously; a failure is retried
+//!    with the next point).
+//! 5. **Rewind** after a failed delivery: drop uncommitted work and seek back to the last
+//!    commit, so the affected inputs are processed again.
+//!
+//! Nothing past an unacknowledged output is ever committed. Revocation and shutdown
+//! commit synchronously (prepare, then wait for the flush), as does `exactly_once`, where
+//! outputs, changelogs and offsets are one Kafka transaction.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -13,20 +27,23 @@ use tracing::{debug, error, warn};
 
 use super::{now_ms, Committed, LoopState, Shared, StreamConsumer, MAX_ABORTS_IN_A_ROW};
 use crate::runtime::client::due;
+use crate::runtime::hooks::{self, Point};
 use crate::runtime::RuntimeError;
 
+/// A prepared commit point waiting for its outputs' acknowledgements.
+#[derive(Debug)]
+pub(super) struct CommitPoint {
+    /// Every record of this epoch and earlier ones must be acknowledged first.
+    epoch: u64,
+    /// Input positions (topic index, partition) → next offset, reached when prepared.
+    positions: Vec<((usize, i32), i64)>,
+    prepared: Instant,
+}
+
 impl Shared {
-    /// Flushes every output, then commits the positions of processed records. A delivery
-    /// failure since the last commit rewinds instead: nothing past an unacknowledged
-    /// output is ever committed.
-    pub(super) fn commit(
-        &self,
-        consumer: &StreamConsumer,
-        st: &mut LoopState,
-        deadline: Instant,
-    ) -> Committed {
-        let started = Instant::now();
-        // Store writes of this batch become changelog records, produced with the outputs.
+    /// Step 1: prepares a commit point of everything processed so far. With a point
+    /// already in flight, extends it (its staged sets grow; it now covers this epoch too).
+    fn prepare(&self, st: &mut LoopState) {
         let now = now_ms();
         {
             let st = &mut *st;
@@ -34,14 +51,160 @@ impl Shared {
                 task.prepare_commit(now);
                 task.drain_outputs_into(&mut st.scratch);
             }
-            st.pending.extend(st.scratch.drain(..));
         }
-        while !self.send_pending(st) {
+        for out in std::mem::take(&mut st.scratch) {
+            self.collect(st, out);
+        }
+        let recommit = self.recommit.swap(false, Ordering::Relaxed);
+        let positions = st
+            .partitions
+            .iter()
+            .filter(|(_, ps)| ps.position >= 0 && (recommit || ps.position != ps.committed))
+            .map(|(&k, ps)| (k, ps.position))
+            .collect();
+        let prepared = st
+            .in_flight
+            .take()
+            .map_or_else(Instant::now, |p| p.prepared);
+        st.in_flight = Some(CommitPoint {
+            epoch: st.epoch,
+            positions,
+            prepared,
+        });
+        st.epoch += 1;
+    }
+
+    /// The maybe-commit phase of the loop (at-least-once): completes the point in flight
+    /// if its outputs are acknowledged, and prepares the next one when `due` and none is
+    /// in flight. Never waits for the producer.
+    pub(super) fn maybe_commit(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        due: bool,
+    ) -> Committed {
+        let outcome = self.try_complete(consumer, st, CommitMode::Async);
+        if due
+            && st.in_flight.is_none()
+            && matches!(outcome, Committed::Nothing | Committed::Offsets(_))
+        {
+            self.prepare(st);
+            hooks::reach(Point::Commit);
+        }
+        outcome
+    }
+
+    /// Steps 2–4 for the point in flight, if it has settled; step 5 if a delivery failed.
+    fn try_complete(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        mode: CommitMode,
+    ) -> Committed {
+        let failures = self.producer.context().failures.load(Ordering::Relaxed);
+        if failures != st.failures_seen {
+            st.failures_seen = failures;
+            self.rewind(consumer, st);
+            return Committed::Rewound;
+        }
+        let Some(point) = st.in_flight.as_ref() else {
+            return Committed::Nothing;
+        };
+        {
+            let mut ledger = self.producer.context().ledger();
+            if !ledger.settled_through(point.epoch) {
+                return Committed::Pending;
+            }
+            ledger.close_through(point.epoch);
+        }
+        let point = st.in_flight.take().expect("checked above");
+        hooks::reach(Point::CommitSettled);
+        if !self.write_local_state(st) {
+            return Committed::Failed;
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut n = 0;
+        for &((ti, p), position) in &point.positions {
+            // A partition revoked since the point was prepared is no longer ours to commit.
+            let Some(ps) = st.partitions.get_mut(&(ti, p)) else {
+                continue;
+            };
+            let _ = tpl.add_partition_offset(&self.sources[ti].name, p, Offset::Offset(position));
+            ps.committed = position;
+            n += 1;
+        }
+        if n == 0 {
+            return Committed::Nothing;
+        }
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => {
+                self.metrics.commits.inc();
+                self.metrics
+                    .commit_duration
+                    .observe(point.prepared.elapsed().as_secs_f64());
+                debug!(partitions = n, "Committed offsets.");
+                Committed::Offsets(n)
+            }
+            Err(e) => {
+                self.offset_commit_failed(&e, n);
+                Committed::Failed
+            }
+        }
+    }
+
+    /// An offset commit failed (here or in the consumer's callback for an asynchronous
+    /// one): the next commit point commits every position again.
+    pub(super) fn offset_commit_failed(&self, e: &KafkaError, partitions: usize) {
+        self.recommit.store(true, Ordering::Relaxed);
+        self.metrics.commit_failures.inc();
+        if let Some(repeated) = due("commit: offsets".into()) {
+            warn!(error = %e, partitions, repeated, "Offset commit failed; retrying with the next commit.");
+        }
+    }
+
+    /// Commits everything processed so far and waits for it, until `deadline`: for a
+    /// revocation, shutdown, and every `exactly_once` commit. A delivery failure since the
+    /// last commit rewinds instead: nothing past an unacknowledged output is committed.
+    pub(super) fn commit(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        deadline: Instant,
+    ) -> Committed {
+        if self.transactional {
+            let started = Instant::now();
+            let now = now_ms();
+            {
+                let st = &mut *st;
+                for task in st.tasks.values_mut() {
+                    task.prepare_commit(now);
+                    task.drain_outputs_into(&mut st.scratch);
+                }
+            }
+            for out in std::mem::take(&mut st.scratch) {
+                self.collect(st, out);
+            }
+            if !self.flush_pending(st, deadline) {
+                return Committed::Failed;
+            }
+            hooks::reach(Point::Commit);
+            return self.commit_transaction(consumer, st, deadline, started);
+        }
+        self.prepare(st);
+        if !self.flush_pending(st, deadline) {
+            return Committed::Failed;
+        }
+        hooks::reach(Point::Commit);
+        loop {
+            match self.try_complete(consumer, st, CommitMode::Sync) {
+                Committed::Pending => {}
+                outcome => return outcome,
+            }
             if Instant::now() >= deadline {
-                if let Some(repeated) = due("commit: queue full".into()) {
+                if let Some(repeated) = due("commit: not acknowledged".into()) {
                     warn!(
-                        pending = st.pending.len(),
-                        repeated, "Commit skipped: the producer queue stayed full."
+                        in_flight = self.producer.in_flight_count(),
+                        repeated, "Commit not done: outputs not acknowledged in time."
                     );
                 }
                 self.metrics.commit_failures.inc();
@@ -49,46 +212,24 @@ impl Shared {
             }
             self.producer.poll(Duration::from_millis(10));
         }
-        crate::runtime::hooks::reach(crate::runtime::hooks::Point::Commit);
-        if self.transactional {
-            return self.commit_transaction(consumer, st, deadline, started);
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if let Err(e) = self.producer.flush(remaining) {
-            if let Some(repeated) = due("commit: not acknowledged".into()) {
-                warn!(error = %e, in_flight = self.producer.in_flight_count(), repeated, "Commit skipped: outputs not acknowledged in time.");
-            }
-            self.metrics.commit_failures.inc();
-            return Committed::Failed;
-        }
-        let failures = self.producer.context().failures.load(Ordering::Relaxed);
-        if failures != st.failures_seen {
-            st.failures_seen = failures;
-            self.rewind(consumer, st);
-            return Committed::Rewound;
-        }
-        // Every output and changelog record is acknowledged: write each task's data and
-        // input positions in one local batch, then commit the consumer offsets.
-        if !self.write_local_state(st) {
-            return Committed::Failed;
-        }
-        let (tpl, n) = self.positions_to_commit(st);
-        if n == 0 {
-            return Committed::Nothing;
-        }
-        match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => {
-                self.mark_committed(st, started, n);
-                Committed::Offsets(n)
-            }
-            Err(e) => {
-                self.metrics.commit_failures.inc();
-                if let Some(repeated) = due("commit: offsets".into()) {
-                    warn!(error = %e, partitions = n, repeated, "Offset commit failed; retrying at the next interval.");
+    }
+
+    /// Hands every pending output to the producer, waiting for room until `deadline`.
+    fn flush_pending(&self, st: &mut LoopState, deadline: Instant) -> bool {
+        while !self.send_pending(st) {
+            if Instant::now() >= deadline {
+                if let Some(repeated) = due("commit: queue full".into()) {
+                    warn!(
+                        pending = st.pending.len(),
+                        repeated, "Commit not done: the producer queue stayed full."
+                    );
                 }
-                Committed::Failed
+                self.metrics.commit_failures.inc();
+                return false;
             }
+            self.producer.poll(Duration::from_millis(10));
         }
+        true
     }
 
     /// Writes every task's staged store batch. False (and a fatal error recorded) when the
@@ -167,6 +308,9 @@ impl Shared {
         match result {
             Ok(()) if delivered => {
                 st.aborts_in_a_row = 0;
+                // The transaction's commit flushed it: every epoch so far is settled.
+                self.producer.context().ledger().close_through(st.epoch);
+                st.epoch += 1;
                 if !self.write_local_state(st) {
                     return Committed::Failed;
                 }
@@ -228,10 +372,21 @@ impl Shared {
     fn rewind(&self, consumer: &StreamConsumer, st: &mut LoopState) {
         self.metrics.rewinds.inc();
         st.pending.clear();
+        st.in_flight = None;
+        // Let what is still in flight land (or fail) before tasks restore from their
+        // changelogs again, so no abandoned changelog record lands after a restore.
+        if !self.transactional {
+            let _ = self.producer.flush(self.settings.shutdown_timeout);
+        }
+        self.producer
+            .context()
+            .ledger()
+            .abandon_before(st.epoch + 1);
+        st.epoch += 1;
         // Dropping the tasks drops their uncommitted store writes; they are recreated (and
         // restored from what was committed) before processing goes on.
         st.tasks.clear();
-        self.metrics.tasks_assigned.set(0);
+        self.gauges.tasks.set(0);
         for (&(ti, p), ps) in st.partitions.iter_mut() {
             let target = if ps.committed >= 0 {
                 ps.committed

@@ -18,12 +18,14 @@ use super::restore::Restorer;
 use super::RuntimeError;
 use crate::config::{RuntimeSettings, StateSettings};
 use crate::engine::{Headers, Record, SinkRecord, SourcePosition, StreamTask, TaskId, Topology};
-use crate::metrics::Metrics;
+use crate::metrics::{GaugeShare, Metrics};
 use crate::state::{RocksResources, StateDirectory};
 
 mod commit;
 mod output;
 mod tasks;
+
+pub(crate) use tasks::housekeeping;
 
 /// `exactly_once`: consecutive failed transactions after which the instance stops.
 const MAX_ABORTS_IN_A_ROW: u32 = 5;
@@ -79,7 +81,14 @@ pub(crate) struct LoopState {
     /// Transactions aborted in a row (`exactly_once`); too many stop the instance.
     aborts_in_a_row: u32,
     partitions: HashMap<(usize, i32), PartitionState>,
-    pending: VecDeque<SinkRecord>,
+    /// Outputs waiting for room in the producer, with their commit epoch.
+    pending: VecDeque<(u64, SinkRecord)>,
+    /// The commit epoch of outputs produced now (see `runtime::acks`).
+    epoch: u64,
+    /// The prepared commit point waiting for its acknowledgements, if any.
+    in_flight: Option<commit::CommitPoint>,
+    /// Partitions whose lag this thread reported last time.
+    lag_reported: Vec<(usize, i32)>,
     scratch: Vec<SinkRecord>,
     failures_seen: u64,
     paused: bool,
@@ -101,8 +110,9 @@ pub(crate) struct OutputProducer {
 /// Where tasks' stores live.
 pub(crate) struct StateContext {
     pub settings: StateSettings,
-    /// Locked for this process; `None` with the memory backend.
-    pub directory: Option<StateDirectory>,
+    /// Locked for this process (shared by its stream threads); `None` with the memory
+    /// backend.
+    pub directory: Option<Arc<StateDirectory>>,
     pub rocks: Option<RocksResources>,
     /// Read caches of every store of every task draw on this.
     pub cache: Arc<crate::state::CacheBudget>,
@@ -110,7 +120,52 @@ pub(crate) struct StateContext {
     pub restorer: Mutex<Option<Restorer>>,
 }
 
+/// One stream thread's shares of the instance-wide gauges.
+pub(crate) struct ThreadGauges {
+    pub tasks: GaugeShare,
+    pub partitions: GaugeShare,
+    pub waiting: GaugeShare,
+    pub pending: GaugeShare,
+}
+
+impl ThreadGauges {
+    /// The shares of `threads` stream threads.
+    pub(crate) fn split(metrics: &Metrics, threads: usize) -> Vec<ThreadGauges> {
+        let mut tasks = GaugeShare::split(&metrics.tasks_assigned, threads).into_iter();
+        let mut partitions = GaugeShare::split(&metrics.partitions_assigned, threads).into_iter();
+        let mut waiting = GaugeShare::split(&metrics.tasks_waiting, threads).into_iter();
+        let mut pending = GaugeShare::split(&metrics.pending_outputs, threads).into_iter();
+        (0..threads.max(1))
+            .map(|_| ThreadGauges {
+                tasks: tasks.next().expect("one per thread"),
+                partitions: partitions.next().expect("one per thread"),
+                waiting: waiting.next().expect("one per thread"),
+                pending: pending.next().expect("one per thread"),
+            })
+            .collect()
+    }
+}
+
+/// One stream thread: its loop state (shared with the rebalance callback and interactive
+/// queries), producer, and what it knows of the topology.
+impl StateContext {
+    /// The same directory, RocksDB resources and cache budget, for a stream thread with
+    /// its own restorer.
+    pub(crate) fn for_thread(&self, restorer: Option<Restorer>) -> StateContext {
+        StateContext {
+            settings: self.settings.clone(),
+            directory: self.directory.clone(),
+            rocks: self.rocks.clone(),
+            cache: self.cache.clone(),
+            restorer: Mutex::new(restorer),
+        }
+    }
+}
+
 pub(crate) struct Shared {
+    /// This thread's number in the instance (0-based), for logs and ids.
+    thread: usize,
+    gauges: ThreadGauges,
     state: Mutex<LoopState>,
     stores: StateContext,
     producer: BaseProducer<DeliveryContext>,
@@ -124,6 +179,8 @@ pub(crate) struct Shared {
     max_message_bytes: usize,
     /// Tells the other instances which partitions this one owns (interactive queries).
     announcer: Option<super::registry::Announcer>,
+    /// An asynchronous offset commit failed: the next commit point commits every position.
+    recommit: AtomicBool,
 }
 
 /// What a local read of a task's store found.
@@ -159,6 +216,16 @@ impl ClientContext for StreamContext {
 }
 
 impl ConsumerContext for StreamContext {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            self.shared.offset_commit_failed(&e, offsets.count());
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => self.shared.on_revoke(consumer, tpl),
@@ -187,12 +254,17 @@ type StreamConsumer = BaseConsumer<StreamContext>;
 enum Committed {
     Nothing,
     Offsets(usize),
+    /// A commit point waits for acknowledgements.
+    Pending,
     Rewound,
     Failed,
 }
 
 impl Shared {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        thread: usize,
+        gauges: ThreadGauges,
         topology: Topology,
         metrics: Metrics,
         settings: RuntimeSettings,
@@ -221,6 +293,8 @@ impl Shared {
             })
             .collect();
         Shared {
+            thread,
+            gauges,
             stores,
             state: Mutex::new(LoopState {
                 tasks: BTreeMap::new(),
@@ -230,6 +304,9 @@ impl Shared {
                 aborts_in_a_row: 0,
                 partitions: HashMap::new(),
                 pending: VecDeque::new(),
+                epoch: 0,
+                in_flight: None,
+                lag_reported: Vec::new(),
                 scratch: Vec::new(),
                 failures_seen: 0,
                 paused: false,
@@ -245,6 +322,7 @@ impl Shared {
             max_message_bytes,
             transactional,
             announcer,
+            recommit: AtomicBool::new(false),
         }
     }
 
@@ -290,9 +368,9 @@ impl Shared {
     /// Consumer lag per assigned partition: the high watermark librdkafka last saw in a fetch
     /// response (cached, no broker round trip) minus the next offset to process. Partitions
     /// no longer assigned disappear from the gauge.
-    fn update_lag(&self, consumer: &StreamConsumer, st: &LoopState) {
+    fn update_lag(&self, consumer: &StreamConsumer, st: &mut LoopState) {
         let lag = &self.metrics.consumer_lag;
-        lag.reset();
+        let mut reported = Vec::with_capacity(st.partitions.len());
         for (&(ti, partition), ps) in &st.partitions {
             let topic = &*self.sources[ti].name;
             // librdkafka's cached watermarks (no broker request), as restore reads them.
@@ -310,7 +388,15 @@ impl Shared {
             };
             lag.with_label_values(&[topic, &partition.to_string()])
                 .set((high - next).max(0));
+            reported.push((ti, partition));
         }
+        // Partitions this thread no longer owns leave the gauge (other threads' stay).
+        for &(ti, partition) in &st.lag_reported {
+            if !reported.contains(&(ti, partition)) {
+                let _ = lag.remove_label_values(&[&*self.sources[ti].name, &partition.to_string()]);
+            }
+        }
+        st.lag_reported = reported;
     }
 
     /// Sends the current assignment to the instance registry.
@@ -351,9 +437,7 @@ impl Shared {
                 added.push(format!("{}-{}", e.topic(), e.partition()));
             }
         }
-        self.metrics
-            .partitions_assigned
-            .set(st.partitions.len() as i64);
+        self.gauges.partitions.set(st.partitions.len() as i64);
         self.announce(&st);
         info!(partitions = %added.join(","), total = st.partitions.len(), "Partitions assigned.");
     }
@@ -420,10 +504,8 @@ impl Shared {
             st.partitions.remove(k);
             st.held.remove(k);
         }
-        self.metrics
-            .partitions_assigned
-            .set(st.partitions.len() as i64);
-        self.metrics.tasks_assigned.set(st.tasks.len() as i64);
+        self.gauges.partitions.set(st.partitions.len() as i64);
+        self.gauges.tasks.set(st.tasks.len() as i64);
         self.announce(&st);
         info!(
             revoked = revoked.len(),
@@ -590,13 +672,7 @@ impl Shared {
         }
         let mut scratch = std::mem::take(&mut st.scratch);
         for out in scratch.drain(..) {
-            if st.pending.is_empty() {
-                if let Some(back) = self.send(out) {
-                    st.pending.push_back(back);
-                }
-            } else {
-                st.pending.push_back(out);
-            }
+            self.collect(st, out);
         }
         st.scratch = scratch;
         Ok(())
@@ -609,6 +685,8 @@ pub(crate) fn run_loop(
     consumer_config: rdkafka::ClientConfig,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), RuntimeError> {
+    // Every line this thread logs says which thread it is.
+    let _span = tracing::info_span!("stream_thread", thread = shared.thread).entered();
     let context = StreamContext {
         logging: LoggingContext,
         shared: shared.clone(),
@@ -623,7 +701,6 @@ pub(crate) fn run_loop(
     let commit_interval = shared.settings.commit_interval;
     let mut last_commit = Instant::now();
     let mut last_punctuate = Instant::now();
-    let mut last_housekeeping = Instant::now();
     let mut last_lag = Instant::now();
     // Partitions sought back during this iteration (see `drive_restore`).
     let mut stale: std::collections::HashSet<(usize, i32)> = std::collections::HashSet::new();
@@ -751,24 +828,32 @@ pub(crate) fn run_loop(
                 }
                 task.drain_outputs_into(&mut st.scratch);
             }
-            st.pending.extend(st.scratch.drain(..));
+            for out in std::mem::take(&mut st.scratch) {
+                shared.collect(st, out);
+            }
             if let Some(e) = failed {
                 break Err(e.into());
             }
         }
-        if last_commit.elapsed() >= commit_interval {
-            last_commit = Instant::now();
+        if shared.transactional {
+            if last_commit.elapsed() >= commit_interval {
+                last_commit = Instant::now();
+                let mut st = shared.lock();
+                let deadline = Instant::now() + commit_interval.max(Duration::from_secs(5));
+                shared.commit(&consumer, &mut st, deadline);
+            }
+        } else {
+            let due = last_commit.elapsed() >= commit_interval;
             let mut st = shared.lock();
-            let deadline = Instant::now() + commit_interval.max(Duration::from_secs(5));
-            shared.commit(&consumer, &mut st, deadline);
+            let in_flight = st.in_flight.is_some();
+            shared.maybe_commit(&consumer, &mut st, due);
+            if due && !in_flight {
+                last_commit = Instant::now();
+            }
         }
         if last_lag.elapsed() >= Duration::from_secs(2) {
             last_lag = Instant::now();
-            shared.update_lag(&consumer, &shared.lock());
-        }
-        if last_housekeeping.elapsed() >= Duration::from_secs(10) {
-            last_housekeeping = Instant::now();
-            shared.housekeeping(&shared.lock());
+            shared.update_lag(&consumer, &mut shared.lock());
         }
         if let Some(e) = shared.lock().fatal.take() {
             break Err(e);

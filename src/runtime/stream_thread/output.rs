@@ -1,5 +1,6 @@
-//! Getting outputs into the producer: partition choice, headers, a full queue handed
-//! back for later (backpressure), and oversized dead letters truncated.
+//! The record collector: getting outputs into the producer — partition choice, headers,
+//! the commit epoch each belongs to (see `runtime::acks`), a full queue handed back for
+//! later (backpressure), and oversized dead letters truncated.
 
 use std::sync::atomic::Ordering;
 
@@ -13,8 +14,23 @@ use crate::engine::{Headers, Partitioning, SinkRecord};
 use crate::runtime::partitioner::partition_for_key;
 
 impl Shared {
-    /// Enqueues one output in the producer. Gives it back when the queue is full.
-    pub(super) fn send(&self, out: SinkRecord) -> Option<SinkRecord> {
+    /// Takes one output of the current epoch: into the producer, or behind the outputs
+    /// already waiting for room in it (order is kept).
+    pub(super) fn collect(&self, st: &mut LoopState, out: SinkRecord) {
+        let epoch = st.epoch;
+        self.producer.context().ledger().sent(epoch);
+        if st.pending.is_empty() {
+            if let Some(back) = self.send(out, epoch) {
+                st.pending.push_back((epoch, back));
+            }
+        } else {
+            st.pending.push_back((epoch, out));
+        }
+    }
+
+    /// Enqueues one output of commit epoch `epoch` in the producer. Gives it back when the
+    /// queue is full.
+    pub(super) fn send(&self, out: SinkRecord, epoch: u64) -> Option<SinkRecord> {
         let topic: &str = &out.topic;
         let count = self.partition_counts.get(topic).copied();
         let partition = match out.partitioning {
@@ -31,8 +47,8 @@ impl Shared {
         };
         let result = {
             let headers = to_kafka_headers(&out.record.headers);
-            let mut br: BaseRecord<'_, [u8], [u8], ()> =
-                BaseRecord::to(topic).timestamp(out.record.timestamp);
+            let mut br: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(topic, epoch as usize).timestamp(out.record.timestamp);
             if let Some(k) = out.record.key.as_deref() {
                 br = br.key(k);
             }
@@ -54,15 +70,14 @@ impl Shared {
                 if topic.ends_with("-dlq")
                     && out.record.headers.last(TRUNCATED_HEADER).is_none() =>
             {
-                self.send(self.truncate(out))
+                self.send(self.truncate(out), epoch)
             }
             Err(e) => {
                 // Not retriable here: count it as a failed delivery so the next commit
                 // rewinds and reprocesses instead of committing past it.
-                self.producer
-                    .context()
-                    .failures
-                    .fetch_add(1, Ordering::Relaxed);
+                let context = self.producer.context();
+                context.failures.fetch_add(1, Ordering::Relaxed);
+                context.ledger().failed(epoch);
                 self.metrics
                     .delivery_failures
                     .with_label_values(&[topic])
@@ -100,14 +115,14 @@ impl Shared {
 
     /// Moves pending outputs into the producer until it is full. True if all went.
     pub(super) fn send_pending(&self, st: &mut LoopState) -> bool {
-        while let Some(out) = st.pending.pop_front() {
-            if let Some(back) = self.send(out) {
-                st.pending.push_front(back);
-                self.metrics.pending_outputs.set(st.pending.len() as i64);
+        while let Some((epoch, out)) = st.pending.pop_front() {
+            if let Some(back) = self.send(out, epoch) {
+                st.pending.push_front((epoch, back));
+                self.gauges.pending.set(st.pending.len() as i64);
                 return false;
             }
         }
-        self.metrics.pending_outputs.set(0);
+        self.gauges.pending.set(0);
         true
     }
 }

@@ -1,7 +1,8 @@
 //! Task lifecycle: creating tasks for assigned partitions, restoring stateful ones before
 //! they run, and periodic housekeeping of their stores.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
@@ -151,7 +152,7 @@ impl Shared {
                 restorer.add(task, committed)?;
             }
         }
-        self.metrics.tasks_assigned.set(st.tasks.len() as i64);
+        self.gauges.tasks.set(st.tasks.len() as i64);
         Ok(())
     }
 
@@ -169,7 +170,7 @@ impl Shared {
                 !st.tasks.contains_key(id) && !st.restorer.as_ref().is_some_and(|r| r.contains(id))
             })
             .collect();
-        self.metrics.tasks_waiting.set(waiting.len() as i64);
+        self.gauges.waiting.set(waiting.len() as i64);
     }
 
     /// Restores for up to `budget`; starts the tasks that are done and resumes their inputs
@@ -231,33 +232,48 @@ impl Shared {
             }
             info!(task = %id, "Task running.");
         }
-        self.metrics.tasks_assigned.set(st.tasks.len() as i64);
+        self.gauges.tasks.set(st.tasks.len() as i64);
         Ok(sought)
     }
+}
 
-    /// Periodic housekeeping: store size metrics and removal of stale task directories.
-    pub(super) fn housekeeping(&self, st: &LoopState) {
-        let mut sizes: HashMap<&str, u64> = HashMap::new();
+/// Periodic housekeeping of the instance, across its stream threads: store size metrics
+/// and removal of task directories no thread owns any more (each thread's loop state is
+/// locked in turn, briefly).
+pub(crate) fn housekeeping(threads: &[Arc<Shared>]) {
+    let Some(first) = threads.first() else {
+        return;
+    };
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    let mut owned: HashSet<TaskId> = HashSet::new();
+    for shared in threads {
+        let st = shared.lock();
         for task in st.tasks.values() {
             if let Some(state) = task.state() {
                 for (name, n) in state.approximate_sizes() {
-                    *sizes.entry(name).or_default() += n;
+                    *sizes.entry(name.to_string()).or_default() += n;
                 }
             }
         }
-        for (name, n) in sizes {
-            self.metrics
-                .store_keys
-                .with_label_values(&[name])
-                .set(n as i64);
+        owned.extend(st.tasks.keys().copied());
+        if let Some(r) = &st.restorer {
+            owned.extend(r.task_ids());
         }
-        if let Some(dir) = &self.stores.directory {
-            let mut owned: std::collections::HashSet<TaskId> = st.tasks.keys().copied().collect();
-            if let Some(r) = &st.restorer {
-                owned.extend(r.task_ids());
-            }
-            dir.clean_stale(&owned, self.stores.settings.cleanup_delay);
-        }
+        // A task between assignment and creation is owned too.
+        owned.extend(st.partitions.keys().map(|&(i, p)| TaskId {
+            subtopology: shared.sources[i].subtopology,
+            partition: p,
+        }));
+    }
+    for (name, n) in sizes {
+        first
+            .metrics
+            .store_keys
+            .with_label_values(&[&name])
+            .set(n as i64);
+    }
+    if let Some(dir) = &first.stores.directory {
+        dir.clean_stale(&owned, first.stores.settings.cleanup_delay);
     }
 }
 
