@@ -22,6 +22,8 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     pub rebalances: IntCounterVec,
     pub tasks_assigned: IntGauge,
+    /// Running tasks per stream thread and sub-topology (how the work is spread).
+    pub thread_tasks: IntGaugeVec,
     pub partitions_assigned: IntGauge,
     pub pending_outputs: IntGauge,
     pub backpressure_waits: IntCounter,
@@ -190,6 +192,18 @@ impl Metrics {
                 "scorestream_tasks_assigned",
                 "Tasks currently running on this instance.",
             ),
+            thread_tasks: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "scorestream_thread_tasks",
+                        "Tasks running on each stream thread of this instance, by sub-topology.",
+                    ),
+                    &["thread", "subtopology"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             partitions_assigned: gauge(
                 &r,
                 "scorestream_partitions_assigned",

@@ -56,7 +56,7 @@ impl Setup {
             &config,
             format!(
                 "application_id = \"{app_id}\"\nbootstrap_servers = \"{bootstrap}\"\ninputs = [\"{input}\"]\n\
-                 [runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\ncommit_interval = \"{commit}\"\n\
+                 [runtime]\nstream_threads = 2\nreplication_factor = 1\nsession_timeout = \"6s\"\ncommit_interval = \"{commit}\"\n\
                  shutdown_timeout = \"20s\"\n[state]\ncleanup_delay = \"1h\"\n\
                  [gamification]\nrules_file = \"{}\"\nresults_topic = \"{results}\"\n",
                 rules.display()
@@ -74,6 +74,14 @@ impl Setup {
             reached_at: BTreeMap::new(),
             next_event: 0,
         }
+    }
+
+    /// Sets `runtime.stream_threads` (2 unless set: the crash and migration suites run
+    /// with two stream threads per instance).
+    pub fn stream_threads(&self, n: usize) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replace("stream_threads = 2\n", &format!("stream_threads = {n}\n"));
+        std::fs::write(&self.config, text).unwrap();
     }
 
     pub fn state_dir(&self, name: &str) -> PathBuf {

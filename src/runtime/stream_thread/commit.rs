@@ -386,7 +386,7 @@ impl Shared {
         // Dropping the tasks drops their uncommitted store writes; they are recreated (and
         // restored from what was committed) before processing goes on.
         st.tasks.clear();
-        self.gauges.tasks.set(0);
+        self.report_tasks(st);
         for (&(ti, p), ps) in st.partitions.iter_mut() {
             let target = if ps.committed >= 0 {
                 ps.committed

@@ -417,6 +417,19 @@ impl Shared {
         announcer.announce(assignment);
     }
 
+    /// Publishes how many tasks this thread runs, in total and per sub-topology.
+    fn report_tasks(&self, st: &LoopState) {
+        self.gauges.tasks.set(st.tasks.len() as i64);
+        let thread = self.thread.to_string();
+        for sub in 0..self.topology.subtopologies().len() {
+            let n = st.tasks.keys().filter(|id| id.subtopology == sub).count();
+            self.metrics
+                .thread_tasks
+                .with_label_values(&[thread.as_str(), &sub.to_string()])
+                .set(n as i64);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, LoopState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -505,7 +518,7 @@ impl Shared {
             st.held.remove(k);
         }
         self.gauges.partitions.set(st.partitions.len() as i64);
-        self.gauges.tasks.set(st.tasks.len() as i64);
+        self.report_tasks(&st);
         self.announce(&st);
         info!(
             revoked = revoked.len(),
@@ -860,9 +873,39 @@ pub(crate) fn run_loop(
         }
     };
     shutdown_sequence(&shared, &consumer, result.is_ok());
-    drop(consumer);
-    info!("Left the consumer group.");
+    close_consumer(
+        consumer,
+        shared
+            .settings
+            .shutdown_timeout
+            .min(Duration::from_secs(10)),
+    );
     result
+}
+
+/// Leaves the group, for at most `timeout`. librdkafka's close waits for the group
+/// coordinator to answer and can wait forever while the broker is down (seen with two
+/// stream threads' consumers in one process); then the member is left to expire with its
+/// session, and shutdown stays bounded.
+fn close_consumer(consumer: StreamConsumer, timeout: Duration) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let closing = std::thread::Builder::new()
+        .name("scorestream-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = done_tx.send(());
+        });
+    if closing.is_err() {
+        warn!("Could not start closing the consumer; leaving the group to the session timeout.");
+        return;
+    }
+    match done_rx.recv_timeout(timeout.max(Duration::from_secs(1))) {
+        Ok(()) => info!("Left the consumer group."),
+        Err(_) => warn!(
+            ?timeout,
+            "The consumer did not leave the group in time (is the broker down?); the group drops this member after its session timeout."
+        ),
+    }
 }
 
 /// Stop fetching, close tasks, flush, commit, leave the group — within the shutdown timeout.

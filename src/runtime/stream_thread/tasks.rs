@@ -152,7 +152,7 @@ impl Shared {
                 restorer.add(task, committed)?;
             }
         }
-        self.gauges.tasks.set(st.tasks.len() as i64);
+        self.report_tasks(st);
         Ok(())
     }
 
@@ -232,7 +232,7 @@ impl Shared {
             }
             info!(task = %id, "Task running.");
         }
-        self.gauges.tasks.set(st.tasks.len() as i64);
+        self.report_tasks(st);
         Ok(sought)
     }
 }
