@@ -241,6 +241,8 @@ pub async fn start_with(
         }
     };
     let instance = transactional.then(|| instance_id(&stores));
+    // One announcer for the instance: its threads' claims are merged into one.
+    let announcer = registry.as_ref().map(|r| r.announcer());
     let mut shared = Vec::with_capacity(threads);
     for (thread, gauges) in stream_thread::ThreadGauges::split(&metrics, threads)
         .into_iter()
@@ -281,7 +283,7 @@ pub async fn start_with(
             },
             counts.clone(),
             stores.for_thread(restorer),
-            registry.as_ref().map(|r| r.announcer().for_thread(thread)),
+            announcer.as_ref().map(|a| a.for_thread(thread)),
         )));
     }
     let threads: Arc<[Arc<stream_thread::Shared>]> = shared.into();

@@ -123,21 +123,20 @@ pub struct Announcer {
 impl Announcer {
     /// Replaces this stream thread's partitions in the instance's claim.
     pub fn announce(&self, assignment: Assignment) {
-        let merged = {
-            let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
-            parts.insert(self.thread, assignment);
-            let mut merged = Assignment::new();
-            for part in parts.values() {
-                for (topic, ps) in part {
-                    merged.entry(topic.clone()).or_default().extend(ps);
-                }
+        let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        parts.insert(self.thread, assignment);
+        let mut merged = Assignment::new();
+        for part in parts.values() {
+            for (topic, ps) in part {
+                merged.entry(topic.clone()).or_default().extend(ps);
             }
-            for ps in merged.values_mut() {
-                ps.sort_unstable();
-                ps.dedup();
-            }
-            merged
-        };
+        }
+        for ps in merged.values_mut() {
+            ps.sort_unstable();
+            ps.dedup();
+        }
+        // Sent under the lock: the registry must receive the threads' unions in the order
+        // they were made, or an older one would overwrite a newer one.
         // The registry thread only stops when the runtime does.
         let _ = self.updates.send(merged);
     }
@@ -192,6 +191,8 @@ impl Registry {
         })
     }
 
+    /// The instance's announcer (of thread 0; [`Announcer::for_thread`] gives the others
+    /// theirs). Call once: each call starts a separate claim.
     pub fn announcer(&self) -> Announcer {
         Announcer {
             updates: self.updates.clone(),
@@ -383,6 +384,22 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instance_claims_the_union_of_its_stream_threads_partitions() {
+        let (tx, rx) = mpsc::channel();
+        let first = Announcer {
+            updates: tx,
+            thread: 0,
+            parts: Arc::default(),
+        };
+        let second = first.for_thread(1);
+        first.announce(Assignment::from([("t".to_string(), vec![2])]));
+        second.announce(Assignment::from([("t".to_string(), vec![0, 1])]));
+        first.announce(Assignment::from([("t".to_string(), vec![3])]));
+        let last = rx.try_iter().last().unwrap();
+        assert_eq!(last, Assignment::from([("t".to_string(), vec![0, 1, 3])]));
+    }
 
     fn claim(http: &str, parts: &[i32], at_ms: i64) -> Announcement {
         Announcement {
