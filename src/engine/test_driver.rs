@@ -8,6 +8,7 @@
 //! [`read_output`]: TopologyTestDriver::read_output
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,23 @@ pub struct TopologyTestDriver {
     outputs: HashMap<String, Vec<(i32, Record)>>,
     /// Records written per output partition (the next offset).
     written: HashMap<(String, i32), i64>,
+    /// Where tasks keep their stores; `None`: in memory.
+    rocksdb: Option<RocksStores>,
+    /// Emptied buffer for a task's outputs, kept to reuse its allocation.
+    spare: Vec<SinkRecord>,
+    /// Whether records written to sinks are kept for `read_output`.
+    keep_outputs: bool,
+    /// Records a task processes between commits (1: after every record).
+    commit_every: usize,
+    /// Records processed since the last commit, per task.
+    uncommitted: HashMap<TaskId, usize>,
+}
+
+/// RocksDB stores for the driver's tasks, as the runtime opens them.
+struct RocksStores {
+    dir: PathBuf,
+    resources: crate::state::RocksResources,
+    cache: Arc<crate::state::CacheBudget>,
 }
 
 impl TopologyTestDriver {
@@ -44,7 +62,58 @@ impl TopologyTestDriver {
             next_offset: HashMap::new(),
             outputs: HashMap::new(),
             written: HashMap::new(),
+            rocksdb: None,
+            commit_every: 1,
+            uncommitted: HashMap::new(),
+            keep_outputs: true,
+            spare: Vec::new(),
         }
+    }
+
+    /// Drops what sinks write instead of keeping it for [`read_output`](Self::read_output)
+    /// (records on the topology's own topics are still fed back in; [`written`](Self::written)
+    /// still counts them): for long runs that only measure.
+    pub fn discard_outputs(mut self) -> Self {
+        self.keep_outputs = false;
+        self
+    }
+
+    /// How many records sinks have written to `topic` so far, over every partition.
+    pub fn written(&self, topic: &str) -> i64 {
+        self.written
+            .iter()
+            .filter(|((t, _), _)| t == topic)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Commits each task after every `records` records it processes instead of after each
+    /// one, as the runtime's commit interval batches them (store writes of a batch become
+    /// one changelog record per key and one local write). Outputs are routed after every
+    /// record either way. [`commit`](Self::commit) commits what is pending.
+    pub fn with_commit_every(mut self, records: usize) -> Self {
+        self.commit_every = records.max(1);
+        self
+    }
+
+    /// Keeps each task's stores in a RocksDB database under `dir` (one per task, as the
+    /// runtime does), sharing a block cache and write buffers sized by `settings`, behind
+    /// the read cache of `settings.cache_bytes`, instead of in memory. Call before the
+    /// first record.
+    pub fn with_rocksdb(
+        mut self,
+        dir: impl Into<PathBuf>,
+        settings: &crate::config::StateSettings,
+    ) -> Self {
+        self.rocksdb = Some(RocksStores {
+            dir: dir.into(),
+            resources: crate::state::RocksResources::new(
+                settings.block_cache_bytes,
+                settings.write_buffer_bytes,
+            ),
+            cache: crate::state::CacheBudget::new(settings.cache_bytes),
+        });
+        self
     }
 
     /// Pipes one record into partition 0 of `topic`.
@@ -84,28 +153,59 @@ impl TopologyTestDriver {
             *offset += 1;
             let now = self.wall_clock;
             let task = self.task(sub, partition)?;
+            let id = task.id();
             task.process(&topic, record, now)?;
-            // Commit after every record, as Kafka Streams' driver does: store writes
-            // become changelog records and the local write happens at once.
-            task.prepare_commit(now);
-            let outputs = task.take_outputs();
-            self.route(outputs, &mut queue);
-            let written = &self.written;
-            let task = self
-                .tasks
-                .get_mut(&TaskId {
-                    subtopology: sub,
-                    partition,
-                })
-                .expect("task exists");
-            task.finish_commit(&|t, p| written.get(&(t.to_string(), p)).copied())
-                .map_err(|e| TaskError::Processor {
-                    task: task.id(),
-                    processor: "commit".into(),
-                    position: format!("{topic}-{partition}"),
-                    source: e.into(),
-                })?;
+            // By default commit after every record, as Kafka Streams' driver does: store
+            // writes become changelog records and the local write happens at once.
+            let pending = self.uncommitted.entry(id).or_insert(0);
+            *pending += 1;
+            let due = *pending >= self.commit_every;
+            if due {
+                *pending = 0;
+                self.commit_task(id, Some((&topic, partition)), &mut queue)?;
+            } else {
+                self.route_from(id, &mut queue);
+            }
         }
+        Ok(())
+    }
+
+    /// Commits every task with uncommitted records (see
+    /// [`with_commit_every`](Self::with_commit_every)) and routes what that emits.
+    pub fn commit(&mut self) -> Result<(), TaskError> {
+        let mut queue = VecDeque::new();
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            if self.uncommitted.get(&id).is_some_and(|&n| n > 0) {
+                self.uncommitted.insert(id, 0);
+                self.commit_task(id, None, &mut queue)?;
+            }
+        }
+        while let Some((topic, partition, record)) = queue.pop_front() {
+            self.pipe_to_partition(&topic, partition, record)?;
+        }
+        Ok(())
+    }
+
+    fn commit_task(
+        &mut self,
+        id: TaskId,
+        input: Option<(&str, i32)>,
+        queue: &mut VecDeque<(String, i32, Record)>,
+    ) -> Result<(), TaskError> {
+        let now = self.wall_clock;
+        let task = self.tasks.get_mut(&id).expect("task exists");
+        task.prepare_commit(now);
+        self.route_from(id, queue);
+        let written = &self.written;
+        let task = self.tasks.get_mut(&id).expect("task exists");
+        task.finish_commit(&|t, p| written.get(&(t.to_string(), p)).copied())
+            .map_err(|e| TaskError::Processor {
+                task: id,
+                processor: "commit".into(),
+                position: input.map_or_else(|| format!("task {id}"), |(t, p)| format!("{t}-{p}")),
+                source: e.into(),
+            })?;
         Ok(())
     }
 
@@ -183,9 +283,27 @@ impl TopologyTestDriver {
             let mut task = StreamTask::new(&self.topology, sub, partition);
             let specs = self.topology.store_specs(sub);
             if !specs.is_empty() {
-                let backend = Box::new(crate::state::MemoryBackend::new(specs.len()));
-                let state = crate::state::TaskState::open(backend, &specs, partition)
-                    .expect("a memory backend opens");
+                let state = match &self.rocksdb {
+                    None => {
+                        let backend = Box::new(crate::state::MemoryBackend::new(specs.len()));
+                        crate::state::TaskState::open(backend, &specs, partition)
+                    }
+                    Some(r) => {
+                        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+                        let path = r.dir.join(id.to_string());
+                        crate::state::RocksBackend::open(&path, &names, &r.resources).and_then(
+                            |backend| {
+                                crate::state::TaskState::open_with_cache(
+                                    Box::new(backend),
+                                    &specs,
+                                    partition,
+                                    r.cache.clone(),
+                                )
+                            },
+                        )
+                    }
+                }
+                .expect("the driver's state opens");
                 task.attach_state(state);
             }
             task.init(self.wall_clock)?;
@@ -194,7 +312,20 @@ impl TopologyTestDriver {
         Ok(self.tasks.get_mut(&id).expect("just inserted"))
     }
 
-    fn route(&mut self, outputs: Vec<SinkRecord>, queue: &mut VecDeque<(String, i32, Record)>) {
+    /// Routes what task `id` has emitted, through the reused buffer.
+    fn route_from(&mut self, id: TaskId, queue: &mut VecDeque<(String, i32, Record)>) {
+        let mut outputs = std::mem::take(&mut self.spare);
+        let task = self.tasks.get_mut(&id).expect("task exists");
+        task.drain_outputs_into(&mut outputs);
+        self.route(outputs.drain(..), queue);
+        self.spare = outputs;
+    }
+
+    fn route(
+        &mut self,
+        outputs: impl IntoIterator<Item = SinkRecord>,
+        queue: &mut VecDeque<(String, i32, Record)>,
+    ) {
         for out in outputs {
             let partition = match out.partitioning {
                 Partitioning::SameAsSource => out.record.source.as_ref().map_or(0, |p| p.partition),
@@ -212,10 +343,60 @@ impl TopologyTestDriver {
                 rec.source = None;
                 queue.push_back((topic.clone(), partition, rec));
             }
-            self.outputs
-                .entry(topic)
-                .or_default()
-                .push((partition, out.record));
+            if self.keep_outputs {
+                self.outputs
+                    .entry(topic)
+                    .or_default()
+                    .push((partition, out.record));
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::generator::{Generator, GeneratorConfig, DEMO_TOPICS};
+
+    /// 2030-01-01, events just before it.
+    const NOW: i64 = 1_893_456_000_000;
+
+    fn bundled(config: &Config) -> TopologyTestDriver {
+        let parts = crate::app::Components::load(config).unwrap();
+        let topology = crate::app::build_topology(config, &parts, None).unwrap();
+        TopologyTestDriver::with_partitions(topology, 2, NOW)
+    }
+
+    #[test]
+    fn rocksdb_stores_and_batched_commits_give_the_same_results() {
+        let config = Config {
+            inputs: DEMO_TOPICS.iter().map(|t| t.to_string()).collect(),
+            ..Config::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut memory = bundled(&config);
+        let mut rocks = bundled(&config)
+            .with_rocksdb(dir.path(), &config.state)
+            .with_commit_every(7);
+        let mut g = Generator::new(GeneratorConfig {
+            customers: 20,
+            ..GeneratorConfig::default()
+        });
+        for i in 0..400 {
+            let e = g.next_event(NOW - 60_000 + i * 100);
+            for d in [&mut memory, &mut rocks] {
+                d.pipe_to_partition(e.topic, (i % 2) as i32, Record::new(e.value.clone(), NOW))
+                    .unwrap();
+            }
+        }
+        rocks.commit().unwrap();
+        let results = &config.gamification.results_topic;
+        let from_memory = memory.read_output_with_partitions(results);
+        assert!(from_memory.len() > 400, "{}", from_memory.len());
+        assert_eq!(rocks.read_output_with_partitions(results), from_memory);
+        assert_eq!(rocks.written(results), from_memory.len() as i64);
+        // State went to RocksDB: one database per stateful task.
+        assert!(std::fs::read_dir(dir.path()).unwrap().count() >= 2);
     }
 }

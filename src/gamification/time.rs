@@ -33,10 +33,36 @@ pub fn local_day(ms: i64, tz: Tz) -> LocalDay {
 
 /// A local day as `YYYY-MM-DD`.
 pub fn day_string(day: LocalDay) -> String {
-    NaiveDate::from_num_days_from_ce_opt(day.saturating_add(UNIX_EPOCH_DAYS_FROM_CE))
-        .unwrap_or_default()
-        .format("%Y-%m-%d")
-        .to_string()
+    let date = NaiveDate::from_num_days_from_ce_opt(day.saturating_add(UNIX_EPOCH_DAYS_FROM_CE))
+        .unwrap_or_default();
+    let mut s = String::with_capacity(10);
+    push_date(&mut s, date, true);
+    s
+}
+
+/// Appends `date` as `%Y-%m-%d` (`%Y-%m` without `with_day`), as chrono writes it.
+/// Results and leaderboard periods carry dates on every event, and chrono's formatter
+/// parses its pattern on each call, so years 0..=9999 are written by hand; other years
+/// go through chrono.
+fn push_date(out: &mut String, date: NaiveDate, with_day: bool) {
+    use std::fmt::Write;
+    if !(0..=9999).contains(&date.year()) {
+        let pattern = if with_day { "%Y-%m-%d" } else { "%Y-%m" };
+        let _ = write!(out, "{}", date.format(pattern));
+        return;
+    }
+    let mut b = *b"0000-00-00";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, date.year() as u32);
+    put(5, 2, date.month());
+    put(8, 2, date.day());
+    let len = if with_day { 10 } else { 7 };
+    out.push_str(std::str::from_utf8(&b[..len]).expect("ASCII digits"));
 }
 
 /// The Monday that starts the ISO week containing `day`.
@@ -130,10 +156,12 @@ pub fn period_span(period: Period, ms: i64, tz: Tz) -> PeriodSpan {
                 end_ms: i64::MAX,
             }
         }
-        Period::Daily => (
-            format!("daily:{}", date.format("%Y-%m-%d")),
-            date.succ_opt(),
-        ),
+        Period::Daily => {
+            let mut key = String::with_capacity(16);
+            key.push_str("daily:");
+            push_date(&mut key, date, true);
+            (key, date.succ_opt())
+        }
         Period::Weekly => {
             let w = date.iso_week();
             let monday = date - chrono::Days::new(u64::from(date.weekday().num_days_from_monday()));
@@ -142,11 +170,16 @@ pub fn period_span(period: Period, ms: i64, tz: Tz) -> PeriodSpan {
                 monday.checked_add_days(chrono::Days::new(7)),
             )
         }
-        Period::Monthly => (
-            format!("monthly:{}", date.format("%Y-%m")),
-            date.with_day(1)
-                .and_then(|d| d.checked_add_months(chrono::Months::new(1))),
-        ),
+        Period::Monthly => {
+            let mut key = String::with_capacity(16);
+            key.push_str("monthly:");
+            push_date(&mut key, date, false);
+            (
+                key,
+                date.with_day(1)
+                    .and_then(|d| d.checked_add_months(chrono::Months::new(1))),
+            )
+        }
     };
     PeriodSpan {
         key,
@@ -175,6 +208,32 @@ mod tests {
 
     fn ms(s: &str) -> i64 {
         DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn dates_written_by_hand_are_what_chrono_writes() {
+        // Every 97th day over years -3..10003, so both sides of the hand-written range.
+        let from = NaiveDate::from_ymd_opt(-3, 1, 1).unwrap();
+        let to = NaiveDate::from_ymd_opt(10_003, 12, 31).unwrap();
+        let mut d = from;
+        while d <= to {
+            let day = (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as LocalDay;
+            assert_eq!(day_string(day), d.format("%Y-%m-%d").to_string());
+            let noon = d
+                .and_hms_opt(12, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp_millis();
+            assert_eq!(
+                period_span(Period::Daily, noon, Tz::UTC).key,
+                format!("daily:{}", d.format("%Y-%m-%d"))
+            );
+            assert_eq!(
+                period_span(Period::Monthly, noon, Tz::UTC).key,
+                format!("monthly:{}", d.format("%Y-%m"))
+            );
+            d += chrono::TimeDelta::days(97);
+        }
     }
 
     #[test]

@@ -51,6 +51,11 @@ impl RocksResources {
         opts.set_max_background_jobs(2);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(2);
+        // A whole-key bloom filter in the memtable: most reads of a customer never seen
+        // before (or not since the last flush) miss, and without it each miss walks the
+        // memtable's skip list (~10 % of the minimal topology's CPU, BENCHMARKS.md).
+        opts.set_memtable_prefix_bloom_ratio(0.02);
+        opts.set_memtable_whole_key_filtering(true);
         opts.set_max_open_files(256);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
