@@ -30,7 +30,7 @@
 //!   run from the one you quote rates from); `SCORESTREAM_BENCH_BROKER_PID`: the broker's pid,
 //!   for its CPU.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -40,8 +40,9 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use scorestream::generator::{Generator, GeneratorConfig};
 use scorestream::runtime;
 
@@ -293,7 +294,8 @@ impl Scrape {
                 n == name && labels.iter().all(|want| l.contains(want))
             })
             .map(|(_, v)| v)
-            .sum()
+            .sum::<f64>()
+            + 0.0 // an empty sum is -0.0
     }
 
     /// Sum of every series of `name` without the label `skip`.
@@ -321,25 +323,49 @@ fn merge(base: &mut toml::Table, over: &toml::Table) {
     }
 }
 
-/// Records on every partition of `topic` (high − low watermarks), as the broker sees it.
-fn topic_records(bootstrap: &str, topic: &str) -> i64 {
+/// What the broker holds on `topic`, read from the start to the end of every partition:
+/// (records, `points_awarded` records, distinct event ids among those).
+fn read_results(bootstrap: &str, topic: &str) -> (u64, u64, u64) {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("bench-check-{topic}"))
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
         .create()
-        .expect("metadata client");
+        .expect("checking consumer");
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
-    md.topics()
-        .iter()
-        .flat_map(|t| t.partitions())
-        .map(|p| {
-            let (lo, hi) = c
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .expect("watermarks");
-            hi - lo
-        })
-        .sum()
+    let parts = md.topics().first().map_or(0, |t| t.partitions().len());
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+            .expect("partition");
+    }
+    c.assign(&tpl).expect("assign");
+    let (mut records, mut points) = (0u64, 0u64);
+    let mut ids = HashSet::new();
+    let mut at_end = HashSet::new();
+    let until = Instant::now() + Duration::from_secs(300);
+    while at_end.len() < parts && Instant::now() < until {
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                records += 1;
+                let v: serde_json::Value =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
+                if v["type"] == "points_awarded" {
+                    points += 1;
+                    ids.insert(v["event_id"].as_str().unwrap_or_default().to_string());
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => eprintln!("checking consumer: {e}"),
+            None => {}
+        }
+    }
+    (records, points, ids.len() as u64)
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -509,15 +535,17 @@ fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
     if minimal {
         // Exactly one points_awarded per valid event (not dead-lettered, not a duplicate
         // or late), and nothing else — by the app's counters and on the broker.
-        let on_topic = topic_records(&run.bootstrap, &results);
         let expected = keyed - dup - late;
+        let (on_topic, points_on_topic, distinct) = read_results(&run.bootstrap, &results);
         let ok = points == expected
             && all == points
             && on_topic as f64 == points
+            && points_on_topic == on_topic
+            && distinct == on_topic
             && keyed + bad == run.events as f64;
         check_failed = !ok;
         note.push_str(&format!(
-            "\n    count check {}: {} valid events ({} consumed − {} bad), {} duplicates, {} late; {} points_awarded of {} results; {} records on {}",
+            "\n    count check {}: {} valid events ({} consumed − {} bad), {} duplicates, {} late; {} points_awarded of {} results (counters); on {}: {} records, {} points_awarded, {} distinct event ids",
             if ok { "OK" } else { "FAILED" },
             keyed - dup - late,
             run.events,
@@ -526,8 +554,10 @@ fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
             late,
             points,
             all,
+            results,
             on_topic,
-            results
+            points_on_topic,
+            distinct
         ));
     }
     signal(child.id(), "-TERM");
@@ -555,9 +585,9 @@ fn start_perf(dir: &Path, mode: &str, pid: &str) -> Child {
             "record",
             "-q",
             "-F",
-            "499",
+            "199",
             "--call-graph",
-            "dwarf,16384",
+            "dwarf,8192",
             "-p",
             pid,
             "-o",
