@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# End-to-end load run for the ingest sub-topology (BENCHMARKS.md): starts a Tansu broker on a
-# free loopback port, runs benches/e2e_ingest.rs against it — (a) raw rdkafka passthrough and
-# (b) ScoreStream ingest on the same events, in one run — prints both rates and their ratio,
-# and stops the broker it started.
+# End-to-end load run (BENCHMARKS.md, issue 15): starts a Tansu broker on a free loopback port,
+# builds the `scorestream` binary and runs benches/e2e_ingest.rs against the broker: the same
+# pre-produced events through (a) a raw rdkafka passthrough, (b) `scorestream run` with the
+# minimal workload (benches/minimal-rules.toml, churn off) and (c) `scorestream run` with the
+# full bundled topology, each in its own process, in one run; prints events/s, app CPU per
+# million events, peak RSS and ratios to (a); stops the broker it started.
 #
 #   scripts/load-ingest.sh [EVENTS] [BENCH]   (default 1000000 e2e_ingest)
+#
+# Environment (see benches/e2e_ingest.rs for all of them):
+#   SCORESTREAM_BENCH_EXTRA_TOML   TOML merged over each ScoreStream mode's configuration,
+#                                  e.g. $'runtime.commit_interval = "500ms"'
+#   SCORESTREAM_BENCH_MODES        default passthrough,minimal,full (also full-nochurn)
+#   SCORESTREAM_BENCH_ROUNDS       repeat the modes (default 1)
+#   SCORESTREAM_BENCH_PERF_DIR     perf record the ScoreStream modes into this directory
+#   SCORESTREAM_BENCH_PROFILE      cargo profile of both binaries (default release; "dev"
+#                                  for a quick check of the harness, not for numbers)
 #
 # BENCH=e2e_restore instead writes EVENTS changelog records and times a full restore into
 # RocksDB, with the process's peak RSS.
@@ -37,5 +48,11 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 echo "Tansu $("$TANSU" --version | awk '{print $2}') on 127.0.0.1:$PORT (pid $BROKER_PID), $EVENTS events, $(nproc) cores"
-SCORESTREAM_BENCH_BOOTSTRAP="127.0.0.1:$PORT" SCORESTREAM_BENCH_EVENTS="$EVENTS" RUST_LOG=warn \
-  cargo bench --bench "$BENCH"
+# The binary the ScoreStream modes run, built with the same profile as the bench.
+PROFILE="${SCORESTREAM_BENCH_PROFILE:-release}"
+if [ "$PROFILE" = release ]; then BENCH_PROFILE=(); else BENCH_PROFILE=(--profile "$PROFILE"); fi
+cargo build --profile "$PROFILE" --bin scorestream
+if [ "$PROFILE" = dev ]; then OUT=debug; else OUT="$PROFILE"; fi
+SCORESTREAM_BENCH_BIN="$CARGO_TARGET_DIR/$OUT/scorestream" SCORESTREAM_BENCH_BROKER_PID="$BROKER_PID" \
+  SCORESTREAM_BENCH_BOOTSTRAP="127.0.0.1:$PORT" SCORESTREAM_BENCH_EVENTS="$EVENTS" RUST_LOG=warn \
+  cargo bench "${BENCH_PROFILE[@]}" --bench "$BENCH"

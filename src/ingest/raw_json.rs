@@ -81,7 +81,11 @@ pub(super) fn integer_literal(raw: &RawValue) -> Option<&str> {
 }
 
 pub(super) fn classify(raw: &RawValue) -> Scalar<'_> {
-    let s = raw.get();
+    classify_text(raw.get())
+}
+
+/// [`classify`] of a value's raw text.
+fn classify_text(s: &str) -> Scalar<'_> {
     match s.as_bytes().first() {
         Some(b'n') => Scalar::Null,
         Some(b't') => Scalar::Bool(true),
@@ -132,7 +136,16 @@ pub(super) fn flatten(
     raw: &RawValue,
     out: &mut Vec<(String, AttrValue)>,
 ) -> Result<(), InvalidAt> {
-    let value = match classify(raw) {
+    flatten_text(prefix, raw.get(), out)
+}
+
+/// [`flatten`] of a value's raw text (valid JSON: a member value serde_json has read).
+fn flatten_text(
+    prefix: &str,
+    raw: &str,
+    out: &mut Vec<(String, AttrValue)>,
+) -> Result<(), InvalidAt> {
+    let value = match classify_text(raw) {
         Scalar::Invalid => return Err(InvalidAt(prefix.to_string())),
         Scalar::Null => AttrValue::Null,
         Scalar::Bool(b) => AttrValue::Bool(b),
@@ -142,12 +155,18 @@ pub(super) fn flatten(
         // Compacted through a `Value`; its only failure after the scan is serde_json's
         // recursion limit (128) under a configured `max_depth` above it: kept as written.
         Scalar::Array => AttrValue::Json(
-            serde_json::from_str::<serde_json::Value>(raw.get())
-                .map_or_else(|_| raw.get().to_string(), |v| v.to_string()),
+            serde_json::from_str::<serde_json::Value>(raw)
+                .map_or_else(|_| raw.to_string(), |v| v.to_string()),
         ),
         Scalar::Object => {
-            let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(raw.get()) else {
-                return Err(InvalidAt(prefix.to_string()));
+            // Split without a second serde_json parse; the text was validated when the
+            // record was read (kept as a fallback should the split ever disagree).
+            let members = match object_members(raw) {
+                Some(m) => m,
+                None => match serde_json::from_str::<Members<'_>>(raw) {
+                    Ok(Members(m)) => m.into_iter().map(|(k, v)| (k, v.get())).collect(),
+                    Err(_) => return Err(InvalidAt(prefix.to_string())),
+                },
             };
             if members.is_empty() {
                 out.push((prefix.to_string(), AttrValue::Json("{}".into())));
@@ -158,11 +177,145 @@ pub(super) fn flatten(
                 path.push_str(prefix);
                 path.push('.');
                 path.push_str(&k);
-                flatten(&path, v, out)?;
+                flatten_text(&path, v, out)?;
             }
             return Ok(());
         }
     };
     out.push((prefix.to_string(), value));
     Ok(())
+}
+
+/// The members of the text of a JSON object that serde_json has already read as valid (a
+/// raw member value of the record), split without parsing it again: keys unescaped only
+/// when they hold an escape (as serde_json does), values as their raw text without the
+/// surrounding whitespace. `None` when the text is not a single object.
+fn object_members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut out = Vec::new();
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(out);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(b, i)?;
+        let quoted = &text[i..key_end];
+        let inner = &quoted[1..quoted.len() - 1];
+        let key = if inner.contains('\\') {
+            Cow::Owned(serde_json::from_str::<String>(quoted).ok()?)
+        } else {
+            Cow::Borrowed(inner)
+        };
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let value_end = value_end(b, i)?;
+        out.push((key, &text[i..value_end]));
+        i = skip_ws(b, value_end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(out),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the closing quote of the string starting at `start`.
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The index after the value starting at `start`.
+fn value_end(b: &[u8], start: usize) -> Option<usize> {
+    match *b.get(start)? {
+        b'"' => string_end(b, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            while i < b.len() {
+                match b[i] {
+                    b'"' => {
+                        i = string_end(b, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            let mut i = start;
+            while i < b.len() && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            {
+                i += 1;
+            }
+            (i > start).then_some(i)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The split agrees with serde_json's parse of the same object, escapes, nesting,
+    /// whitespace and all.
+    #[test]
+    fn object_members_split_as_serde_json_reads_them() {
+        for text in [
+            r#"{}"#,
+            r#" { } "#,
+            r#"{"a":1}"#,
+            r#"{ "a" : -1.5e3 , "b\"q" : "x,}\"]" , "c":{"d":[1,{"e":"}"}],"f":{}} ,"g":null}"#,
+            r#"{"k\u00e9":true,"l":"caf\u00e9","m":[ ],"n":"\\"}"#,
+            "{\n\t\"a\"\r\n:\n\"b\"\n}",
+        ] {
+            let Members(expected) = serde_json::from_str::<Members<'_>>(text).unwrap();
+            let expected: Vec<(String, String)> = expected
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.get().to_string()))
+                .collect();
+            let got: Vec<(String, String)> = object_members(text)
+                .unwrap_or_else(|| panic!("no split of {text}"))
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(got, expected, "{text}");
+        }
+        for not_one_object in [r#"[]"#, r#"{"a":1} {}"#, r#"{"a":1"#, r#"{"a"}"#] {
+            assert!(object_members(not_one_object).is_none(), "{not_one_object}");
+        }
+    }
 }

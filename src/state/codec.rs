@@ -23,6 +23,22 @@ pub fn encode_key<K: Serialize + ?Sized>(store: &str, key: &K) -> Result<Vec<u8>
     })
 }
 
+/// [`encode_key`] into `buf` (cleared first), reusing its allocation.
+pub fn encode_key_into<K: Serialize + ?Sized>(
+    store: &str,
+    key: &K,
+    buf: &mut Vec<u8>,
+) -> Result<(), StateError> {
+    buf.clear();
+    bincode::serde::encode_into_std_write(key, buf, KEYS)
+        .map(|_| ())
+        .map_err(|e| StateError::Encode {
+            store: store.to_string(),
+            what: "key",
+            message: e.to_string(),
+        })
+}
+
 pub fn decode_key<K: DeserializeOwned>(store: &str, bytes: &[u8]) -> Result<K, StateError> {
     bincode::serde::decode_from_slice(bytes, KEYS)
         .map(|(k, _)| k)
@@ -39,6 +55,22 @@ pub fn encode_value<V: Serialize + ?Sized>(store: &str, value: &V) -> Result<Vec
         what: "value",
         message: e.to_string(),
     })
+}
+
+/// [`encode_value`] into `buf` (cleared first), reusing its allocation.
+pub fn encode_value_into<V: Serialize + ?Sized>(
+    store: &str,
+    value: &V,
+    buf: &mut Vec<u8>,
+) -> Result<(), StateError> {
+    buf.clear();
+    bincode::serde::encode_into_std_write(value, buf, VALUES)
+        .map(|_| ())
+        .map_err(|e| StateError::Encode {
+            store: store.to_string(),
+            what: "value",
+            message: e.to_string(),
+        })
 }
 
 pub fn decode_value<V: DeserializeOwned>(store: &str, bytes: &[u8]) -> Result<V, StateError> {
@@ -77,5 +109,14 @@ mod tests {
         assert!(a.starts_with(&p) && b.starts_with(&p));
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn encoding_into_a_used_buffer_equals_encoding_fresh() {
+        let mut buf = b"left over from the last key".to_vec();
+        encode_key_into("s", &("board", 2u64), &mut buf).unwrap();
+        assert_eq!(buf, encode_key("s", &("board", 2u64)).unwrap());
+        encode_value_into("s", &(7u32, "v"), &mut buf).unwrap();
+        assert_eq!(buf, encode_value("s", &(7u32, "v")).unwrap());
     }
 }

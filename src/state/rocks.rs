@@ -189,8 +189,17 @@ impl Backend for RocksBackend {
 
     fn write(&mut self, set: &WriteSet) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
+        // Entries come grouped by store: look each column family up once per run of them.
+        let mut current: Option<(usize, &rocksdb::ColumnFamily)> = None;
         for (store, key, value) in &set.data {
-            let cf = self.store_cf(*store)?;
+            let cf = match current {
+                Some((s, cf)) if s == *store => cf,
+                _ => {
+                    let cf = self.store_cf(*store)?;
+                    current = Some((*store, cf));
+                    cf
+                }
+            };
             match value {
                 Some(v) => batch.put_cf(cf, key, v),
                 None => batch.delete_cf(cf, key),

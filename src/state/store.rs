@@ -12,7 +12,9 @@ use serde::Serialize;
 use super::backend::{Backend, WriteSet};
 use super::cache::{CacheBudget, StoreCache};
 use super::changelog::{encode_positions, POSITIONS_HEADER};
-use super::codec::{decode_key, decode_value, encode_key, encode_value, prefix_end};
+use super::codec::{
+    decode_key, decode_value, encode_key, encode_key_into, encode_value_into, prefix_end,
+};
 use super::StateError;
 use crate::engine::{Headers, Partitioning, Record, SinkRecord};
 use crate::metrics::latency::StoreMetrics;
@@ -88,6 +90,11 @@ struct StoreSlot {
     cache: RefCell<StoreCache>,
     /// Cache hits and misses, backend read and commit latency (when the runtime measures).
     metrics: Option<StoreMetrics>,
+    /// Reused for encoding the key of every `get`, `put` and `delete`: a read finds its
+    /// entry without allocating, and only a new dirty or cached entry copies the key out.
+    key_buf: RefCell<Vec<u8>>,
+    /// Reused for encoding values; each dirty value is one exact-size copy of it.
+    value_buf: Vec<u8>,
 }
 
 /// The stores of one task and its uncommitted writes.
@@ -99,10 +106,12 @@ pub struct TaskState {
     /// Next offset per input partition whose effects are already in the backend.
     /// Keyed topic → partition so the per-record check needs no allocation.
     applied: HashMap<String, HashMap<i32, i64>>,
-    /// Next offset per input partition processed since the last commit point.
-    positions: BTreeMap<(Arc<str>, i32), i64>,
+    /// Next offset per input partition processed since the last commit point: a task
+    /// reads one partition of a few topics, so a short list (looked up on every record)
+    /// beats a map.
+    positions: Vec<(Arc<str>, i32, i64)>,
     /// Input positions of the prepared commit point, written with its data.
-    staged_positions: BTreeMap<(Arc<str>, i32), i64>,
+    staged_positions: Vec<(Arc<str>, i32, i64)>,
 }
 
 impl TaskState {
@@ -152,6 +161,8 @@ impl TaskState {
                     staged: BTreeMap::new(),
                     cache: RefCell::new(StoreCache::new(cache.clone())),
                     metrics: cache.metrics().cloned(),
+                    key_buf: RefCell::new(Vec::new()),
+                    value_buf: Vec::new(),
                 })
                 .collect(),
             by_global: specs
@@ -161,8 +172,8 @@ impl TaskState {
                 .collect(),
             partition,
             applied,
-            positions: BTreeMap::new(),
-            staged_positions: BTreeMap::new(),
+            positions: Vec::new(),
+            staged_positions: Vec::new(),
         })
     }
 
@@ -201,12 +212,13 @@ impl TaskState {
 
     /// Notes that the record at `offset` was processed in the current batch.
     pub fn record_position(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
-        match self.positions.get_mut(&(topic.clone(), partition)) {
-            Some(p) => *p = (*p).max(offset + 1),
-            None => {
-                self.positions
-                    .insert((topic.clone(), partition), offset + 1);
-            }
+        let found = self
+            .positions
+            .iter_mut()
+            .find(|(t, p, _)| *p == partition && (Arc::ptr_eq(t, topic) || **t == **topic));
+        match found {
+            Some((_, _, next)) => *next = (*next).max(offset + 1),
+            None => self.positions.push((topic.clone(), partition, offset + 1)),
         }
     }
 
@@ -238,9 +250,14 @@ impl TaskState {
     /// processing goes on. Preparing again before finishing (a commit that failed) adds
     /// to the same staged set.
     pub fn prepare_commit(&mut self, timestamp: i64, out: &mut Vec<SinkRecord>) {
+        // In (topic, partition) order, as the header and the metadata always were.
+        self.positions
+            .sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         let header: Option<Arc<[u8]>> = (!self.positions.is_empty()).then(|| {
-            encode_positions(self.positions.iter().map(|((t, p), o)| (&**t, *p, *o))).into()
+            encode_positions(self.positions.iter().map(|(t, p, o)| (&**t, *p, *o))).into()
         });
+        let dirty: usize = self.stores.iter().map(|s| s.dirty.len()).sum();
+        out.reserve(dirty);
         for store in self.stores.iter_mut() {
             for (key, value) in std::mem::take(&mut store.dirty) {
                 if let Some(topic) = &store.changelog {
@@ -263,9 +280,15 @@ impl TaskState {
                 store.staged.insert(key, value);
             }
         }
-        for (tp, next) in std::mem::take(&mut self.positions) {
-            let cur = self.staged_positions.entry(tp).or_insert(next);
-            *cur = (*cur).max(next);
+        for (topic, p, next) in std::mem::take(&mut self.positions) {
+            match self
+                .staged_positions
+                .iter_mut()
+                .find(|(t, q, _)| *q == p && **t == *topic)
+            {
+                Some((_, _, cur)) => *cur = (*cur).max(next),
+                None => self.staged_positions.push((topic, p, next)),
+            }
         }
     }
 
@@ -295,8 +318,9 @@ impl TaskState {
                 ));
             }
         }
-        let positions = std::mem::take(&mut self.staged_positions);
-        for ((topic, p), next) in &positions {
+        let mut positions = std::mem::take(&mut self.staged_positions);
+        positions.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        for (topic, p, next) in &positions {
             staged.meta.push((
                 format!("{APPLIED_PREFIX}{topic}/{p}"),
                 next.to_be_bytes().to_vec(),
@@ -313,7 +337,7 @@ impl TaskState {
         for (store, key, value) in staged.data {
             self.stores[store].cache.get_mut().put(key, value);
         }
-        for ((topic, p), next) in positions {
+        for (topic, p, next) in positions {
             self.applied
                 .entry(topic.to_string())
                 .or_default()
@@ -427,13 +451,19 @@ where
     V: Serialize + DeserializeOwned,
 {
     pub fn get(&self, key: &K) -> Result<Option<V>, StateError> {
-        let k = encode_key(&self.slot.name, key)?;
+        let mut k = self.slot.key_buf.borrow_mut();
+        encode_key_into(&self.slot.name, key, &mut k)?;
         let decode = |raw: &Option<Vec<u8>>| {
             raw.as_deref()
                 .map(|v| decode_value(&self.slot.name, v))
                 .transpose()
         };
-        if let Some(raw) = self.slot.dirty.get(&k).or_else(|| self.slot.staged.get(&k)) {
+        if let Some(raw) = self
+            .slot
+            .dirty
+            .get(k.as_slice())
+            .or_else(|| self.slot.staged.get(k.as_slice()))
+        {
             return decode(raw);
         }
         let mut cache = self.slot.cache.borrow_mut();
@@ -451,20 +481,39 @@ where
             m.read.observe(t.elapsed().as_secs_f64());
         }
         let value = decode(&raw);
-        cache.put(k, raw);
+        cache.put(k.clone(), raw);
         value
     }
 
     pub fn put(&mut self, key: &K, value: &V) -> Result<(), StateError> {
-        let k = encode_key(&self.slot.name, key)?;
-        let v = encode_value(&self.slot.name, value)?;
-        self.slot.dirty.insert(k, Some(v));
+        let slot = &mut *self.slot;
+        let k = slot.key_buf.get_mut();
+        encode_key_into(&slot.name, key, k)?;
+        encode_value_into(&slot.name, value, &mut slot.value_buf)?;
+        match slot.dirty.get_mut(k.as_slice()) {
+            // Written before in this commit interval: overwrite in place.
+            Some(Some(v)) => {
+                v.clear();
+                v.extend_from_slice(&slot.value_buf);
+            }
+            Some(deleted) => *deleted = Some(slot.value_buf.clone()),
+            None => {
+                slot.dirty.insert(k.clone(), Some(slot.value_buf.clone()));
+            }
+        }
         Ok(())
     }
 
     pub fn delete(&mut self, key: &K) -> Result<(), StateError> {
-        let k = encode_key(&self.slot.name, key)?;
-        self.slot.dirty.insert(k, None);
+        let slot = &mut *self.slot;
+        let k = slot.key_buf.get_mut();
+        encode_key_into(&slot.name, key, k)?;
+        match slot.dirty.get_mut(k.as_slice()) {
+            Some(entry) => *entry = None,
+            None => {
+                slot.dirty.insert(k.clone(), None);
+            }
+        }
         Ok(())
     }
 
