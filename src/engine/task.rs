@@ -32,6 +32,26 @@ pub struct SinkRecord {
     pub record: Record,
 }
 
+impl SinkRecord {
+    /// The partition this record goes to on its topic of `count` partitions (when known):
+    /// the rule the runtime and the test driver share. `None`: the producer chooses (a
+    /// keyless record partitioned by key).
+    pub fn partition(&self, count: Option<i32>) -> Option<i32> {
+        match self.partitioning {
+            Partitioning::SameAsSource => self
+                .record
+                .source
+                .as_ref()
+                .map(|s| count.map_or(s.partition, |c| s.partition % c.max(1))),
+            Partitioning::Partition(p) => Some(p),
+            Partitioning::ByKey => match (self.record.key.as_deref(), count) {
+                (Some(k), Some(c)) => Some(super::partitioner::partition_for_key(k, c)),
+                _ => None,
+            },
+        }
+    }
+}
+
 /// Errors from running a task.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {

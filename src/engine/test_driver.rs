@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use super::record::{Record, SourcePosition};
 use super::task::{SinkRecord, StreamTask, TaskError, TaskId};
-use super::topology::{Partitioning, Topology};
-use crate::runtime::partitioner::partition_for_key;
+use super::topology::Topology;
 
 /// Drives a [`Topology`] in-process.
 pub struct TopologyTestDriver {
@@ -327,15 +326,8 @@ impl TopologyTestDriver {
         queue: &mut VecDeque<(String, i32, Record)>,
     ) {
         for out in outputs {
-            let partition = match out.partitioning {
-                Partitioning::SameAsSource => out.record.source.as_ref().map_or(0, |p| p.partition),
-                Partitioning::Partition(p) => p,
-                Partitioning::ByKey => out
-                    .record
-                    .key
-                    .as_deref()
-                    .map_or(0, |k| partition_for_key(k, self.partitions)),
-            };
+            // The runtime's rule; where the producer would choose, the driver takes 0.
+            let partition = out.partition(Some(self.partitions)).unwrap_or(0);
             let topic = out.topic.to_string();
             *self.written.entry((topic.clone(), partition)).or_insert(0) += 1;
             if self.topology.subtopology_of(&topic).is_some() {

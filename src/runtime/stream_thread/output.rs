@@ -10,8 +10,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 use tracing::{error, warn};
 
 use super::{LoopState, Shared, TRUNCATED_HEADER};
-use crate::engine::{Headers, Partitioning, SinkRecord};
-use crate::runtime::partitioner::partition_for_key;
+use crate::engine::{Headers, SinkRecord};
 
 impl Shared {
     /// Takes one output of the current epoch: into the producer, or behind the outputs
@@ -32,19 +31,7 @@ impl Shared {
     /// queue is full.
     pub(super) fn send(&self, out: SinkRecord, epoch: u64) -> Option<SinkRecord> {
         let topic: &str = &out.topic;
-        let count = self.partition_counts.get(topic).copied();
-        let partition = match out.partitioning {
-            Partitioning::SameAsSource => out
-                .record
-                .source
-                .as_ref()
-                .map(|s| count.map_or(s.partition, |c| s.partition % c.max(1))),
-            Partitioning::Partition(p) => Some(p),
-            Partitioning::ByKey => match (out.record.key.as_deref(), count) {
-                (Some(k), Some(c)) => Some(partition_for_key(k, c)),
-                _ => None,
-            },
-        };
+        let partition = out.partition(self.partition_counts.get(topic).copied());
         let result = {
             let headers = to_kafka_headers(&out.record.headers);
             let mut br: BaseRecord<'_, [u8], [u8], usize> =
