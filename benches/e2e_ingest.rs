@@ -134,13 +134,13 @@ async fn scorestream_ingest(bootstrap: &str, input: &str, events: u64, churn: bo
     config.runtime.session_timeout = Duration::from_secs(6);
     config.churn.enabled = churn;
     if let Some(b) = env_num("SCORESTREAM_BENCH_CACHE_BYTES") {
-        config.state.cache_bytes = b;
+        config.state.cache_bytes = Some(b);
     }
     if let Some(n) = env_num("SCORESTREAM_BENCH_MAX_IN_FLIGHT") {
-        config.runtime.max_in_flight_records = n;
+        config.runtime.max_in_flight_records = Some(n);
     }
     if let Some(n) = env_num("SCORESTREAM_BENCH_MAX_IN_FLIGHT_BYTES") {
-        config.runtime.max_in_flight_bytes = n;
+        config.runtime.max_in_flight_bytes = Some(n);
     }
     if let Some(ms) = env_num("SCORESTREAM_BENCH_COMMIT_MS") {
         config.runtime.commit_interval = Duration::from_millis(ms);

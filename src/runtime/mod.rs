@@ -312,10 +312,10 @@ fn state_context(
     let directory = crate::state::StateDirectory::open(&config.state_dir, &config.application_id)
         .map_err(RuntimeError::State)?;
     info!(path = %directory.root().display(), "State directory locked.");
-    let rocks =
-        crate::state::RocksResources::new(settings.block_cache_bytes, settings.write_buffer_bytes);
+    let plan = config.memory();
+    let rocks = crate::state::RocksResources::new(plan.block_cache_bytes, plan.write_buffer_bytes);
     Ok(stream_thread::StateContext {
-        cache: crate::state::CacheBudget::new(settings.cache_bytes),
+        cache: crate::state::CacheBudget::new(plan.read_cache_bytes),
         settings,
         directory: Some(directory),
         rocks: Some(rocks),
