@@ -120,7 +120,7 @@ awk -v events="$EVENTS" -v keyed="$LAST" -v start="$START" -v end="$LAST_CHANGE"
   BEGIN {
     secs = end - start
     printf "workload=%s binary=%s events=%d processed=%d\n", w, bin, events, keyed
-    printf "peak_rss_mb=%.1f rss_at_end_mb=%.1f threads=%d\n", hwm / 1024, rss / 1024, threads
+    printf "peak_rss_mib=%.1f (%.1f MB) rss_at_end_mib=%.1f threads=%d\n", hwm / 1024, hwm * 1.024 / 1000, rss / 1024, threads
     printf "seconds=%.1f events_per_s=%.0f cpu_s=%.1f cpu_us_per_event=%.1f\n", secs, keyed / secs, cpu / tick, cpu / tick / keyed * 1e6
-    printf "peak_sampled: consumer_fetch_queue_messages=%d producer_queue_mb=%.1f\n", fq, pq / 1048576
+    printf "peak_sampled: consumer_fetch_queue_messages=%d producer_queue_mib=%.1f\n", fq, pq / 1048576
   }'

@@ -8,8 +8,10 @@
 
 use super::Config;
 
-/// The default budget (`memory_budget_bytes`).
-pub const DEFAULT_BUDGET: usize = 128 << 20;
+/// The default budget (`memory_budget_bytes`): with it the minimal workload (one points
+/// rule per event type, churn off) peaks below 150 MB RSS at 100,000 customers
+/// (docs/operations.md, "Memory").
+pub const DEFAULT_BUDGET: usize = 32 << 20;
 
 /// The smallest budget accepted: below it the librdkafka queues would hold fewer than one
 /// maximum-size fetch.
@@ -28,6 +30,10 @@ pub struct MemoryPlan {
     pub consumer_queue_bytes: usize,
     /// The same as a message count (`queued.min.messages`).
     pub consumer_queue_messages: usize,
+    /// What one partition may return per fetch (`max.partition.fetch.bytes`): a fetch asks
+    /// every assigned partition at once, and brokers that ignore the request's total
+    /// (`fetch.max.bytes`), such as Tansu, return up to this from each.
+    pub consumer_partition_fetch_bytes: usize,
     /// Records fetched ahead by the restore consumer, while restoring only.
     pub restore_queue_bytes: usize,
     /// The same as a message count.
@@ -50,18 +56,20 @@ pub struct MemoryPlan {
 impl MemoryPlan {
     /// The parts for `config`: shares of its budget, or the keys set for them.
     pub fn of(config: &Config) -> MemoryPlan {
-        let budget = config.memory_budget_bytes;
-        let eighth = budget / 8;
+        let sixteenth = config.memory_budget_bytes / 16;
         let state = &config.state;
         let runtime = &config.runtime;
-        let consumer_queue_bytes = eighth;
-        let producer_queue_bytes = runtime.max_in_flight_bytes.unwrap_or(2 * eighth);
-        let block_cache_bytes = state.block_cache_bytes.unwrap_or(2 * eighth);
+        let consumer_queue_bytes = sixteenth;
+        let restore_queue_bytes = 3 * sixteenth;
+        let quarter = 4 * sixteenth;
+        let producer_queue_bytes = runtime.max_in_flight_bytes.unwrap_or(quarter);
+        let block_cache_bytes = state.block_cache_bytes.unwrap_or(quarter);
         MemoryPlan {
             consumer_queue_bytes,
             consumer_queue_messages: messages(consumer_queue_bytes),
-            restore_queue_bytes: eighth,
-            restore_queue_messages: messages(eighth),
+            consumer_partition_fetch_bytes: (consumer_queue_bytes / 16).clamp(64 << 10, 1 << 20),
+            restore_queue_bytes,
+            restore_queue_messages: messages(restore_queue_bytes),
             producer_queue_bytes,
             producer_queue_records: runtime
                 .max_in_flight_records
@@ -70,7 +78,7 @@ impl MemoryPlan {
             write_buffer_bytes: state
                 .write_buffer_bytes
                 .unwrap_or((block_cache_bytes / 2).max(1 << 20)),
-            read_cache_bytes: state.cache_bytes.unwrap_or(2 * eighth),
+            read_cache_bytes: state.cache_bytes.unwrap_or(quarter),
         }
     }
 
@@ -101,23 +109,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_budget_is_split_in_eighths_and_quarters() {
+    fn the_default_budget_is_split_in_sixteenths_and_quarters() {
         let plan = Config::default().memory();
         assert_eq!(
             plan,
             MemoryPlan {
-                consumer_queue_bytes: 16 << 20,
-                consumer_queue_messages: 65_536,
-                restore_queue_bytes: 16 << 20,
-                restore_queue_messages: 65_536,
-                producer_queue_bytes: 32 << 20,
-                producer_queue_records: 131_072,
-                block_cache_bytes: 32 << 20,
-                write_buffer_bytes: 16 << 20,
-                read_cache_bytes: 32 << 20,
+                consumer_queue_bytes: 2 << 20,
+                consumer_queue_messages: 8_192,
+                consumer_partition_fetch_bytes: 128 << 10,
+                restore_queue_bytes: 6 << 20,
+                restore_queue_messages: 24_576,
+                producer_queue_bytes: 8 << 20,
+                producer_queue_records: 32_768,
+                block_cache_bytes: 8 << 20,
+                write_buffer_bytes: 4 << 20,
+                read_cache_bytes: 8 << 20,
             }
         );
-        assert_eq!(plan.total_bytes(), 128 << 20);
+        assert_eq!(plan.total_bytes(), 32 << 20);
     }
 
     #[test]
@@ -136,8 +145,11 @@ mod tests {
         assert_eq!(plan.write_buffer_bytes, 50 << 20);
         assert_eq!(plan.read_cache_bytes, 0);
         assert_eq!(plan.producer_queue_bytes, 256 << 20);
-        assert_eq!(plan.consumer_queue_bytes, 128 << 20);
-        assert_eq!(plan.total_bytes(), (128 + 128 + 256 + 100) << 20);
+        assert_eq!(plan.consumer_queue_bytes, 64 << 20);
+        // Capped at librdkafka's own default, 1 MiB.
+        assert_eq!(plan.consumer_partition_fetch_bytes, 1 << 20);
+        assert_eq!(plan.restore_queue_bytes, 192 << 20);
+        assert_eq!(plan.total_bytes(), (64 + 192 + 256 + 100) << 20);
     }
 
     #[test]

@@ -62,8 +62,10 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         // librdkafka's default 5 min.
         .set("topic.metadata.refresh.interval.ms", "10000")
         // One shared queue for all partitions: librdkafka fetches while it holds fewer
-        // records than `queued.min.messages` and fewer kilobytes than this (a fetch response
-        // may overshoot it by up to `fetch.max.bytes`, which librdkafka caps at this).
+        // records than `queued.min.messages` and fewer kilobytes than this. A fetch may
+        // overshoot it by a response: up to `fetch.max.bytes` (which librdkafka caps at
+        // this), or, from a broker that ignores that total (Tansu), up to
+        // `max.partition.fetch.bytes` from every assigned partition.
         .set(
             "queued.max.messages.kbytes",
             (plan.consumer_queue_bytes / 1024).max(1).to_string(),
@@ -71,6 +73,10 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         .set(
             "queued.min.messages",
             plan.consumer_queue_messages.to_string(),
+        )
+        .set(
+            "max.partition.fetch.bytes",
+            plan.consumer_partition_fetch_bytes.to_string(),
         )
         .set("fetch.wait.max.ms", "100")
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
@@ -395,23 +401,28 @@ mod tests {
             .unwrap_or_else(|e| panic!("{key}: {e}"))
     }
 
-    /// The clients' queue bounds are the budget's shares: an eighth for each consumer's
-    /// fetch queue, a quarter for the producer, one message per 256 bytes.
+    /// The clients' queue bounds are the budget's shares: a sixteenth for the group
+    /// consumer's fetch queue (a sixteenth of that per partition and fetch), three for the
+    /// restore consumer's, a quarter for the producer, one message per 256 bytes.
     #[test]
     fn client_queues_follow_the_memory_budget() {
-        for budget_mib in [128usize, 1024] {
+        for budget_mib in [64usize, 1024] {
             let config = Config {
                 memory_budget_bytes: budget_mib << 20,
                 ..Config::default()
             };
             let kib = budget_mib << 10;
             let consumer = consumer_config(&config);
-            assert_eq!(get(&consumer, "queued.max.messages.kbytes"), kib / 8);
-            assert_eq!(get(&consumer, "queued.min.messages"), kib / 8 * 4);
+            assert_eq!(get(&consumer, "queued.max.messages.kbytes"), kib / 16);
+            assert_eq!(get(&consumer, "queued.min.messages"), kib / 16 * 4);
+            assert_eq!(
+                get(&consumer, "max.partition.fetch.bytes"),
+                (kib / 16 / 16 * 1024).min(1 << 20)
+            );
             let restore = restore_consumer_config(&config);
-            assert_eq!(get(&restore, "queued.max.messages.kbytes"), kib / 8);
-            assert_eq!(get(&restore, "queued.min.messages"), kib / 8 * 4);
-            assert!(get(&restore, "fetch.max.bytes") <= (kib / 8) << 10);
+            assert_eq!(get(&restore, "queued.max.messages.kbytes"), kib / 16 * 3);
+            assert_eq!(get(&restore, "queued.min.messages"), kib / 16 * 3 * 4);
+            assert!(get(&restore, "fetch.max.bytes") <= (kib / 16 * 3) << 10);
             let producer = producer_config(&config);
             assert_eq!(get(&producer, "queue.buffering.max.kbytes"), kib / 4);
             assert_eq!(get(&producer, "queue.buffering.max.messages"), kib / 4 * 4);
@@ -435,7 +446,7 @@ mod tests {
         assert_eq!(get(&producer, "queue.buffering.max.kbytes"), 10 << 10);
         assert_eq!(get(&producer, "queue.buffering.max.messages"), 7000);
         let consumer = consumer_config(&config);
-        assert_eq!(get(&consumer, "queued.max.messages.kbytes"), 32 << 10);
+        assert_eq!(get(&consumer, "queued.max.messages.kbytes"), 16 << 10);
         assert_eq!(get(&consumer, "queued.min.messages"), 123);
     }
 }
