@@ -316,7 +316,7 @@ fn the_statefulset_runs_the_configuration_it_means() {
             &client::restore_consumer_config(&config),
             "queued.max.messages.kbytes",
         )
-        + (64 << 20);
+        + (128 << 20);
     let resources = &container["resources"];
     assert_eq!(quantity(&resources["requests"]["memory"]), budget);
     assert_eq!(quantity(&resources["limits"]["memory"]), budget / 4 * 5);
