@@ -4,7 +4,8 @@
 //!
 //! Each part is a fixed share of the budget unless its own key is set, which then wins for
 //! that part alone. What is not in the budget (code, threads, the HTTP server, rules,
-//! per-task bookkeeping, allocator slack) is a fixed cost of a few tens of MB.
+//! per-task bookkeeping, what the C libraries allocate beyond their bounds) is a fixed
+//! cost, about 100 MiB as measured.
 
 use super::Config;
 
@@ -13,8 +14,8 @@ use super::Config;
 /// (docs/operations.md, "Memory").
 pub const DEFAULT_BUDGET: usize = 32 << 20;
 
-/// The smallest budget accepted: below it the librdkafka queues would hold fewer than one
-/// maximum-size fetch.
+/// The smallest budget accepted: it gives the group consumer's queue 1 MiB, one record of
+/// the largest size accepted by default (`ingest.max_record_bytes`).
 pub const MIN_BUDGET: usize = 16 << 20;
 
 /// Bytes a queued Kafka message costs beyond its key and value, which librdkafka's byte
