@@ -120,10 +120,8 @@ fn main() {
     let rss_before = peak_rss_mb();
 
     let dir = tempfile::tempdir().unwrap();
-    let resources = RocksResources::new(
-        config.state.block_cache_bytes,
-        config.state.write_buffer_bytes,
-    );
+    let plan = config.memory();
+    let resources = RocksResources::new(plan.block_cache_bytes, plan.write_buffer_bytes);
     let root = dir.path().to_path_buf();
     let make = move |id: scorestream::engine::TaskId,
                      specs: &[scorestream::state::store::StoreSpec]|

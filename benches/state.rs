@@ -78,13 +78,13 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH));
     g.sample_size(20);
 
-    // The defaults `scorestream run` uses: 64 MiB block cache, 64 MiB write buffers, and the
-    // read cache at `state.cache_bytes`; then the same with the read cache off.
-    let defaults = scorestream::config::StateSettings::default();
+    // The defaults `scorestream run` uses (the default memory budget's block cache, write
+    // buffers and read cache); then the same with the read cache off.
+    let defaults = scorestream::config::Config::default().memory();
     let dir = tempfile::tempdir().unwrap();
     let resources = RocksResources::new(defaults.block_cache_bytes, defaults.write_buffer_bytes);
     for (name, cache) in [
-        ("rocksdb_get_put_commit", defaults.cache_bytes),
+        ("rocksdb_get_put_commit", defaults.read_cache_bytes),
         ("rocksdb_no_read_cache_get_put_commit", 0),
     ] {
         let backend: Box<dyn Backend> = Box::new(

@@ -132,7 +132,7 @@ fn run(
     let topology = app::build_topology(&setup.config, &setup.parts, None).unwrap();
     // Outputs are counted and dropped, as the runtime's producer hands them on.
     let mut driver = TopologyTestDriver::with_partitions(topology, PARTITIONS, WALL_CLOCK)
-        .with_rocksdb(state_dir.path(), &setup.config.state)
+        .with_rocksdb(state_dir.path(), &setup.config)
         .with_commit_every(commit_every)
         .discard_outputs();
     let results_topic = &setup.config.gamification.results_topic;

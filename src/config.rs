@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod check;
 pub mod kafka_env;
+pub mod memory;
 pub mod suggest;
 
 /// How outputs and offsets are committed.
@@ -37,6 +38,11 @@ pub struct Config {
     pub processing_guarantee: ProcessingGuarantee,
     /// Input topics. `customer-events` is the default and the only required one.
     pub inputs: Vec<String>,
+    /// What the process may hold in its queues and caches together: librdkafka's fetch and
+    /// producer queues, RocksDB's block cache and memtables, the read cache. Split by
+    /// [`memory::MemoryPlan`]; a part set on its own key below takes that instead.
+    #[serde(with = "size")]
+    pub memory_budget_bytes: usize,
     pub runtime: RuntimeSettings,
     pub state: StateSettings,
     pub ingest: IngestSettings,
@@ -56,6 +62,7 @@ impl Default for Config {
             http_addr: "0.0.0.0:8080".into(),
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             inputs: vec!["customer-events".into()],
+            memory_budget_bytes: memory::DEFAULT_BUDGET,
             runtime: RuntimeSettings::default(),
             state: StateSettings::default(),
             ingest: IngestSettings::default(),
@@ -74,11 +81,13 @@ pub struct RuntimeSettings {
     /// How often outputs are flushed and input offsets committed.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
-    /// Upper bound on records produced but not yet acknowledged (producer queue).
-    pub max_in_flight_records: usize,
-    /// Upper bound on bytes produced but not yet acknowledged.
-    #[serde(with = "size")]
-    pub max_in_flight_bytes: usize,
+    /// Upper bound on records produced but not yet acknowledged (producer queue); absent:
+    /// derived from the bytes bound ([`memory::MemoryPlan`]).
+    pub max_in_flight_records: Option<usize>,
+    /// Upper bound on bytes produced but not yet acknowledged; absent: a share of
+    /// `memory_budget_bytes`.
+    #[serde(with = "size::option")]
+    pub max_in_flight_bytes: Option<usize>,
     /// How long shutdown may take to flush and commit before giving up.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -119,8 +128,8 @@ impl Default for RuntimeSettings {
     fn default() -> Self {
         RuntimeSettings {
             commit_interval: Duration::from_secs(1),
-            max_in_flight_records: 500_000,
-            max_in_flight_bytes: 64 << 20,
+            max_in_flight_records: None,
+            max_in_flight_bytes: None,
             shutdown_timeout: Duration::from_secs(30),
             replication_factor: -1,
             internal_partitions: 0,
@@ -149,16 +158,19 @@ pub enum StoreBackend {
 #[serde(deny_unknown_fields, default)]
 pub struct StateSettings {
     pub backend: StoreBackend,
-    /// RocksDB block cache shared by every task of the process, in bytes.
-    #[serde(with = "size")]
-    pub block_cache_bytes: usize,
-    /// RocksDB memtables of every task together, in bytes (charged to the block cache).
-    #[serde(with = "size")]
-    pub write_buffer_bytes: usize,
+    /// RocksDB block cache shared by every task of the process, in bytes; absent: a share
+    /// of `memory_budget_bytes` ([`memory::MemoryPlan`]).
+    #[serde(with = "size::option")]
+    pub block_cache_bytes: Option<usize>,
+    /// RocksDB memtables of every task together, in bytes (charged to the block cache);
+    /// absent: half the block cache.
+    #[serde(with = "size::option")]
+    pub write_buffer_bytes: Option<usize>,
     /// Read cache of recently used committed entries in front of RocksDB, shared by every
-    /// store of every task, in bytes; 0 turns it off. Not used with the memory backend.
-    #[serde(with = "size")]
-    pub cache_bytes: usize,
+    /// store of every task, in bytes; 0 turns it off; absent: a share of
+    /// `memory_budget_bytes`. Not used with the memory backend.
+    #[serde(with = "size::option")]
+    pub cache_bytes: Option<usize>,
     /// State directories of tasks this instance no longer owns are deleted after this.
     #[serde(with = "humantime_serde")]
     pub cleanup_delay: Duration,
@@ -170,9 +182,9 @@ impl Default for StateSettings {
     fn default() -> Self {
         StateSettings {
             backend: StoreBackend::Rocksdb,
-            block_cache_bytes: 64 << 20,
-            write_buffer_bytes: 64 << 20,
-            cache_bytes: 64 << 20,
+            block_cache_bytes: None,
+            write_buffer_bytes: None,
+            cache_bytes: None,
             cleanup_delay: Duration::from_secs(600),
             restore_batch_records: 10_000,
         }
@@ -507,10 +519,10 @@ impl Config {
         if r.commit_interval.is_zero() {
             err("runtime.commit_interval", "must be above zero".into());
         }
-        if r.max_in_flight_records == 0 {
+        if r.max_in_flight_records == Some(0) {
             err("runtime.max_in_flight_records", "must be above zero".into());
         }
-        if r.max_in_flight_bytes < 1024 {
+        if r.max_in_flight_bytes.is_some_and(|b| b < 1024) {
             err(
                 "runtime.max_in_flight_bytes",
                 "must be at least 1024".into(),
@@ -525,10 +537,16 @@ impl Config {
         if r.output_partitions <= 0 {
             err("runtime.output_partitions", "must be positive".into());
         }
-        if self.state.block_cache_bytes < 1 << 20 {
+        if self.memory_budget_bytes < memory::MIN_BUDGET {
+            err(
+                "memory_budget_bytes",
+                format!("must be at least {}", size::format(memory::MIN_BUDGET)),
+            );
+        }
+        if self.state.block_cache_bytes.is_some_and(|b| b < 1 << 20) {
             err("state.block_cache_bytes", "must be at least 1 MiB".into());
         }
-        if self.state.write_buffer_bytes < 1 << 20 {
+        if self.state.write_buffer_bytes.is_some_and(|b| b < 1 << 20) {
             err("state.write_buffer_bytes", "must be at least 1 MiB".into());
         }
         if self.state.restore_batch_records == 0 {
@@ -718,6 +736,22 @@ pub mod size {
         s.serialize_str(&format(*bytes))
     }
 
+    /// The same for a size that may be absent (absent = derived, see the key's docs).
+    pub mod option {
+        use serde::{Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(bytes: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+            match bytes {
+                Some(b) => super::serialize(b, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
+
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -832,8 +866,8 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        assert_eq!(c.state.cache_bytes, 32 << 20);
-        assert_eq!(c.state.block_cache_bytes, 2_000_000_000);
+        assert_eq!(c.state.cache_bytes, Some(32 << 20));
+        assert_eq!(c.state.block_cache_bytes, Some(2_000_000_000));
         assert_eq!(c.http.max_body_bytes, 1000);
         for (text, bytes) in [
             ("512KiB", 512 << 10),

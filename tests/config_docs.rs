@@ -15,7 +15,12 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Keys whose default is absent (`Option::None` is not serialized, so `Config::default()`
 /// cannot name them): documented with the default "(none)".
-const ABSENT_BY_DEFAULT: [&str; 7] = [
+const ABSENT_BY_DEFAULT: [&str; 12] = [
+    "runtime.max_in_flight_records",
+    "runtime.max_in_flight_bytes",
+    "state.block_cache_bytes",
+    "state.write_buffer_bytes",
+    "state.cache_bytes",
     "ingest.mapping_file",
     "gamification.rules_file",
     "churn.rules_file",

@@ -300,10 +300,14 @@ fn the_statefulset_runs_the_configuration_it_means() {
     assert_eq!(set["spec"]["podManagementPolicy"], "Parallel");
 
     // Memory: requests = the budget of docs/operations.md for these settings, with the
-    // clients' fetch queues as the program configures them; the limit a quarter above.
-    let budget = config.state.block_cache_bytes
-        + config.state.cache_bytes
-        + config.runtime.max_in_flight_bytes
+    // clients' queues as the program configures them; the limit a quarter above.
+    let plan = config.memory();
+    let budget = plan.block_cache_bytes.max(plan.write_buffer_bytes)
+        + plan.read_cache_bytes
+        + kbytes(
+            &client::producer_config(&config),
+            "queue.buffering.max.kbytes",
+        )
         + kbytes(
             &client::consumer_config(&config),
             "queued.max.messages.kbytes",
@@ -312,7 +316,7 @@ fn the_statefulset_runs_the_configuration_it_means() {
             &client::restore_consumer_config(&config),
             "queued.max.messages.kbytes",
         )
-        + (64 << 20);
+        + (128 << 20);
     let resources = &container["resources"];
     assert_eq!(quantity(&resources["requests"]["memory"]), budget);
     assert_eq!(quantity(&resources["limits"]["memory"]), budget / 4 * 5);

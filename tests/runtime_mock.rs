@@ -321,8 +321,8 @@ async fn backpressure_bounds_in_flight_and_loses_nothing() {
     });
 
     let mut config = test_config(&bootstrap, &[&input]);
-    config.runtime.max_in_flight_records = 8;
-    config.runtime.max_in_flight_bytes = 4096;
+    config.runtime.max_in_flight_records = Some(8);
+    config.runtime.max_in_flight_bytes = Some(4096);
     let topology = passthrough_topology(&config.application_id, &[&input], &output);
     create_planned_topics(&cluster, &config, &topology, (&input, 2));
     let metrics = Metrics::new();

@@ -96,21 +96,17 @@ impl TopologyTestDriver {
     }
 
     /// Keeps each task's stores in a RocksDB database under `dir` (one per task, as the
-    /// runtime does), sharing a block cache and write buffers sized by `settings`, behind
-    /// the read cache of `settings.cache_bytes`, instead of in memory. Call before the
-    /// first record.
-    pub fn with_rocksdb(
-        mut self,
-        dir: impl Into<PathBuf>,
-        settings: &crate::config::StateSettings,
-    ) -> Self {
+    /// runtime does), sharing a block cache and write buffers sized by `config`'s memory
+    /// plan, behind its read cache, instead of in memory. Call before the first record.
+    pub fn with_rocksdb(mut self, dir: impl Into<PathBuf>, config: &crate::config::Config) -> Self {
+        let plan = config.memory();
         self.rocksdb = Some(RocksStores {
             dir: dir.into(),
             resources: crate::state::RocksResources::new(
-                settings.block_cache_bytes,
-                settings.write_buffer_bytes,
+                plan.block_cache_bytes,
+                plan.write_buffer_bytes,
             ),
-            cache: crate::state::CacheBudget::new(settings.cache_bytes),
+            cache: crate::state::CacheBudget::new(plan.read_cache_bytes),
         });
         self
     }
@@ -369,7 +365,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut memory = bundled(&config);
         let mut rocks = bundled(&config)
-            .with_rocksdb(dir.path(), &config.state)
+            .with_rocksdb(dir.path(), &config)
             .with_commit_every(7);
         let mut g = Generator::new(GeneratorConfig {
             customers: 20,

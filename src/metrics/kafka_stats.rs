@@ -19,7 +19,8 @@ pub struct KafkaClientMetrics {
     pub producer_queue_messages: IntGaugeVec,
     /// Bytes of those messages (`msg_size`).
     pub producer_queue_bytes: IntGaugeVec,
-    /// Messages fetched and waiting for the application (sum of partitions' `fetchq_cnt`).
+    /// Messages fetched and waiting for the application (the consumer's queue, which each
+    /// partition's `fetchq_cnt` reports).
     pub consumer_fetch_queue_messages: IntGaugeVec,
     /// Brokers the client is connected to (state `UP`), of those it knows.
     pub brokers_up: IntGaugeVec,
@@ -54,7 +55,7 @@ impl KafkaClientMetrics {
             ),
             consumer_fetch_queue_messages: int(
                 "scorestream_kafka_consumer_fetch_queue_messages",
-                "librdkafka: messages fetched and waiting to be polled, over all partitions, by client.",
+                "librdkafka: messages fetched and waiting to be polled, by client.",
             ),
             brokers_up: int(
                 "scorestream_kafka_brokers_up",
@@ -96,7 +97,11 @@ impl KafkaClientMetrics {
                     .flat_map(|t| t.partitions.values())
                     .filter(|p| p.partition >= 0)
                     .map(|p| p.fetchq_cnt.max(0))
-                    .sum();
+                    // Not a sum: the group consumer forwards every partition's fetch queue
+                    // to its one queue, and librdkafka reports that queue's length for
+                    // each partition (a sum counted it once per assigned partition).
+                    .max()
+                    .unwrap_or(0);
                 self.consumer_fetch_queue_messages
                     .with_label_values(&client)
                     .set(fetched);

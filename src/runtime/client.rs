@@ -45,7 +45,12 @@ fn base(config: &Config) -> ClientConfig {
 /// members (instances x stream threads). Cooperative-sticky balanced partition counts
 /// over all topics together, which split tasks and left every stateful task on one
 /// instance (issue 15). librdkafka has no pluggable assignor to do Kafka Streams' own.
+///
+/// What it fetches ahead is bounded in bytes and records by the memory plan (64 MiB and
+/// librdkafka's 100,000 records before: most of a 343 MiB peak, measured on Tansu), shared
+/// among the stream threads.
 pub fn consumer_config(config: &Config) -> ClientConfig {
+    let plan = config.memory();
     let mut c = base(config);
     c.set("group.id", &config.application_id)
         .set("enable.auto.commit", "false")
@@ -66,7 +71,23 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         // An input topic created (or re-created) while running is seen within 10 s, not
         // librdkafka's default 5 min.
         .set("topic.metadata.refresh.interval.ms", "10000")
-        .set("queued.max.messages.kbytes", "65536")
+        // One shared queue for all partitions: librdkafka fetches while it holds fewer
+        // records than `queued.min.messages` and fewer kilobytes than this. A fetch may
+        // overshoot it by a response: up to `fetch.max.bytes` (which librdkafka caps at
+        // this), or, from a broker that ignores that total (Tansu), up to
+        // `max.partition.fetch.bytes` from every assigned partition.
+        .set(
+            "queued.max.messages.kbytes",
+            (plan.consumer_queue_bytes / 1024).max(1).to_string(),
+        )
+        .set(
+            "queued.min.messages",
+            plan.consumer_queue_messages.to_string(),
+        )
+        .set(
+            "max.partition.fetch.bytes",
+            plan.consumer_partition_fetch_bytes.to_string(),
+        )
         .set("fetch.wait.max.ms", "100")
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
@@ -79,8 +100,11 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
 }
 
 /// The consumer that restores stores from changelogs: no group (partitions are assigned
-/// by hand), large fetches, an event at each partition's end.
+/// by hand), large fetches within the memory plan's restore queue, an event at each
+/// partition's end.
 pub fn restore_consumer_config(config: &Config) -> ClientConfig {
+    let plan = config.memory();
+    let queue = plan.restore_queue_bytes;
     let mut c = base(config);
     c.set(
         "client.id",
@@ -91,9 +115,22 @@ pub fn restore_consumer_config(config: &Config) -> ClientConfig {
     .set("enable.auto.offset.store", "false")
     .set("enable.partition.eof", "true")
     .set("auto.offset.reset", "earliest")
-    .set("fetch.max.bytes", (64 << 20).to_string())
-    .set("max.partition.fetch.bytes", (16 << 20).to_string())
-    .set("queued.max.messages.kbytes", "131072")
+    .set(
+        "fetch.max.bytes",
+        queue.clamp(1 << 20, 64 << 20).to_string(),
+    )
+    .set(
+        "max.partition.fetch.bytes",
+        (queue / 4).clamp(1 << 20, 16 << 20).to_string(),
+    )
+    .set(
+        "queued.max.messages.kbytes",
+        (queue / 1024).max(1).to_string(),
+    )
+    .set(
+        "queued.min.messages",
+        plan.restore_queue_messages.to_string(),
+    )
     .set("fetch.wait.max.ms", "50");
     if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
         c.set("isolation.level", "read_committed");
@@ -101,9 +138,11 @@ pub fn restore_consumer_config(config: &Config) -> ClientConfig {
     c
 }
 
-/// The producer of every output. Its queue bounds in-flight records and bytes, which is
-/// what makes a slow broker slow ScoreStream down instead of growing its memory.
+/// The producer of every output. Its queue bounds in-flight records and bytes (the memory
+/// plan's producer part), which is what makes a slow broker slow ScoreStream down instead
+/// of growing its memory.
 pub fn producer_config(config: &Config) -> ClientConfig {
+    let plan = config.memory();
     let mut c = base(config);
     let max_message = config.ingest.max_record_bytes + 64 * 1024;
     // Idempotence: a retried batch is never stored twice or after a later one (issue 16).
@@ -125,13 +164,11 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         .set("message.max.bytes", max_message.to_string())
         .set(
             "queue.buffering.max.messages",
-            config.runtime.max_in_flight_records.to_string(),
+            plan.producer_queue_records.to_string(),
         )
         .set(
             "queue.buffering.max.kbytes",
-            (config.runtime.max_in_flight_bytes / 1024)
-                .max(1)
-                .to_string(),
+            (plan.producer_queue_bytes / 1024).max(1).to_string(),
         );
     for (k, v) in &config.kafka.producer {
         c.set(k, v);
@@ -371,5 +408,66 @@ impl ProducerContext for DeliveryContext {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(c: &ClientConfig, key: &str) -> usize {
+        c.get(key)
+            .unwrap_or_else(|| panic!("{key} not set"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{key}: {e}"))
+    }
+
+    /// The clients' queue bounds are the budget's shares: a sixteenth for the group
+    /// consumer's fetch queue (a sixteenth of that per partition and fetch), three for the
+    /// restore consumer's, a quarter for the producer, one message per 256 bytes.
+    #[test]
+    fn client_queues_follow_the_memory_budget() {
+        for budget_mib in [64usize, 1024] {
+            let config = Config {
+                memory_budget_bytes: budget_mib << 20,
+                ..Config::default()
+            };
+            let kib = budget_mib << 10;
+            let consumer = consumer_config(&config);
+            assert_eq!(get(&consumer, "queued.max.messages.kbytes"), kib / 16);
+            assert_eq!(get(&consumer, "queued.min.messages"), kib / 16 * 4);
+            assert_eq!(
+                get(&consumer, "max.partition.fetch.bytes"),
+                (kib / 16 / 16 * 1024).min(1 << 20)
+            );
+            let restore = restore_consumer_config(&config);
+            assert_eq!(get(&restore, "queued.max.messages.kbytes"), kib / 16 * 3);
+            assert_eq!(get(&restore, "queued.min.messages"), kib / 16 * 3 * 4);
+            assert!(get(&restore, "fetch.max.bytes") <= (kib / 16 * 3) << 10);
+            let producer = producer_config(&config);
+            assert_eq!(get(&producer, "queue.buffering.max.kbytes"), kib / 4);
+            assert_eq!(get(&producer, "queue.buffering.max.messages"), kib / 4 * 4);
+        }
+    }
+
+    /// A size set on its own key replaces that share only; a librdkafka property set in
+    /// `[kafka.*]` wins over both.
+    #[test]
+    fn explicit_sizes_and_passthrough_properties_win_over_the_budget() {
+        let text = r#"
+            memory_budget_bytes = "256 MiB"
+            [runtime]
+            max_in_flight_bytes = "10 MiB"
+            max_in_flight_records = 7000
+            [kafka.consumer]
+            "queued.min.messages" = "123"
+        "#;
+        let config = Config::from_toml_with_env(Some(text), &|_| None).unwrap();
+        let producer = producer_config(&config);
+        assert_eq!(get(&producer, "queue.buffering.max.kbytes"), 10 << 10);
+        assert_eq!(get(&producer, "queue.buffering.max.messages"), 7000);
+        let consumer = consumer_config(&config);
+        assert_eq!(get(&consumer, "queued.max.messages.kbytes"), 16 << 10);
+        assert_eq!(get(&consumer, "queued.min.messages"), 123);
     }
 }

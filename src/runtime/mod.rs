@@ -264,7 +264,7 @@ pub async fn start_with(
                 .map(|g| crate::metrics::GaugeShare::split(g, threads).remove(thread));
             Some(
                 restore::Restorer::new(
-                    thread_client(client::restore_consumer_config(config), thread),
+                    thread_client(client::restore_consumer_config(config), thread, threads),
                     config.state.restore_batch_records,
                     metrics.clone(),
                 )?
@@ -298,7 +298,7 @@ pub async fn start_with(
         .enumerate()
         .map(|(i, shared)| {
             let shared = shared.clone();
-            let consumer_config = thread_client(client::consumer_config(config), i);
+            let consumer_config = thread_client(client::consumer_config(config), i, threads.len());
             let flag = shutdown.clone();
             std::thread::Builder::new()
                 .name(format!("scorestream-stream-{i}"))
@@ -339,11 +339,27 @@ pub async fn start_with(
     })
 }
 
-/// A client of stream thread `thread`: its own `client.id`, so the broker and the group
-/// tell the threads apart.
-fn thread_client(mut c: rdkafka::ClientConfig, thread: usize) -> rdkafka::ClientConfig {
+/// A client of stream thread `thread` of `threads`: its own `client.id`, so the broker and
+/// the group tell the threads apart, and its share of the memory plan's queue bounds
+/// (each thread has its own consumers and producer; together they keep to the budget).
+fn thread_client(
+    mut c: rdkafka::ClientConfig,
+    thread: usize,
+    threads: usize,
+) -> rdkafka::ClientConfig {
     if let Some(id) = c.get("client.id").map(str::to_string) {
         c.set("client.id", format!("{id}-{thread}"));
+    }
+    for key in [
+        "queued.max.messages.kbytes",
+        "queued.min.messages",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes",
+    ] {
+        let shared = c.get(key).and_then(|v| v.parse::<usize>().ok());
+        if let Some(n) = shared {
+            c.set(key, (n / threads.max(1)).max(1).to_string());
+        }
     }
     c
 }
@@ -359,20 +375,7 @@ fn thread_producer(
     threads: usize,
     instance: Option<&str>,
 ) -> Result<BaseProducer<client::DeliveryContext>, RuntimeError> {
-    let mut producer_config = thread_client(client::producer_config(config), thread);
-    let share = |n: usize| (n / threads.max(1)).max(1);
-    producer_config
-        .set(
-            "queue.buffering.max.messages",
-            share(config.runtime.max_in_flight_records).to_string(),
-        )
-        .set(
-            "queue.buffering.max.kbytes",
-            share(config.runtime.max_in_flight_bytes / 1024).to_string(),
-        );
-    for (k, v) in &config.kafka.producer {
-        producer_config.set(k, v);
-    }
+    let mut producer_config = thread_client(client::producer_config(config), thread, threads);
     if let Some(instance) = instance {
         let id = match thread {
             0 => format!("{}-{instance}", config.application_id),
@@ -459,10 +462,10 @@ fn state_context(
             .map_err(RuntimeError::State)?,
     );
     info!(path = %directory.root().display(), "State directory locked.");
-    let rocks =
-        crate::state::RocksResources::new(settings.block_cache_bytes, settings.write_buffer_bytes);
+    let plan = config.memory();
+    let rocks = crate::state::RocksResources::new(plan.block_cache_bytes, plan.write_buffer_bytes);
     Ok(stream_thread::StateContext {
-        cache: crate::state::CacheBudget::new(settings.cache_bytes),
+        cache: crate::state::CacheBudget::new(plan.read_cache_bytes),
         settings,
         directory: Some(directory),
         rocks: Some(rocks),
