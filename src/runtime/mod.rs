@@ -6,6 +6,7 @@ pub mod client;
 pub mod dump;
 pub mod hooks;
 pub mod partitioner;
+mod producer;
 pub mod registry;
 mod restore;
 mod retry;
@@ -217,8 +218,9 @@ pub async fn start_with(
             .set("transactional.id", &id)
             .set("transaction.timeout.ms", "60000");
     }
+    let delivery = client::DeliveryContext::new(metrics.clone(), changelogs);
     let producer: BaseProducer<client::DeliveryContext> = producer_config
-        .create_with_context(client::DeliveryContext::new(metrics.clone(), changelogs))
+        .create_with_context(delivery.share())
         .map_err(RuntimeError::Client)?;
     if transactional {
         use rdkafka::producer::Producer as _;
@@ -265,7 +267,7 @@ pub async fn start_with(
         metrics,
         config.runtime.clone(),
         stream_thread::OutputProducer {
-            producer,
+            producer: producer::ReplaceableProducer::new(producer, producer_config, delivery),
             max_message_bytes: config.ingest.max_record_bytes + 64 * 1024,
             transactional,
         },

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
