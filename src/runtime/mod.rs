@@ -6,7 +6,8 @@ pub mod client;
 pub mod dump;
 pub mod hooks;
 pub mod partitioner;
-mod producer;
+#[doc(hidden)]
+pub mod producer;
 pub mod registry;
 mod restore;
 mod retry;

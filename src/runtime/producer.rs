@@ -15,7 +15,7 @@ use rdkafka::{ClientConfig, TopicPartitionList};
 
 use super::client::DeliveryContext;
 
-pub(crate) struct ReplaceableProducer {
+pub struct ReplaceableProducer {
     current: RwLock<BaseProducer<DeliveryContext>>,
     /// To create the next one.
     config: ClientConfig,
@@ -25,7 +25,7 @@ pub(crate) struct ReplaceableProducer {
 
 impl ReplaceableProducer {
     /// Wraps `producer`, created from `config` with `context.share()`.
-    pub(crate) fn new(
+    pub fn new(
         producer: BaseProducer<DeliveryContext>,
         config: ClientConfig,
         context: DeliveryContext,
@@ -42,19 +42,19 @@ impl ReplaceableProducer {
     }
 
     /// The callbacks' state, the same for every producer this one becomes.
-    pub(crate) fn context(&self) -> &DeliveryContext {
+    pub fn context(&self) -> &DeliveryContext {
         &self.context
     }
 
     /// True once the broker refuses the producer's id over and over (it lost its state).
-    pub(crate) fn forgotten_by_broker(&self) -> bool {
+    pub fn forgotten_by_broker(&self) -> bool {
         self.context.forgotten().load(Ordering::Relaxed)
     }
 
     /// Replaces the producer with a new one (a new producer id). What the old one had not
     /// delivered is purged and counted as failed deliveries, so the next commit rewinds
     /// and the inputs are processed again. Not for a transactional producer.
-    pub(crate) fn replace(&self) -> KafkaResult<()> {
+    pub fn replace(&self) -> KafkaResult<()> {
         let fresh: BaseProducer<DeliveryContext> =
             self.config.create_with_context(self.context.share())?;
         let old = {
@@ -70,7 +70,7 @@ impl ReplaceableProducer {
     }
 
     /// Enqueues `record`; the error without the record (callers retry from their own copy).
-    pub(crate) fn send<K, P>(&self, record: BaseRecord<'_, K, P, ()>) -> KafkaResult<()>
+    pub fn send<K, P>(&self, record: BaseRecord<'_, K, P, ()>) -> KafkaResult<()>
     where
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
@@ -78,31 +78,31 @@ impl ReplaceableProducer {
         self.get().send(record).map_err(|(e, _)| e)
     }
 
-    pub(crate) fn poll(&self, timeout: Duration) {
+    pub fn poll(&self, timeout: Duration) {
         self.get().poll(timeout)
     }
 
-    pub(crate) fn flush(&self, timeout: Duration) -> KafkaResult<()> {
+    pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
         self.get().flush(timeout)
     }
 
-    pub(crate) fn in_flight_count(&self) -> i32 {
+    pub fn in_flight_count(&self) -> i32 {
         self.get().in_flight_count()
     }
 
-    pub(crate) fn begin_transaction(&self) -> KafkaResult<()> {
+    pub fn begin_transaction(&self) -> KafkaResult<()> {
         self.get().begin_transaction()
     }
 
-    pub(crate) fn commit_transaction(&self, timeout: Duration) -> KafkaResult<()> {
+    pub fn commit_transaction(&self, timeout: Duration) -> KafkaResult<()> {
         self.get().commit_transaction(timeout)
     }
 
-    pub(crate) fn abort_transaction(&self, timeout: Duration) -> KafkaResult<()> {
+    pub fn abort_transaction(&self, timeout: Duration) -> KafkaResult<()> {
         self.get().abort_transaction(timeout)
     }
 
-    pub(crate) fn send_offsets_to_transaction(
+    pub fn send_offsets_to_transaction(
         &self,
         offsets: &TopicPartitionList,
         cgm: &ConsumerGroupMetadata,
