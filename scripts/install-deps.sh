@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing ScoreStream needs, skipping what is already there:
 # Debian packages for the C builds (librdkafka, OpenSSL; libclang for RocksDB), a Tansu
-# 0.6 broker binary for the integration tests, and Python packages for the checks of
-# deploy/k8s (kubernetes-validate) and the downstream consumer example (confluent-kafka), and
-# cargo-deny. Idempotent.
+# 0.6 broker binary for the integration tests and one built with SQLite storage, Python
+# packages for the checks of deploy/k8s (kubernetes-validate) and the downstream consumer
+# example (confluent-kafka), and cargo-deny. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -51,6 +51,20 @@ else
   chmod +x "$BIN" 2>/dev/null || true
   ln -sf "$BIN" "$SCORESTREAM_CACHE/bin/tansu"
   echo "install-deps: Tansu linked at $SCORESTREAM_CACHE/bin/tansu ($("$BIN" --version))"
+fi
+
+# Tansu with SQLite storage, for the tests that stop and start a broker whose data must
+# outlive the restart (tests/broker_outage.rs): built from crates.io once into the cache
+# (11+ min of CPU), in a target directory of its own, skipped when present.
+SQLITE_TANSU="$SCORESTREAM_CACHE/tansu-sqlite/bin/tansu"
+if [ -n "${TANSU_SQLITE_BIN:-}" ] && [ -x "$TANSU_SQLITE_BIN" ]; then
+  echo "install-deps: Tansu (SQLite storage) at $TANSU_SQLITE_BIN"
+elif [ -x "$SQLITE_TANSU" ]; then
+  echo "install-deps: Tansu (SQLite storage) at $SQLITE_TANSU"
+else
+  echo "install-deps: cargo install tansu 0.6.0 with SQLite storage (once; takes a while)"
+  CARGO_TARGET_DIR="$HOME/.cache/tansu-build" cargo install tansu --version 0.6.0 --locked \
+    --features libsql,dynostore --root "$SCORESTREAM_CACHE/tansu-sqlite"
 fi
 
 # Python packages, each skipped when importable: kubernetes-validate ships the Kubernetes

@@ -2,9 +2,7 @@
 //! no ERROR; an outage is logged once per cause (at most every 10 s), as warnings, and
 //! `/ready` answers 503 while it lasts.
 //!
-//! (The broker coming back empty — issue 16, item 5 — is not here yet: its test is
-//! `a_broker_that_lost_everything_is_detected_and_new_events_are_processed` in
-//! `git show 6088c55:tests/broker_restart.rs`, flaky on Tansu.)
+//! (The broker coming back empty — issue 16, item 5 — is in `broker_restart.rs`.)
 
 mod support;
 

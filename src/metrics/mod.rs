@@ -248,7 +248,7 @@ impl Metrics {
             state_ahead_of_broker: counter_vec(
                 &r,
                 "scorestream_state_ahead_of_broker_total",
-                "Times a task's local state was found ahead of the broker (kind=changelog: its changelog is shorter than restored, the local state was wiped and restored again; kind=input: an input partition is shorter than processed, its records are processed, not skipped as replays).",
+                "Times a task's local state was found ahead of the broker (kind=changelog: its changelog is shorter than restored, the local state was wiped and restored again; kind=input: an input partition is shorter than processed, its records are processed, not skipped as replays; kind=producer: the broker refuses the producer id it lost, the producer was replaced and uncommitted inputs processed again).",
                 &["kind"],
             ),
             broker_reachable: gauge(

@@ -1,7 +1,8 @@
 //! librdkafka client configuration and the callbacks that turn client events into logs.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -312,24 +313,71 @@ pub struct DeliveryContext {
     pub logging: LoggingContext,
     pub metrics: Metrics,
     /// Deliveries that failed since start; a change means some input must be reprocessed.
-    pub failures: AtomicU64,
+    /// Shared with the producers that replace this one ([`share`](Self::share)).
+    pub failures: Arc<AtomicU64>,
     /// Changelog topics, whose acknowledged end offsets are tracked.
-    changelogs: HashSet<String>,
-    /// Records owed per commit epoch, and changelog ends (see [`super::acks`]).
-    ledger: Mutex<super::acks::Ledger>,
+    changelogs: Arc<HashSet<String>>,
+    /// Records owed per commit epoch, and changelog ends (see [`super::acks`]); shared with
+    /// the producers that replace this one.
+    ledger: Arc<Mutex<super::acks::Ledger>>,
     /// `records_produced` per topic, resolved once per topic instead of per record.
-    produced: Mutex<HashMap<String, prometheus::IntCounter>>,
+    produced: Arc<Mutex<HashMap<String, prometheus::IntCounter>>>,
+    /// Set when the broker keeps refusing this producer's id (see [`forgotten`](Self::forgotten)).
+    forgotten: Arc<AtomicBool>,
+    /// The idempotent producer epoch in the last statistics report of this producer.
+    last_epoch: AtomicI64,
 }
+
+/// Epoch bumps between two statistics reports that mean the broker does not know the
+/// producer id: librdkafka bumps it on every `UNKNOWN_PRODUCER_ID` answer, several times a
+/// second; a healthy producer bumps it only when messages time out.
+const EPOCH_BUMPS_FORGOTTEN: i64 = 5;
 
 impl DeliveryContext {
     pub fn new(metrics: Metrics, changelogs: HashSet<String>) -> Self {
         DeliveryContext {
             logging: LoggingContext,
             metrics,
-            failures: AtomicU64::new(0),
-            changelogs,
-            ledger: Mutex::new(super::acks::Ledger::default()),
-            produced: Mutex::new(HashMap::new()),
+            failures: Arc::new(AtomicU64::new(0)),
+            changelogs: Arc::new(changelogs),
+            ledger: Arc::default(),
+            produced: Arc::default(),
+            forgotten: Arc::new(AtomicBool::new(false)),
+            last_epoch: AtomicI64::new(-1),
+        }
+    }
+
+    /// A context for a producer replacing this one's: the same failure count, ledger and
+    /// flag.
+    pub fn share(&self) -> Self {
+        DeliveryContext {
+            logging: LoggingContext,
+            metrics: self.metrics.clone(),
+            failures: self.failures.clone(),
+            changelogs: self.changelogs.clone(),
+            ledger: self.ledger.clone(),
+            produced: self.produced.clone(),
+            forgotten: self.forgotten.clone(),
+            last_epoch: AtomicI64::new(-1),
+        }
+    }
+
+    /// The broker no longer knows the idempotent producer's id (it restarted without its
+    /// state): librdkafka bumps the epoch itself and retries, and a broker that only accepts
+    /// ids it handed out (Tansu) refuses every retry, so nothing is delivered again. Seen in
+    /// the statistics reports as the epoch running away while messages wait.
+    pub fn forgotten(&self) -> &AtomicBool {
+        &self.forgotten
+    }
+
+    fn watch_epoch(&self, statistics: &rdkafka::Statistics) {
+        let Some(eos) = &statistics.eos else {
+            return;
+        };
+        let last = self.last_epoch.swap(eos.producer_epoch, Ordering::Relaxed);
+        if last >= 0 && eos.producer_epoch - last >= EPOCH_BUMPS_FORGOTTEN && statistics.msg_cnt > 0
+        {
+            self.forgotten.store(true, Ordering::Relaxed);
         }
     }
 
@@ -361,6 +409,7 @@ impl ClientContext for DeliveryContext {
         self.logging.error(error, reason)
     }
     fn stats(&self, statistics: rdkafka::Statistics) {
+        self.watch_epoch(&statistics);
         self.metrics.kafka.record(&statistics)
     }
 }

@@ -8,6 +8,8 @@ pub mod dump;
 pub mod hooks;
 /// Kafka's default partitioner; lives in the engine, which the test driver shares.
 pub use crate::engine::partitioner;
+#[doc(hidden)]
+pub mod producer;
 pub mod registry;
 mod restore;
 mod retry;
@@ -374,7 +376,7 @@ fn thread_producer(
     thread: usize,
     threads: usize,
     instance: Option<&str>,
-) -> Result<BaseProducer<client::DeliveryContext>, RuntimeError> {
+) -> Result<producer::ReplaceableProducer, RuntimeError> {
     let mut producer_config = thread_client(client::producer_config(config), thread, threads);
     if let Some(instance) = instance {
         let id = match thread {
@@ -386,11 +388,9 @@ fn thread_producer(
             .set("transactional.id", &id)
             .set("transaction.timeout.ms", "60000");
     }
+    let delivery = client::DeliveryContext::new(metrics.clone(), changelogs.clone());
     let producer: BaseProducer<client::DeliveryContext> = producer_config
-        .create_with_context(client::DeliveryContext::new(
-            metrics.clone(),
-            changelogs.clone(),
-        ))
+        .create_with_context(delivery.share())
         .map_err(RuntimeError::Client)?;
     if instance.is_some() {
         use rdkafka::producer::Producer as _;
@@ -412,7 +412,11 @@ fn thread_producer(
             .begin_transaction()
             .map_err(|e| RuntimeError::Transactions(e.to_string()))?;
     }
-    Ok(producer)
+    Ok(producer::ReplaceableProducer::new(
+        producer,
+        producer_config,
+        delivery,
+    ))
 }
 
 /// Kafka's group assignment is per topic (range): a task whose source topics differ in

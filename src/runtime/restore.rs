@@ -24,6 +24,10 @@ use crate::state::changelog::{decode_positions, is_committed, POSITIONS_HEADER};
 
 type Tp = (String, i32);
 
+/// A fetch of a partition being restored comes back within this (`fetch.wait.max.ms` is
+/// 50 ms) while the broker answers.
+const OWN_FETCH_WITHIN: Duration = Duration::from_secs(5);
+
 /// One changelog partition being read.
 struct Reading {
     task: TaskId,
@@ -35,6 +39,10 @@ struct Reading {
     done: bool,
     batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     positions: HashMap<Tp, i64>,
+    /// The partition's end cached before this reading fetched anything (an earlier
+    /// assignment's), and when it began: see [`Restorer::check_beyond_end`].
+    cached_before: Option<i64>,
+    began: Instant,
 }
 
 /// A task waiting for its stores.
@@ -125,9 +133,12 @@ impl Restorer {
             tpl.add_partition_offset(&topic, partition, offset)
                 .map_err(RuntimeError::Client)?;
             info!(task = %id, topic = %topic, partition, from = ?from, "Restoring a store from its changelog.");
+            let cached_before = cached_watermarks(&self.consumer, &topic, partition).map(|w| w.1);
             self.readings.insert(
                 (topic, partition),
                 Reading {
+                    cached_before,
+                    began: Instant::now(),
                     task: id,
                     store,
                     next: from,
@@ -255,6 +266,7 @@ impl Restorer {
         for p in eofs {
             self.check_end(p);
         }
+        self.check_beyond_end();
         self.set_aside_ahead();
         self.flush_all()?;
         self.report();
@@ -330,6 +342,30 @@ impl Restorer {
             if at >= high {
                 r.done = true;
                 r.next = Some(at);
+            }
+        }
+    }
+
+    /// Marks the tasks whose reading position is past the end of its changelog partition,
+    /// end of partition or not: Tansu answers a fetch beyond the end with no records and no
+    /// error (Kafka: offset out of range), so no end-of-partition event ever comes and the
+    /// restore would wait forever. The end is the one the last fetch returned — once it is
+    /// this reading's own (it changed since the reading began, or a fetch had time to come
+    /// back), not one cached by an earlier assignment of the partition.
+    fn check_beyond_end(&mut self) {
+        for ((topic, partition), r) in &self.readings {
+            let Some(at) = r.next.filter(|_| !r.done) else {
+                continue;
+            };
+            let Some(t) = self.tasks.get_mut(&r.task).filter(|t| t.ahead.is_none()) else {
+                continue;
+            };
+            let Some((_, high)) = cached_watermarks(&self.consumer, topic, *partition) else {
+                continue;
+            };
+            let own = r.cached_before != Some(high) || r.began.elapsed() >= OWN_FETCH_WITHIN;
+            if own && at > high {
+                t.ahead = Some(format!("{topic}-{partition}: local state restored up to offset {at}, the changelog ends at {high}"));
             }
         }
     }

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _};
-use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use super::client::{DeliveryContext, LoggingContext};
+use super::client::LoggingContext;
+use super::producer::ReplaceableProducer;
 use super::restore::Restorer;
 use super::RuntimeError;
 use crate::config::{RuntimeSettings, StateSettings};
@@ -100,7 +100,7 @@ pub(crate) struct LoopState {
 
 /// The producer of outputs and changelogs, with what the loop must know about it.
 pub(crate) struct OutputProducer {
-    pub producer: BaseProducer<DeliveryContext>,
+    pub producer: ReplaceableProducer,
     /// Largest record the broker accepts (dead letters above it are truncated).
     pub max_message_bytes: usize,
     /// `exactly_once`: transactional, with a transaction always open.
@@ -168,7 +168,7 @@ pub(crate) struct Shared {
     gauges: ThreadGauges,
     state: Mutex<LoopState>,
     stores: StateContext,
-    producer: BaseProducer<DeliveryContext>,
+    producer: ReplaceableProducer,
     topology: Topology,
     metrics: Metrics,
     settings: RuntimeSettings,
@@ -750,6 +750,7 @@ pub(crate) fn run_loop(
         if let Err(e) = shared.follow_outage(&consumer, &mut shared.lock()) {
             break Err(e);
         }
+        shared.renew_forgotten_producer();
         let wait = if backlogged {
             Duration::ZERO
         } else {

@@ -6,13 +6,32 @@ use std::sync::atomic::Ordering;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::BaseRecord;
 use tracing::{error, warn};
 
 use super::{LoopState, Shared, TRUNCATED_HEADER};
 use crate::engine::{Headers, SinkRecord};
 
 impl Shared {
+    /// A broker that restarted without its state refuses the producer's id forever: the
+    /// producer is replaced (a new id) and the next commit rewinds, so what it had not
+    /// delivered is produced again. Counted as the broker having lost state.
+    pub(super) fn renew_forgotten_producer(&self) {
+        if self.transactional || !self.producer.forgotten_by_broker() {
+            return;
+        }
+        match self.producer.replace() {
+            Ok(()) => {
+                self.metrics
+                    .state_ahead_of_broker
+                    .with_label_values(&["producer"])
+                    .inc();
+                warn!("The broker refuses this instance's producer id (it restarted without its state): producer replaced; outputs not acknowledged are produced again from the last commit.");
+            }
+            Err(e) => warn!(error = %e, "Could not create a new producer; retrying."),
+        }
+    }
+
     /// Takes one output of the current epoch: into the producer, or behind the outputs
     /// already waiting for room in it (order is kept).
     pub(super) fn collect(&self, st: &mut LoopState, out: SinkRecord) {
@@ -48,7 +67,7 @@ impl Shared {
             if let Some(h) = headers {
                 br = br.headers(h);
             }
-            self.producer.send(br).map_err(|(e, _)| e)
+            self.producer.send(br)
         };
         match result {
             Ok(()) => None,
