@@ -220,7 +220,11 @@ fn reset_refuses_while_running_plans_without_yes_and_resets_with_it() {
     let config_arg = config.to_str().unwrap();
     for run_dir in [state.clone(), dir.path().join("elsewhere")] {
         let mut instance = support::instance::Instance::start(&config, &run_dir);
-        assert!(instance.wait_for_log("Partitions assigned", Duration::from_secs(60)));
+        assert!(
+            instance.wait_for_log("Partitions assigned", Duration::from_secs(60)),
+            "no partitions within 60 s:\n{}",
+            instance.log()
+        );
         scorestream()
             .args(["reset", "--config", config_arg, "--yes"])
             .assert()

@@ -96,14 +96,14 @@ fn wiped_state_is_restored_from_the_changelog_exactly() {
     let mut inst = Instance::start(&s.config, &state);
     assert!(inst.wait_for_log("Task running", Duration::from_secs(60)));
     let before = s.wait_exact(Duration::from_secs(60), "first run");
-    inst.stop();
+    let first = inst.stop();
 
     std::fs::remove_dir_all(&state).unwrap();
     s.produce(1000);
     let mut inst = Instance::start(&s.config, &state);
     assert!(
         inst.wait_for_log("Restored.", Duration::from_secs(60)),
-        "{}",
+        "{}\n--- the first run ---\n{first}",
         inst.log()
     );
     let after = s.wait_exact(Duration::from_secs(60), "after the wipe");
