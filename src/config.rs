@@ -105,9 +105,8 @@ pub struct RuntimeSettings {
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
     /// Stream threads of this instance (Kafka Streams' `num.stream.threads`): each has its
-    /// own consumer in the group, producer and tasks. 0 = one per core. Default 1: with
-    /// more, the threads' joins rebalance the group at start-up, and a re-processed
-    /// duplicate can then be dead-lettered as late (see docs/operations.md).
+    /// own consumer in the group, producer and tasks. 0 = one per core. Default 1: see the
+    /// known issue in docs/operations.md ("Scale out and in").
     pub stream_threads: usize,
     /// `exactly_once`: at start-up, abort one probe transaction and commit another, and
     /// refuse to run unless a `read_committed` reader sees only the committed one (Tansu and
