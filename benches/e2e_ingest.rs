@@ -21,7 +21,8 @@
 //! - `SCORESTREAM_BENCH_EVENTS`: events (default 1,000,000), over 100,000 customers, 4
 //!   partitions, 2 % bad;
 //! - `SCORESTREAM_BENCH_MODES`: comma-separated, in order (default
-//!   `passthrough,minimal,full`; also `full-nochurn`); `SCORESTREAM_BENCH_ROUNDS` repeats
+//!   `passthrough,minimal,full`; also `full-nochurn`; `<mode>@<n>` runs a mode with
+//!   `runtime.stream_threads = n`, e.g. `minimal@1,minimal@2`); `SCORESTREAM_BENCH_ROUNDS` repeats
 //!   the sequence (default 1);
 //! - `SCORESTREAM_BENCH_EXTRA_TOML`: TOML merged over every ScoreStream mode's generated
 //!   configuration, winning over it (e.g. `runtime.commit_interval = "500ms"`);
@@ -390,7 +391,7 @@ fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
         .as_ref()
         .expect("SCORESTREAM_BENCH_BIN: the scorestream binary (scripts/load-ingest.sh sets it)");
     let dir = tempfile::tempdir().expect("a directory for the run");
-    let app_id = format!("bench-{}-{mode}-{round}", run.run_id);
+    let app_id = format!("bench-{}-{}-{round}", run.run_id, mode.replace('@', "-t"));
     let port = free_port();
     let results = format!("{app_id}-results");
     let mut config: toml::Table = toml::from_str(&format!(
@@ -414,6 +415,21 @@ fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
         state = dir.path().join("state").display(),
     ))
     .expect("generated configuration");
+    // `<mode>@<n>`: the mode with `runtime.stream_threads = n`, to compare thread counts
+    // side by side in one run.
+    let label = mode;
+    let (mode, threads) = match mode.split_once('@') {
+        Some((m, n)) => (m, Some(n.parse::<i64>().expect("threads after '@'"))),
+        None => (mode, None),
+    };
+    if let Some(n) = threads {
+        let t = config
+            .entry("runtime")
+            .or_insert_with(|| toml::Table::new().into())
+            .as_table_mut()
+            .expect("[runtime] is a table");
+        t.insert("stream_threads".into(), n.into());
+    }
     let minimal = mode == "minimal";
     if minimal {
         let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/minimal-rules.toml");
@@ -567,7 +583,7 @@ fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
         let _ = child.wait();
     }
     Measured {
-        mode: mode.to_string(),
+        mode: label.to_string(),
         secs,
         cpu,
         rss,
@@ -615,8 +631,9 @@ fn main() {
         .map(|m| m.trim().to_string())
         .collect();
     for m in &modes {
+        let base = m.split_once('@').map_or(m.as_str(), |(b, _)| b);
         assert!(
-            ["passthrough", "minimal", "full", "full-nochurn"].contains(&m.as_str()),
+            ["passthrough", "minimal", "full", "full-nochurn"].contains(&base),
             "unknown mode {m}"
         );
     }
