@@ -40,9 +40,9 @@ pub(super) struct CommitPoint {
 }
 
 impl Shared {
-    /// Step 1: prepares a commit point of everything processed so far. With a point
-    /// already in flight, extends it (its staged sets grow; it now covers this epoch too).
-    fn prepare(&self, st: &mut LoopState) {
+    /// Every task's buffered store writes become changelog records and a staged set; the
+    /// records go to the collector with the current epoch.
+    fn stage_tasks(&self, st: &mut LoopState) {
         let now = now_ms();
         {
             let st = &mut *st;
@@ -51,9 +51,13 @@ impl Shared {
                 task.drain_outputs_into(&mut st.scratch);
             }
         }
-        for out in std::mem::take(&mut st.scratch) {
-            self.collect(st, out);
-        }
+        self.collect_scratch(st);
+    }
+
+    /// Step 1: prepares a commit point of everything processed so far. With a point
+    /// already in flight, extends it (its staged sets grow; it now covers this epoch too).
+    fn prepare(&self, st: &mut LoopState) {
+        self.stage_tasks(st);
         let recommit = self.recommit.swap(false, Ordering::Relaxed);
         let positions = st
             .partitions
@@ -172,17 +176,7 @@ impl Shared {
     ) -> Committed {
         if self.transactional {
             let started = Instant::now();
-            let now = now_ms();
-            {
-                let st = &mut *st;
-                for task in st.tasks.values_mut() {
-                    task.prepare_commit(now);
-                    task.drain_outputs_into(&mut st.scratch);
-                }
-            }
-            for out in std::mem::take(&mut st.scratch) {
-                self.collect(st, out);
-            }
+            self.stage_tasks(st);
             if !self.flush_pending(st, deadline) {
                 return Committed::Failed;
             }

@@ -683,11 +683,7 @@ impl Shared {
                 m.observe_e2e(now, out.record.timestamp, record_time);
             }
         }
-        let mut scratch = std::mem::take(&mut st.scratch);
-        for out in scratch.drain(..) {
-            self.collect(st, out);
-        }
-        st.scratch = scratch;
+        self.collect_scratch(st);
         Ok(())
     }
 }
@@ -842,9 +838,7 @@ pub(crate) fn run_loop(
                 }
                 task.drain_outputs_into(&mut st.scratch);
             }
-            for out in std::mem::take(&mut st.scratch) {
-                shared.collect(st, out);
-            }
+            shared.collect_scratch(st);
             if let Some(e) = failed {
                 break Err(e.into());
             }

@@ -46,6 +46,16 @@ impl Shared {
         }
     }
 
+    /// Collects every output drained into `st.scratch`, keeping the buffer for the next
+    /// record.
+    pub(super) fn collect_scratch(&self, st: &mut LoopState) {
+        let mut scratch = std::mem::take(&mut st.scratch);
+        for out in scratch.drain(..) {
+            self.collect(st, out);
+        }
+        st.scratch = scratch;
+    }
+
     /// Enqueues one output of commit epoch `epoch` in the producer. Gives it back when the
     /// queue is full.
     pub(super) fn send(&self, out: SinkRecord, epoch: u64) -> Option<SinkRecord> {
