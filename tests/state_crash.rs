@@ -77,7 +77,14 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
     eprintln!("kill points: {landed:?}");
     // A final clean run processes everything left.
     let inst = Instance::start(&s.config, &state);
-    let got = s.wait_exact(Duration::from_secs(120), "after 20 kills");
+    let got = s.wait_exact_with_log(Duration::from_secs(120), "after 20 kills", || {
+        let log = inst.log();
+        let lines: Vec<&str> = log.lines().collect();
+        format!(
+            "last lines of the final run's log:\n{}",
+            lines[lines.len().saturating_sub(200)..].join("\n")
+        )
+    });
     s.check_boards(Duration::from_secs(60));
     let log = inst.stop();
     assert!(!log.contains("panicked"), "{log}");

@@ -237,16 +237,38 @@ impl Setup {
 
     /// Waits until the committed totals equal the expected ones; returns the last dump.
     pub fn wait_exact(&self, timeout: Duration, what: &str) -> Totals {
-        let deadline = Instant::now() + timeout;
+        self.wait_exact_with_log(timeout, what, String::new)
+    }
+
+    /// As `wait_exact`, but `timeout` bounds the time without progress: while the committed
+    /// totals keep changing the wait goes on, up to three times `timeout` in all, so a slow
+    /// (loaded) machine is told apart from a stuck instance. On failure the panic carries
+    /// `log()` (e.g. the instance's log) to say why.
+    pub fn wait_exact_with_log(
+        &self,
+        timeout: Duration,
+        what: &str,
+        log: impl Fn() -> String,
+    ) -> Totals {
+        let start = Instant::now();
+        let mut last_progress = start;
+        let mut last = Totals::new();
         loop {
             let got = self.dump();
             if got == self.expected {
                 return got;
             }
-            if Instant::now() > deadline {
+            if got != last {
+                last_progress = Instant::now();
+                last = got;
+            }
+            if last_progress.elapsed() > timeout || start.elapsed() > timeout * 3 {
                 panic!(
-                    "{what}: totals not exact after {timeout:?}: {}",
-                    diff(&self.expected, &got)
+                    "{what}: totals not exact after {:?} ({:?} without progress): {}\n{}",
+                    start.elapsed(),
+                    last_progress.elapsed(),
+                    diff(&self.expected, &last),
+                    log()
                 );
             }
             std::thread::sleep(Duration::from_millis(500));
