@@ -408,3 +408,19 @@ pub fn run_files(
     )?;
     Ok(summary)
 }
+
+/// `scorestream test`: runs the case files, printing a line or a difference per case; exit
+/// 1 if a case fails, 2 if a case or rules file is invalid.
+pub fn command(cases: &[std::path::PathBuf], rules: Option<&Path>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let mut out = std::io::stdout().lock();
+    match run_files(cases, rules, &mut out) {
+        Ok(s) if s.invalid > 0 => ExitCode::from(2),
+        Ok(s) if s.failed > 0 => ExitCode::FAILURE,
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -217,3 +217,27 @@ impl std::fmt::Display for GenerateReport {
         Ok(())
     }
 }
+
+/// `scorestream generate`: sends, prints the report; fails if any event was not
+/// acknowledged, exit 2 if the options or the broker setup are wrong.
+pub async fn command(config: Config, opts: GenerateOptions) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match tokio::task::spawn_blocking(move || run(&config, &opts)).await {
+        Ok(Ok(report)) => {
+            print!("{report}");
+            if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -195,3 +195,38 @@ pub fn execute(config: &Config, plan: &Plan) -> Result<(), Vec<String>> {
         Err(failed)
     }
 }
+
+/// `scorestream reset`: prints the plan; carries it out only with `yes` (and not `dry_run`).
+pub async fn command(config: Config, yes: bool, dry_run: bool) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let plan = plan(&config)?;
+        print!("{plan}");
+        if dry_run {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !yes {
+            eprintln!("nothing changed: add --yes to do it");
+            return Ok(ExitCode::from(2));
+        }
+        match execute(&config, &plan) {
+            Ok(()) => {
+                println!("reset done");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(failed) => Err(format!("these steps failed:\n  {}", failed.join("\n  "))),
+        }
+    })
+    .await;
+    match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

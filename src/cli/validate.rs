@@ -146,3 +146,18 @@ fn summary(config: &Config, parts: &app::Components, t: &crate::engine::Topology
     s.push_str("OK\n");
     s
 }
+
+/// `scorestream validate`: every problem of every file on stderr (exit 2), or what was
+/// checked on stdout.
+pub fn command(config: Option<&Path>, rules: Option<PathBuf>) -> std::process::ExitCode {
+    let report = validate(config, rules);
+    if report.ok() {
+        print!("{}", report.summary);
+        std::process::ExitCode::SUCCESS
+    } else {
+        for p in &report.problems {
+            eprintln!("{p}");
+        }
+        std::process::ExitCode::from(2)
+    }
+}
