@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::game::decode_update;
+use super::leaderboard_points::decode_update;
 use crate::engine::{
     Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Record,
     ScheduleId,
