@@ -3,6 +3,7 @@
 
 pub mod event;
 pub mod event_type;
+mod fields;
 pub mod mapping;
 pub mod normalize;
 pub mod processor;
