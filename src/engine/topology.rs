@@ -48,16 +48,6 @@ pub enum SinkTopic {
     },
 }
 
-impl SinkTopic {
-    /// The suffix of a topic derived from the record's source, if this is one.
-    pub fn suffix(&self) -> Option<&str> {
-        match self {
-            SinkTopic::Fixed(_) => None,
-            SinkTopic::SourceSuffix(s) | SinkTopic::OriginSuffix { suffix: s, .. } => Some(s),
-        }
-    }
-}
-
 /// How a sink chooses the partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Partitioning {

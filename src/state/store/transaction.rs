@@ -174,11 +174,6 @@ impl TaskState {
         }
     }
 
-    /// Uncommitted writes across all stores.
-    pub fn dirty_len(&self) -> usize {
-        self.stores.iter().map(|s| s.dirty.len()).sum()
-    }
-
     /// The typed view of a store, if it belongs to this task.
     pub fn view<K, V>(
         &mut self,
