@@ -11,9 +11,9 @@ use crate::gamification::CustomerGameState;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum StoredGameState {
     V1(GameStateV1),
-    /// With the churn branch's state (issue 5).
+    /// With the churn branch's state.
     V2(GameStateV1, ChurnState),
-    /// Leaderboard period totals with the time they were reached (issue 16), churn off.
+    /// Leaderboard period totals with the time they were reached (churn off).
     V3(CustomerGameState),
     /// The same, with the churn branch's state.
     V4(CustomerGameState, ChurnState),

@@ -248,7 +248,7 @@ impl Default for GamificationSettings {
     }
 }
 
-/// The churn branch (issue 5): features, model, triggers and alerts per customer.
+/// The churn branch: features, model, triggers and alerts per customer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChurnSettings {
