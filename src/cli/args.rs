@@ -40,23 +40,7 @@ pub enum Command {
     },
     /// Run the whole pipeline on an in-process mock Kafka cluster, fed by the built-in
     /// generator, printing a live summary; ends by itself.
-    Demo {
-        /// Events to send.
-        #[arg(long, default_value_t = 20_000)]
-        events: u64,
-        /// Events per second.
-        #[arg(long, default_value_t = 5_000)]
-        rate: u64,
-        /// Distinct customers.
-        #[arg(long, default_value_t = 500)]
-        customers: u32,
-        /// Share of deliberately bad records, 0.0 to 1.0.
-        #[arg(long, default_value_t = 0.02, value_parser = parse_ratio)]
-        bad_ratio: f64,
-        /// Partitions of each input topic (at least 1).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
-        partitions: i32,
-    },
+    Demo(DemoArgs),
     /// Check the configuration, the source mapping and the gamification rules without
     /// starting anything: every problem is listed, with its key path; exits 2 if any.
     Validate {
@@ -80,46 +64,7 @@ pub enum Command {
     /// Events go unkeyed to the input topics the seeds name, as their producers send them,
     /// with a share of deliberately bad records. Waits for every delivery report and exits
     /// non-zero if any event was not acknowledged.
-    Generate {
-        /// Configuration file for the broker address and librdkafka settings (SASL/TLS).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Overrides the configured bootstrap servers.
-        #[arg(long)]
-        bootstrap_servers: Option<String>,
-        /// Events per second; 0 sends as fast as the broker takes them.
-        #[arg(long, default_value_t = 1000)]
-        rate: u64,
-        /// How many events (default 10,000 unless --duration is given).
-        #[arg(long, conflicts_with = "duration")]
-        count: Option<u64>,
-        /// Send for this long instead of a count (e.g. 30s, 10m).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<std::time::Duration>,
-        /// Distinct customers.
-        #[arg(long, default_value_t = 1000)]
-        customers: u32,
-        /// Share of deliberately bad records, 0.0 to 1.0.
-        #[arg(long, default_value_t = 0.02)]
-        bad_ratio: f64,
-        /// Input topics to send to (comma separated): customer-events, cdr-events,
-        /// billing-events, crm-events, app-events.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "customer-events,cdr-events,billing-events,crm-events,app-events"
-        )]
-        topics: Vec<String>,
-        /// Seed of the random generator: the same seed sends the same events.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Create missing topics first, with --partitions partitions.
-        #[arg(long)]
-        create_topics: bool,
-        /// Partitions of the topics --create-topics creates (at least 1).
-        #[arg(long, default_value_t = 6)]
-        partitions: i32,
-    },
+    Generate(GenerateArgs),
     /// Read a customer's state or a leaderboard through a running instance's HTTP API. Any
     /// instance answers for any key (it forwards to the owner).
     Query {
@@ -179,6 +124,69 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+// `scorestream demo`'s flags (a plain comment: a doc comment would replace the command's about).
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Events to send.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: u64,
+    /// Events per second.
+    #[arg(long, default_value_t = 5_000)]
+    pub rate: u64,
+    /// Distinct customers.
+    #[arg(long, default_value_t = 500)]
+    pub customers: u32,
+    /// Share of deliberately bad records, 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.02, value_parser = parse_ratio)]
+    pub bad_ratio: f64,
+    /// Partitions of each input topic (at least 1).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: i32,
+}
+
+// `scorestream generate`'s flags (a plain comment, as above).
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// Configuration file for the broker address and librdkafka settings (SASL/TLS).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Overrides the configured bootstrap servers.
+    #[arg(long)]
+    pub bootstrap_servers: Option<String>,
+    /// Events per second; 0 sends as fast as the broker takes them.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// How many events (default 10,000 unless --duration is given).
+    #[arg(long, conflicts_with = "duration")]
+    pub count: Option<u64>,
+    /// Send for this long instead of a count (e.g. 30s, 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Distinct customers.
+    #[arg(long, default_value_t = 1000)]
+    pub customers: u32,
+    /// Share of deliberately bad records, 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.02)]
+    pub bad_ratio: f64,
+    /// Input topics to send to (comma separated): customer-events, cdr-events,
+    /// billing-events, crm-events, app-events.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "customer-events,cdr-events,billing-events,crm-events,app-events"
+    )]
+    pub topics: Vec<String>,
+    /// Seed of the random generator: the same seed sends the same events.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Create missing topics first, with --partitions partitions.
+    #[arg(long)]
+    pub create_topics: bool,
+    /// Partitions of the topics --create-topics creates (at least 1).
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
 }
 
 pub(crate) const CONFIG_HELP: &str = "TOML configuration file (see docs/configuration.md); without it, the defaults plus the environment overrides";

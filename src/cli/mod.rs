@@ -45,41 +45,13 @@ pub async fn main(cli: Cli) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Generate {
-            config,
-            bootstrap_servers,
-            rate,
-            count,
-            duration,
-            customers,
-            bad_ratio,
-            topics,
-            seed,
-            create_topics,
-            partitions,
-        } => {
+        Command::Generate(args) => {
             // librdkafka repeats connection errors per attempt; the command reports its own.
             init_tracing("warn,rdkafka=off,librdkafka=off");
-            let mut config = match load_config(config.as_deref(), log_format) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            if let Some(b) = bootstrap_servers {
-                config.bootstrap_servers = b;
+            match load_config(args.config.as_deref(), log_format) {
+                Ok(config) => generate::command_from_args(config, args).await,
+                Err(code) => code,
             }
-            let opts = generate::GenerateOptions {
-                amount: match duration {
-                    Some(d) => generate::Amount::Duration(d),
-                    None => generate::Amount::Count(count.unwrap_or(10_000)),
-                },
-                rate,
-                customers,
-                bad_ratio,
-                topics,
-                seed,
-                create_topics: create_topics.then_some(partitions),
-            };
-            generate::command(config, opts).await
         }
         Command::Query { url, target } => query::command(&url, target).await,
         Command::Reset {
@@ -115,29 +87,9 @@ pub async fn main(cli: Cli) -> ExitCode {
                 Err(code) => code,
             }
         }
-        Command::Demo {
-            events,
-            rate,
-            customers,
-            bad_ratio,
-            partitions,
-        } => {
+        Command::Demo(args) => {
             init_tracing("warn");
-            let opts = crate::demo::DemoOptions {
-                events,
-                rate,
-                customers,
-                bad_ratio,
-                partitions,
-                ..crate::demo::DemoOptions::default()
-            };
-            match crate::demo::run(opts).await {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("demo failed: {}", crate::error_chain::display(e.chain()));
-                    ExitCode::FAILURE
-                }
-            }
+            crate::demo::command(args).await
         }
     }
 }
