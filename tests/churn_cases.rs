@@ -1,5 +1,5 @@
 //! Runs every churn case file under `tests/churn_cases/` through the real topology
-//! (`app::build_topology`, churn on) in the `TopologyTestDriver`: seed-shaped JSON events in,
+//! (`topology::build_topology`, churn on) in the `TopologyTestDriver`: seed-shaped JSON events in,
 //! the exact records on `churn-predictions` and `customer-alerts` out.
 //!
 //! A case file:
@@ -28,9 +28,9 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::engine::{Record, TopologyTestDriver};
+use scorestream::topology;
 use serde::Deserialize;
 use serde_json::Value;
 use support::cases::{run_case_files, FileOutcome};
@@ -78,8 +78,8 @@ fn run_case(path: &Path) -> Result<(), String> {
             *slot = Some(p);
         }
     }
-    let parts = app::Components::load(&config).map_err(|e| format!("load: {e}"))?;
-    let topology = app::build_topology(&config, &parts, None).map_err(|e| e.to_string())?;
+    let parts = topology::Components::load(&config).map_err(|e| format!("load: {e}"))?;
+    let topology = topology::build_topology(&config, &parts, None).map_err(|e| e.to_string())?;
     let mut driver = TopologyTestDriver::new(topology, WALL_CLOCK);
     for (i, step) in case.step.iter().enumerate() {
         match (&step.event, step.advance) {

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::app;
 use crate::logging::LogFormat;
+use crate::topology;
 
 /// Prints the topology the configuration builds; `format` is `text` or `mermaid`.
 pub fn command(config: Option<&Path>, format: &str, log_format: LogFormat) -> ExitCode {
@@ -12,9 +12,9 @@ pub fn command(config: Option<&Path>, format: &str, log_format: LogFormat) -> Ex
         Ok(c) => c,
         Err(code) => return code,
     };
-    let result = app::Components::load(&config)
+    let result = topology::Components::load(&config)
         .map_err(anyhow::Error::from)
-        .and_then(|p| Ok(app::build_topology(&config, &p, None)?));
+        .and_then(|p| Ok(topology::build_topology(&config, &p, None)?));
     match result {
         Ok(t) if format == "mermaid" => {
             print!("{}", t.describe_mermaid());

@@ -44,8 +44,9 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 /// Which internal topics exist and what would be deleted. Refuses (Err) while the group
 /// has members.
 pub fn plan(config: &Config) -> Result<Plan, String> {
-    let parts = crate::app::Components::load(config).map_err(|e| e.to_string())?;
-    let topology = crate::app::build_topology(config, &parts, None).map_err(|e| e.to_string())?;
+    let parts = crate::topology::Components::load(config).map_err(|e| e.to_string())?;
+    let topology =
+        crate::topology::build_topology(config, &parts, None).map_err(|e| e.to_string())?;
     let consumer: BaseConsumer = restore_consumer_config(config)
         .create()
         .map_err(|e| format!("Kafka client: {e}"))?;

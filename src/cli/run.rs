@@ -9,7 +9,7 @@ use tracing::{error, info};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::{app, http, runtime};
+use crate::{http, runtime, topology};
 
 /// Runs until shutdown; logs the error chain and fails if the runtime stops on an error.
 pub async fn command(config: Config) -> ExitCode {
@@ -47,8 +47,8 @@ async fn shutdown_signal() {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let parts = app::Components::load(&config)?;
-    let topology = app::build_topology(&config, &parts, Some(metrics.clone()))?;
+    let parts = topology::Components::load(&config)?;
+    let topology = topology::build_topology(&config, &parts, Some(metrics.clone()))?;
     let listener = http::bind(&config.http_addr).await?;
     let bound = listener.local_addr()?;
     let advertised = http::advertised_addr(&config, bound);
@@ -62,7 +62,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     http.serve_queries(
         Arc::new(handle.query()),
-        Arc::new(app::query::QuerySpec::new(
+        Arc::new(topology::query::QuerySpec::new(
             &config.application_id,
             parts.rules.clone(),
         )),

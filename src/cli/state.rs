@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::app;
 use crate::config::Config;
 use crate::runtime;
+use crate::topology;
 
 /// Prints the entries of every store (or only `only`) as JSON lines.
 pub fn dump_command(config: &Config, only: Option<&str>, timeout: Duration) -> ExitCode {
@@ -20,8 +20,8 @@ pub fn dump_command(config: &Config, only: Option<&str>, timeout: Duration) -> E
 
 fn dump_state(config: &Config, only: Option<&str>, timeout: Duration) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let parts = app::Components::load(config)?;
-    let topology = app::build_topology(config, &parts, None)?;
+    let parts = topology::Components::load(config)?;
+    let topology = topology::build_topology(config, &parts, None)?;
     if let Some(s) = only {
         anyhow::ensure!(
             topology.stores().iter().any(|d| d.name == s),
@@ -35,7 +35,7 @@ fn dump_state(config: &Config, only: Option<&str>, timeout: Duration) -> anyhow:
             continue;
         }
         for (k, v) in entries {
-            writeln!(out, "{}", app::store_entry_json(store, k, v))?;
+            writeln!(out, "{}", topology::store_entry_json(store, k, v))?;
         }
     }
     out.flush()?;

@@ -16,12 +16,12 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::app::{self, DLQ_SUFFIX, EVENTS_BY_CUSTOMER};
 use crate::config::Config;
 use crate::generator::{Generator, GeneratorConfig, DEMO_TOPICS};
 use crate::ingest::event::CanonicalEvent;
 use crate::metrics::Metrics;
 use crate::runtime;
+use crate::topology::{self, DLQ_SUFFIX, EVENTS_BY_CUSTOMER};
 
 /// Demo settings (the CLI's flags).
 #[derive(Debug, Clone)]
@@ -122,8 +122,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         opts.rate
     );
     let metrics = Metrics::new();
-    let parts = app::Components::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let topology = app::build_topology(&config, &parts, Some(metrics.clone()))?;
+    let parts = topology::Components::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let topology = topology::build_topology(&config, &parts, Some(metrics.clone()))?;
     println!("\n{}", topology.describe());
     // The mock cluster does not implement CreateTopics: create what the runtime plans.
     let existing = DEMO_TOPICS

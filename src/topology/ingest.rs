@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::engine::{Child, Processor, ProcessorContext, ProcessorError, Record};
 use crate::metrics::Metrics;
 
-use super::event::Origin;
-use super::normalize::{Normalizer, RawInput, RejectReason};
+use crate::ingest::event::Origin;
+use crate::ingest::normalize::{Normalizer, RawInput, RejectReason};
 
 /// Dead-letter header names, in the style of Kafka Streams' KIP-1034.
 pub mod headers {

@@ -1,11 +1,16 @@
-//! The bundled ScoreStream topology, assembled from configuration.
+//! The bundled ScoreStream topology: its processors (ingest, game with the churn branch,
+//! leaderboards), what they are built from (the files under the top-level `topology/`
+//! folder: source mapping, gamification rules, churn rules and model, see [`load`]) and the
+//! list of parts [`build_topology`] assembles from configuration. The generic machinery they
+//! run on is [`crate::engine`].
 
 mod build;
 pub mod churn;
 pub mod game;
+pub mod ingest;
 mod leaderboard_points;
 pub mod leaderboards;
-mod load;
+pub mod load;
 pub mod query;
 mod store_json;
 mod stored_game;

@@ -31,9 +31,9 @@ use crate::gamification::rules::LatePolicy;
 use crate::gamification::{apply, Applied, Rules};
 use crate::ingest::event::CanonicalEvent;
 use crate::ingest::normalize::RejectReason;
-use crate::ingest::processor::dead_letter;
 use crate::metrics::Metrics;
 use crate::state::StoreHandle;
+use crate::topology::ingest::dead_letter;
 
 use super::churn::ChurnBranch;
 use super::leaderboard_points::{encode_update, PartialBoards};

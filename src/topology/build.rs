@@ -9,8 +9,8 @@ use crate::config::Config;
 use crate::engine::{
     Partitioning, SinkTarget, StoreDecl, TopicRef, Topology, TopologyBuilder, TopologyError,
 };
-use crate::ingest::processor::{IngestProcessor, DEAD_LETTER_CHILD, VALID_CHILD};
 use crate::metrics::Metrics;
+use crate::topology::ingest::{IngestProcessor, DEAD_LETTER_CHILD, VALID_CHILD};
 
 /// What every part of the topology is built from.
 pub struct BuildCtx<'a> {
