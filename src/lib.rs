@@ -20,6 +20,8 @@
 //!   assembled from configuration and the files under the top-level `topology/` folder.
 //! - [`ingest`]: parse, normalize and validate every seed event shape into a
 //!   [`ingest::CanonicalEvent`], or the reason it is rejected.
+//! - [`domain`]: the types the branches share — the event in ([`domain::event`]), the
+//!   envelope every output record starts with ([`domain::envelope`]).
 //! - [`gamification`]: the rules (compiled from TOML) and the pure scoring, missions,
 //!   badges, streaks, tiers and leaderboards over one customer's state.
 //! - [`churn`]: incremental churn features, the logistic model, triggers and alerts.
@@ -44,6 +46,7 @@ pub mod cli;
 pub mod config;
 pub mod contracts;
 pub mod demo;
+pub mod domain;
 pub mod engine;
 pub mod error_chain;
 pub mod gamification;

@@ -2,7 +2,6 @@
 //! bands and alerts, validated with every problem reported at once with its key path.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -175,17 +174,6 @@ impl ChurnRules {
     /// The bundled `topology/churn.toml`.
     pub fn bundled() -> Result<ChurnRules, RuleErrors> {
         ChurnRules::from_toml_str(include_str!("../../topology/churn.toml"))
-    }
-
-    /// Reads and validates a rules file.
-    pub fn load(path: &Path) -> Result<ChurnRules, RuleErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            RuleErrors(vec![RuleError {
-                key: path.display().to_string(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        ChurnRules::from_toml_str(&text)
     }
 
     /// Parses and validates; every problem at once.

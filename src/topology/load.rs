@@ -1,10 +1,12 @@
 //! Loading what the topology is built from besides configuration: the source mapping, the
 //! gamification rules and the churn rules and model, every problem of every file at once.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::churn;
 use crate::config::Config;
+use crate::gamification::rules::RuleError;
 use crate::gamification::{RuleErrors, Rules};
 use crate::ingest::normalize::Normalizer;
 
@@ -55,28 +57,20 @@ impl Components {
 /// ones); every problem of both.
 pub fn churn_parts(config: &Config) -> Result<churn::ChurnParts, Vec<FileLoadError>> {
     use crate::churn::{ChurnRules, Model};
-    let as_error = |what, path: String, errs: RuleErrors| FileLoadError {
-        what,
-        path,
-        errors: errs.0.iter().map(|e| format!("  - {e}")).collect(),
-    };
-    let rules = match &config.churn.rules_file {
-        None => ChurnRules::bundled()
-            .map_err(|e| as_error("churn rules", "topology/churn.toml (bundled)".into(), e)),
-        Some(p) => {
-            ChurnRules::load(p).map_err(|e| as_error("churn rules", p.display().to_string(), e))
-        }
-    };
-    let model = match &config.churn.model_file {
-        None => Model::bundled().map_err(|e| {
-            as_error(
-                "churn model",
-                "topology/churn-model.toml (bundled)".into(),
-                e,
-            )
-        }),
-        Some(p) => Model::load(p).map_err(|e| as_error("churn model", p.display().to_string(), e)),
-    };
+    let rules = load_toml(
+        "churn rules",
+        config.churn.rules_file.as_deref(),
+        "topology/churn.toml",
+        ChurnRules::bundled,
+        ChurnRules::from_toml_str,
+    );
+    let model = load_toml(
+        "churn model",
+        config.churn.model_file.as_deref(),
+        "topology/churn-model.toml",
+        Model::bundled,
+        Model::from_toml_str,
+    );
     match (rules, model) {
         (Ok(rules), Ok(model)) => Ok(churn::ChurnParts { rules, model }),
         (r, m) => Err(r.err().into_iter().chain(m.err()).collect()),
@@ -92,15 +86,41 @@ pub struct LoadError {
 
 /// Loads the gamification rules named by `gamification.rules_file` (or the bundled ones).
 pub fn rules(config: &Config) -> Result<Rules, FileLoadError> {
-    let (path, loaded) = match &config.gamification.rules_file {
-        None => (
-            "topology/gamification.toml (bundled)".to_string(),
-            Rules::bundled(),
-        ),
-        Some(p) => (p.display().to_string(), Rules::load(p)),
+    load_toml(
+        "gamification rules",
+        config.gamification.rules_file.as_deref(),
+        "topology/gamification.toml",
+        Rules::bundled,
+        Rules::from_toml_str,
+    )
+}
+
+/// The one loader of the rules-like TOML files (gamification rules, churn rules, churn
+/// model): the configured file, else the bundled copy named `bundled_name`; every problem
+/// of the file listed under its path.
+fn load_toml<T>(
+    what: &'static str,
+    configured: Option<&Path>,
+    bundled_name: &str,
+    bundled: impl FnOnce() -> Result<T, RuleErrors>,
+    parse: impl FnOnce(&str) -> Result<T, RuleErrors>,
+) -> Result<T, FileLoadError> {
+    let (path, loaded) = match configured {
+        None => (format!("{bundled_name} (bundled)"), bundled()),
+        Some(p) => {
+            let path = p.display().to_string();
+            let loaded = match std::fs::read_to_string(p) {
+                Ok(text) => parse(&text),
+                Err(e) => Err(RuleErrors(vec![RuleError {
+                    key: path.clone(),
+                    message: format!("cannot read: {e}"),
+                }])),
+            };
+            (path, loaded)
+        }
     };
     loaded.map_err(|RuleErrors(errs)| FileLoadError {
-        what: "gamification rules",
+        what,
         path,
         errors: errs.iter().map(|e| format!("  - {e}")).collect(),
     })
