@@ -17,6 +17,9 @@ pub struct TopologyBuilder {
     stores: Vec<StoreDecl>,
     /// `(store, processor)` connections, resolved at build time.
     store_users: Vec<(String, String)>,
+    /// `(processor, child)`: the children a processor says it forwards to, checked at build
+    /// time instead of when a task first looks them up.
+    outputs: Vec<(String, String)>,
 }
 
 enum PendingKind {
@@ -84,6 +87,15 @@ impl TopologyBuilder {
         self
     }
 
+    /// Declares the children `processor` forwards to (its outputs): [`Self::build`] fails
+    /// if one is not a node fed by `processor`, rather than the task failing at start.
+    pub fn declare_outputs(&mut self, processor: &str, children: &[&str]) -> &mut Self {
+        for c in children {
+            self.outputs.push((processor.to_string(), c.to_string()));
+        }
+        self
+    }
+
     /// Declares a store holding `K → V` and connects it to the processors that use it
     /// (declared before or after). Returns the typed handle the processors' factories
     /// capture. Processors sharing a store always land in the same sub-topology.
@@ -125,6 +137,17 @@ impl TopologyBuilder {
                 errors.push(TopologyError::UnknownStoreUser {
                     store: store.clone(),
                     processor: processor.clone(),
+                });
+            }
+        }
+        for (processor, child) in &self.outputs {
+            let fed = index
+                .get(child.as_str())
+                .is_some_and(|&i| self.nodes[i].2.iter().any(|p| p == processor));
+            if !fed {
+                errors.push(TopologyError::UnknownOutput {
+                    processor: processor.clone(),
+                    child: child.clone(),
                 });
             }
         }

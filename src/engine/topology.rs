@@ -121,6 +121,8 @@ pub enum TopologyError {
     TopicReadTwice(String),
     #[error("store '{store}' is connected to '{processor}', which is not a processor")]
     UnknownStoreUser { store: String, processor: String },
+    #[error("processor '{processor}' forwards to '{child}', which is not a node it feeds")]
+    UnknownOutput { processor: String, child: String },
     #[error("store name '{0}' is declared twice")]
     DuplicateStore(String),
     #[error("source '{0}' reads no topic")]

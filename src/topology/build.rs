@@ -1,7 +1,9 @@
 //! Assembling the bundled topology: a list of parts, each adding its sources, processor,
-//! stores and sinks to the builder; parent names and store connections are checked by
-//! [`TopologyBuilder::build`].
+//! stores and sinks to the builder, with the names and outputs each processor module
+//! declares (`NAME`, `OUTPUTS`); parent names, store connections and every declared output
+//! are checked by [`TopologyBuilder::build`].
 
+use super::ingest::{self, IngestProcessor, DEAD_LETTER_CHILD, VALID_CHILD};
 use super::{
     churn, game, leaderboards, Components, DLQ_SUFFIX, EVENTS_BY_CUSTOMER, LEADERBOARD_POINTS,
 };
@@ -10,7 +12,6 @@ use crate::engine::{
     Partitioning, SinkTarget, StoreDecl, TopicRef, Topology, TopologyBuilder, TopologyError,
 };
 use crate::metrics::Metrics;
-use crate::topology::ingest::{IngestProcessor, DEAD_LETTER_CHILD, VALID_CHILD};
 
 /// What every part of the topology is built from.
 pub struct BuildCtx<'a> {
@@ -54,21 +55,22 @@ fn add_ingest(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
     let (normalizer, m) = (ctx.parts.normalizer.clone(), ctx.metrics.clone());
     b.add_source("ingest-source", &ctx.inputs);
     b.add_processor(
-        "normalize",
+        ingest::NAME,
         move || Box::new(IngestProcessor::new(normalizer.clone(), m.clone())),
         &["ingest-source"],
     );
+    b.declare_outputs(ingest::NAME, &ingest::OUTPUTS);
     b.add_sink(
         DEAD_LETTER_CHILD,
         SinkTarget::SourceSuffix(DLQ_SUFFIX.into()),
         Partitioning::SameAsSource,
-        &["normalize"],
+        &[ingest::NAME],
     );
     b.add_sink(
         VALID_CHILD,
         SinkTarget::Topic(TopicRef::internal(EVENTS_BY_CUSTOMER)),
         Partitioning::ByKey,
-        &["normalize"],
+        &[ingest::NAME],
     );
 }
 
@@ -81,7 +83,7 @@ fn add_game(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
             name: game::STATE_STORE.into(),
             logged: true,
         },
-        &["gamify"],
+        &[game::NAME],
     );
     let inactivity = parts.churn.as_ref().map(|_| {
         b.add_state_store::<(u64, String), u8>(
@@ -89,13 +91,13 @@ fn add_game(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
                 name: churn::INACTIVITY_STORE.into(),
                 logged: true,
             },
-            &["gamify"],
+            &[game::NAME],
         )
     });
     let (rules, m) = (parts.rules.clone(), ctx.metrics.clone());
     let churn_parts = parts.churn.clone();
     b.add_processor(
-        "gamify",
+        game::NAME,
         move || {
             let churn = churn_parts
                 .as_ref()
@@ -110,7 +112,9 @@ fn add_game(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
         },
         &["customer-source"],
     );
+    b.declare_outputs(game::NAME, &game::OUTPUTS);
     if parts.churn.is_some() {
+        b.declare_outputs(game::NAME, &churn::OUTPUTS);
         for (child, topic) in [
             (churn::PREDICTIONS_CHILD, &config.churn.predictions_topic),
             (churn::ALERTS_CHILD, &config.churn.alerts_topic),
@@ -119,7 +123,7 @@ fn add_game(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
                 child,
                 SinkTarget::Topic(TopicRef::external(topic)),
                 Partitioning::ByKey,
-                &["gamify"],
+                &[game::NAME],
             );
         }
     }
@@ -127,13 +131,13 @@ fn add_game(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
         game::RESULTS_CHILD,
         SinkTarget::Topic(TopicRef::external(&config.gamification.results_topic)),
         Partitioning::ByKey,
-        &["gamify"],
+        &[game::NAME],
     );
     b.add_sink(
         game::LEADERBOARD_CHILD,
         SinkTarget::Topic(TopicRef::internal(LEADERBOARD_POINTS)),
         Partitioning::ByKey,
-        &["gamify"],
+        &[game::NAME],
     );
     b.add_sink(
         game::LATE_CHILD,
@@ -142,7 +146,7 @@ fn add_game(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
             origins: ctx.inputs.clone(),
         },
         Partitioning::SameAsSource,
-        &["gamify"],
+        &[game::NAME],
     );
 }
 
@@ -157,12 +161,12 @@ fn add_leaderboards(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
             name: leaderboards::BOARDS_STORE.into(),
             logged: true,
         },
-        &["leaderboards"],
+        &[leaderboards::NAME],
     );
     let (rules, m) = (ctx.parts.rules.clone(), ctx.metrics.clone());
     let emit_every = ctx.config.runtime.commit_interval;
     b.add_processor(
-        "leaderboards",
+        leaderboards::NAME,
         move || {
             Box::new(leaderboards::LeaderboardProcessor::new(
                 rules.clone(),
@@ -173,10 +177,11 @@ fn add_leaderboards(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
         },
         &["leaderboard-source"],
     );
+    b.declare_outputs(leaderboards::NAME, &leaderboards::OUTPUTS);
     b.add_sink(
         leaderboards::RESULTS_CHILD,
         SinkTarget::Topic(TopicRef::external(&ctx.config.gamification.results_topic)),
         Partitioning::ByKey,
-        &["leaderboards"],
+        &[leaderboards::NAME],
     );
 }

@@ -32,6 +32,8 @@ use crate::state::StoreHandle;
 pub const INACTIVITY_STORE: &str = "churn-inactivity";
 pub const PREDICTIONS_CHILD: &str = "churn-predictions";
 pub const ALERTS_CHILD: &str = "customer-alerts";
+/// The children the churn branch forwards to, through the game processor.
+pub const OUTPUTS: [&str; 2] = [PREDICTIONS_CHILD, ALERTS_CHILD];
 /// Inactivity re-scores per punctuation at most; the rest wait for the next one.
 const MAX_PER_PUNCTUATION: usize = 10_000;
 

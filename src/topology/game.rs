@@ -45,6 +45,10 @@ pub const STATE_STORE: &str = "customer-state";
 pub const RESULTS_CHILD: &str = "gamification-results";
 pub const LEADERBOARD_CHILD: &str = "leaderboard-points";
 pub const LATE_CHILD: &str = "late-dead-letter";
+/// The processor's name in the topology.
+pub const NAME: &str = "gamify";
+/// Every child it forwards to besides the churn branch's ([`super::churn::OUTPUTS`]).
+pub const OUTPUTS: [&str; 3] = [RESULTS_CHILD, LEADERBOARD_CHILD, LATE_CHILD];
 
 pub struct GameProcessor {
     rules: Arc<Rules>,

@@ -18,9 +18,13 @@ pub mod headers {
     pub const SOURCE_OFFSET: &str = "scorestream.source.offset";
 }
 
+/// The processor's name in the topology.
+pub const NAME: &str = "normalize";
 /// Child names the ingest processor forwards to.
 pub const VALID_CHILD: &str = "events-by-customer";
 pub const DEAD_LETTER_CHILD: &str = "dead-letter";
+/// Every child it forwards to (checked when the topology is built).
+pub const OUTPUTS: [&str; 2] = [VALID_CHILD, DEAD_LETTER_CHILD];
 
 /// Builds a dead letter: the original key, value, headers and timestamp unchanged, plus the
 /// error headers naming the reason, a readable message and the original position.
