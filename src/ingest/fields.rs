@@ -29,6 +29,22 @@ fn find(members: &Pairs<'_, '_>, aliases: &[String]) -> Option<usize> {
         .find_map(|a| members.iter().position(|(k, _)| k == a))
 }
 
+/// The first alias present among `members`, its index recorded in `used`.
+fn take<'m, 'a, 'r>(
+    members: &'m Pairs<'a, 'r>,
+    aliases: &[String],
+    used: &mut Vec<usize>,
+) -> Option<&'m (Cow<'a, str>, &'r RawValue)> {
+    let i = find(members, aliases)?;
+    used.push(i);
+    Some(&members[i])
+}
+
+/// A string trimmed, `None` when nothing is left.
+fn non_blank(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|t| !t.is_empty())
+}
+
 /// The rejection of a member that is not a string.
 fn not_a_string<T>(name: &str, raw: &RawValue) -> Result<T, Rejection> {
     reject(
@@ -141,14 +157,12 @@ pub(super) fn event_type(
     aliases: &[String],
     used: &mut Vec<usize>,
 ) -> Result<String, Rejection> {
-    let Some(ti) = find(members, aliases) else {
+    let Some((tname, traw)) = take(members, aliases, used) else {
         return reject(
             RejectReason::MissingField,
             format!("no event type (looked for {})", aliases.join(", ")),
         );
     };
-    used.push(ti);
-    let (tname, traw) = &members[ti];
     let event_type = match classify(traw) {
         Scalar::Null => return reject(RejectReason::MissingField, format!("{tname} is null")),
         Scalar::Str(s) => normalize_event_type(&s),
@@ -168,11 +182,9 @@ pub(super) fn event_time(
     aliases: &[String],
     used: &mut Vec<usize>,
 ) -> Result<Option<i64>, Rejection> {
-    let Some(i) = find(members, aliases) else {
+    let Some((name, raw)) = take(members, aliases, used) else {
         return Ok(None);
     };
-    used.push(i);
-    let (name, raw) = &members[i];
     let parsed = match classify(raw) {
         Scalar::Null => None,
         Scalar::Str(s) => Some(timestamp::parse(&s)),
@@ -203,21 +215,16 @@ pub(super) fn event_id(
     aliases: &[String],
     used: &mut Vec<usize>,
 ) -> Result<Option<String>, Rejection> {
-    let Some(i) = find(members, aliases) else {
+    let Some((name, raw)) = take(members, aliases, used) else {
         return Ok(None);
     };
-    used.push(i);
-    let (name, raw) = &members[i];
     match classify(raw) {
         Scalar::Null => Ok(None),
         Scalar::Int(n) => Ok(Some(n.to_string())),
         // An integer beyond 64 bits keeps its exact digits.
         Scalar::Float(_) if integer_literal(raw).is_some() => Ok(Some(raw.get().to_string())),
         Scalar::Invalid => Err(invalid_value(name)),
-        Scalar::Str(s) => {
-            let t = s.trim();
-            Ok((!t.is_empty()).then(|| t.to_string()))
-        }
+        Scalar::Str(s) => Ok(non_blank(&s).map(str::to_string)),
         _ => not_a_string(name, raw),
     }
 }
@@ -229,18 +236,13 @@ pub(super) fn source(
     aliases: &[String],
     used: &mut Vec<usize>,
 ) -> Result<Option<String>, Rejection> {
-    let Some(i) = find(members, aliases) else {
+    let Some((name, raw)) = take(members, aliases, used) else {
         return Ok(None);
     };
-    used.push(i);
-    let (name, raw) = &members[i];
     match classify(raw) {
         Scalar::Null => Ok(None),
         Scalar::Invalid => Err(invalid_value(name)),
-        Scalar::Str(s) => {
-            let t = s.trim();
-            Ok((!t.is_empty()).then(|| lower(t)))
-        }
+        Scalar::Str(s) => Ok(non_blank(&s).map(lower)),
         _ => not_a_string(name, raw),
     }
 }
