@@ -116,41 +116,7 @@ impl TopologyBuilder {
     /// derives sub-topologies. Every error is reported, not only the first.
     pub fn build(&self, app_id: &str) -> Result<Topology, TopologyError> {
         let mut errors = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for (i, (name, _, _)) in self.nodes.iter().enumerate() {
-            if index.insert(name.as_str(), i).is_some() {
-                errors.push(TopologyError::DuplicateName(name.clone()));
-            }
-        }
-        let mut seen_stores = std::collections::HashSet::new();
-        for d in &self.stores {
-            if !seen_stores.insert(d.name.as_str()) {
-                errors.push(TopologyError::DuplicateStore(d.name.clone()));
-            }
-        }
-        for (store, processor) in &self.store_users {
-            let ok = matches!(
-                index.get(processor.as_str()).map(|&i| &self.nodes[i].1),
-                Some(PendingKind::Processor(..))
-            );
-            if !ok {
-                errors.push(TopologyError::UnknownStoreUser {
-                    store: store.clone(),
-                    processor: processor.clone(),
-                });
-            }
-        }
-        for (processor, child) in &self.outputs {
-            let fed = index
-                .get(child.as_str())
-                .is_some_and(|&i| self.nodes[i].2.iter().any(|p| p == processor));
-            if !fed {
-                errors.push(TopologyError::UnknownOutput {
-                    processor: processor.clone(),
-                    child: child.clone(),
-                });
-            }
-        }
+        let index = self.check_declarations(&mut errors);
         let mut nodes: Vec<Node> = Vec::with_capacity(self.nodes.len());
         let mut read_by: BTreeMap<String, usize> = BTreeMap::new();
         for (i, (name, kind, parents)) in self.nodes.iter().enumerate() {
@@ -228,6 +194,59 @@ impl TopologyBuilder {
                 nodes[p].children.push(i);
             }
         }
+        let (internal_sources, internal_sinks) = self.internal_topics(app_id);
+        Ok(Topology::derive(
+            app_id,
+            nodes,
+            self.stores.clone(),
+            &internal_sources,
+            &internal_sinks,
+        ))
+    }
+
+    /// Node names are unique, store names too, store connections name processors and every
+    /// declared output is a node fed by its processor. Returns the node index by name.
+    fn check_declarations(&self, errors: &mut Vec<TopologyError>) -> HashMap<&str, usize> {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, (name, _, _)) in self.nodes.iter().enumerate() {
+            if index.insert(name.as_str(), i).is_some() {
+                errors.push(TopologyError::DuplicateName(name.clone()));
+            }
+        }
+        let mut seen_stores = std::collections::HashSet::new();
+        for d in &self.stores {
+            if !seen_stores.insert(d.name.as_str()) {
+                errors.push(TopologyError::DuplicateStore(d.name.clone()));
+            }
+        }
+        for (store, processor) in &self.store_users {
+            let ok = matches!(
+                index.get(processor.as_str()).map(|&i| &self.nodes[i].1),
+                Some(PendingKind::Processor(..))
+            );
+            if !ok {
+                errors.push(TopologyError::UnknownStoreUser {
+                    store: store.clone(),
+                    processor: processor.clone(),
+                });
+            }
+        }
+        for (processor, child) in &self.outputs {
+            let fed = index
+                .get(child.as_str())
+                .is_some_and(|&i| self.nodes[i].2.iter().any(|p| p == processor));
+            if !fed {
+                errors.push(TopologyError::UnknownOutput {
+                    processor: processor.clone(),
+                    child: child.clone(),
+                });
+            }
+        }
+        index
+    }
+
+    /// The internal topics read (repartition sources) and written, with their full names.
+    fn internal_topics(&self, app_id: &str) -> (Vec<String>, Vec<String>) {
         let internal_sinks = self
             .nodes
             .iter()
@@ -249,12 +268,6 @@ impl TopologyBuilder {
             .filter(|t| matches!(t, TopicRef::Internal(_)))
             .map(|t| t.resolve(app_id))
             .collect();
-        Ok(Topology::derive(
-            app_id,
-            nodes,
-            self.stores.clone(),
-            &internal_sources,
-            &internal_sinks,
-        ))
+        (internal_sources, internal_sinks)
     }
 }
