@@ -9,10 +9,10 @@
 
 use std::time::Instant;
 
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::engine::{Record, TopologyTestDriver};
 use scorestream::generator::{Generator, GeneratorConfig};
+use scorestream::topology;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,8 +28,8 @@ fn run(events: &[(&'static str, Vec<u8>)], churn: bool) -> (f64, usize) {
         .iter()
         .map(|t| t.to_string())
         .collect();
-    let parts = app::Components::load(&config).unwrap();
-    let topology = app::build_topology(&config, &parts, None).unwrap();
+    let parts = topology::Components::load(&config).unwrap();
+    let topology = topology::build_topology(&config, &parts, None).unwrap();
     let mut driver = TopologyTestDriver::with_partitions(topology, PARTITIONS, WALL_CLOCK);
     let started = Instant::now();
     for (i, (topic, value)) in events.iter().enumerate() {

@@ -13,8 +13,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
-use scorestream::app;
-use scorestream::app::game::{StoredGameState, STATE_STORE as TOTALS_STORE};
 use scorestream::config::Config;
 use scorestream::engine::changelog_topic;
 use scorestream::gamification::CustomerGameState;
@@ -22,6 +20,8 @@ use scorestream::runtime::dump::restore_all;
 use scorestream::runtime::RuntimeError;
 use scorestream::state::codec::{encode_key, encode_value};
 use scorestream::state::{Backend, RocksBackend, RocksResources};
+use scorestream::topology;
+use scorestream::topology::game::{StoredGameState, STATE_STORE as TOTALS_STORE};
 
 const PARTITIONS: i32 = 4;
 
@@ -53,8 +53,8 @@ fn main() {
         ..Config::default()
     };
     config.runtime.replication_factor = 1;
-    let parts = app::Components::load(&config).unwrap();
-    let topology = app::build_topology(&config, &parts, None).unwrap();
+    let parts = topology::Components::load(&config).unwrap();
+    let topology = topology::build_topology(&config, &parts, None).unwrap();
     let totals_log = changelog_topic(&app_id, TOTALS_STORE);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

@@ -31,10 +31,10 @@ fn process_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::engine::{Record, TopologyTestDriver};
 use scorestream::generator::{Generator, GeneratorConfig};
+use scorestream::topology;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -92,7 +92,7 @@ impl Workload {
 
 struct Setup {
     config: Config,
-    parts: app::Components,
+    parts: topology::Components,
     _rules_dir: tempfile::TempDir,
 }
 
@@ -111,7 +111,7 @@ fn setup(workload: Workload) -> Setup {
         config.gamification.rules_file = Some(path);
         config.churn.enabled = false;
     }
-    let parts = app::Components::load(&config).unwrap();
+    let parts = topology::Components::load(&config).unwrap();
     Setup {
         config,
         parts,
@@ -129,7 +129,7 @@ fn run(
     commit_every: usize,
 ) -> (f64, i64) {
     let state_dir = tempfile::tempdir().unwrap();
-    let topology = app::build_topology(&setup.config, &setup.parts, None).unwrap();
+    let topology = topology::build_topology(&setup.config, &setup.parts, None).unwrap();
     // Outputs are counted and dropped, as the runtime's producer hands them on.
     let mut driver = TopologyTestDriver::with_partitions(topology, PARTITIONS, WALL_CLOCK)
         .with_rocksdb(state_dir.path(), &setup.config)

@@ -11,10 +11,10 @@
 //! `CUST-` id for orders, a user id for app events), so there are more keys than
 //! CUSTOMERS. Without arguments, three runs: light, medium and heavy activity.
 
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::engine::{Record, TaskId, TopologyTestDriver};
 use scorestream::generator::{Generator, GeneratorConfig, DEMO_TOPICS};
+use scorestream::topology;
 
 const PARTITIONS: i32 = 4;
 /// 2026-01-01T00:00:00Z.
@@ -27,8 +27,9 @@ fn measure(customers: u32, per_customer: u64, days: i64) {
         inputs: DEMO_TOPICS.iter().map(|s| s.to_string()).collect(),
         ..Config::default()
     };
-    let parts = app::Components::load(&config).expect("bundled rules load");
-    let topology = app::build_topology(&config, &parts, None).expect("bundled topology builds");
+    let parts = topology::Components::load(&config).expect("bundled rules load");
+    let topology =
+        topology::build_topology(&config, &parts, None).expect("bundled topology builds");
     let end = START_MS + days * DAY_MS;
     let mut driver = TopologyTestDriver::with_partitions(topology, PARTITIONS, end);
     let mut generator = Generator::new(GeneratorConfig {

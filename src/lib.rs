@@ -6,33 +6,47 @@
 //! - [`engine`]: the generic, broker-free engine — [`engine::Record`], the synchronous
 //!   [`engine::Processor`] trait with stream-time and wall-clock punctuation, the
 //!   [`engine::TopologyBuilder`] that derives sub-topologies and describes itself like Kafka
-//!   Streams' `TopologyDescription`, [`engine::StreamTask`] (one sub-topology for one partition)
-//!   and the [`engine::TopologyTestDriver`]. Knows nothing of customers or rdkafka.
-//! - [`runtime`]: the only code that talks to Kafka — start-up topic setup, the consumer group,
-//!   the processing loop with commit-after-acknowledgement, rebalances, backpressure, shutdown.
-//! - [`ingest`]: sub-topology 0 — parse, normalize and validate every seed event shape,
-//!   dead-letter bad records, re-key good ones by customer in a compact binary form.
-//! - [`app`]: assembles the bundled topology from configuration.
-//! - [`config`]: the TOML configuration with environment overrides, validated all at once.
+//!   Streams' `TopologyDescription` (`engine/describe.rs`), [`engine::StreamTask`] (one
+//!   sub-topology for one partition) and the [`engine::TopologyTestDriver`]. Knows nothing of
+//!   customers or rdkafka.
+//! - [`state`]: the stores — RocksDB and in-memory backends, codecs, the read cache, the
+//!   changelog format, and `state/store/` (typed handles, the per-task transaction, the
+//!   typed view processors use).
+//! - [`runtime`]: the only code that talks to Kafka — start-up topic setup, the consumer
+//!   group, the stream threads with commit-after-acknowledgement, rebalances, restoration,
+//!   backpressure, shutdown.
+//! - [`topology`]: the bundled topology's processors (ingest, game with its churn branch,
+//!   leaderboards, interactive queries) and [`topology::build_topology`], the list of parts
+//!   assembled from configuration and the files under the top-level `topology/` folder.
+//! - [`ingest`]: parse, normalize and validate every seed event shape into a
+//!   [`ingest::CanonicalEvent`], or the reason it is rejected.
+//! - [`domain`]: the types the branches share — the event in ([`domain::event`]), the
+//!   envelope every output record starts with ([`domain::envelope`]).
+//! - [`gamification`]: the rules (compiled from TOML) and the pure scoring, missions,
+//!   badges, streaks, tiers and leaderboards over one customer's state.
+//! - [`churn`]: incremental churn features, the logistic model, triggers and alerts.
+//! - [`config`]: the TOML configuration with environment overrides (`config/mod.rs`),
+//!   validated all at once (`validate.rs`, `check.rs`), every bad key of a rejected file
+//!   named (`file_errors.rs`), byte sizes (`size.rs`), the memory plan (`memory.rs`).
 //! - [`contracts`]: the JSON Schemas of every output record and the input event, and the
 //!   HTTP API's OpenAPI document, shipped under `schemas/`.
-//! - [`cli`]: the operator commands: `validate`, `test` (case files), `generate`, `query`,
-//!   `reset`.
+//! - [`cli`]: the command line (`cli/args.rs`) and one file per command: `run`, `describe`,
+//!   `validate`, `test` (case files), `generate`, `query`, `reset`, `churn`, `state dump`.
 //! - [`metrics`]: Prometheus metrics (low-cardinality labels only).
 //! - [`logging`]: text or JSON log lines; [`build_info`]: version and git commit.
-//! - [`http`]: the HTTP listener — `/metrics`, `/health`, `/ready`.
+//! - [`http`]: the HTTP listener — `/metrics`, `/health`, `/ready`, queries, the webhook.
 //! - [`generator`]: seed-shaped events, good and bad, for the demo, tests and load runs.
 //! - [`demo`]: `scorestream demo` on librdkafka's in-process mock cluster.
 //!
-//! `src/main.rs` is thin: parse the command line, load configuration, run until shutdown.
+//! `src/main.rs` is thin: parse the command line and hand it to [`cli::main`].
 
-pub mod app;
 pub mod build_info;
 pub mod churn;
 pub mod cli;
 pub mod config;
 pub mod contracts;
 pub mod demo;
+pub mod domain;
 pub mod engine;
 pub mod error_chain;
 pub mod gamification;
@@ -43,3 +57,4 @@ pub mod logging;
 pub mod metrics;
 pub mod runtime;
 pub mod state;
+pub mod topology;

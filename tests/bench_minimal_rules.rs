@@ -5,10 +5,10 @@
 
 use std::collections::HashSet;
 
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::engine::{Record, TopologyTestDriver};
 use scorestream::generator::{Generator, GeneratorConfig};
+use scorestream::topology;
 use serde_json::Value;
 
 const PARTITIONS: i32 = 4;
@@ -26,8 +26,8 @@ fn minimal_rules_award_exactly_one_points_per_valid_event() {
     config.churn.enabled = false;
     config.gamification.rules_file =
         Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/minimal-rules.toml"));
-    let parts = app::Components::load(&config).unwrap();
-    let topology = app::build_topology(&config, &parts, None).unwrap();
+    let parts = topology::Components::load(&config).unwrap();
+    let topology = topology::build_topology(&config, &parts, None).unwrap();
     // Each event a minute after the previous one's window: event times strictly increase,
     // so no two events share a derived event id (no duplicates) and none is late.
     let step = 61_000;

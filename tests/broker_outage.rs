@@ -20,7 +20,7 @@ use scorestream::config::Config;
 use scorestream::metrics::Metrics;
 use scorestream::runtime::hooks::{self, Point};
 use scorestream::runtime::RuntimeHandle;
-use scorestream::{app, http, runtime};
+use scorestream::{http, runtime, topology};
 use support::exact::Setup;
 use support::tansu::Tansu;
 
@@ -44,8 +44,8 @@ fn start(rt: &tokio::runtime::Runtime, config: &Config) -> Running {
         .with_test_writer()
         .try_init();
     let metrics = Metrics::new();
-    let parts = app::Components::load(config).unwrap();
-    let topology = app::build_topology(config, &parts, Some(metrics.clone())).unwrap();
+    let parts = topology::Components::load(config).unwrap();
+    let topology = topology::build_topology(config, &parts, Some(metrics.clone())).unwrap();
     rt.block_on(async {
         let ctx = http::HttpContext::new(metrics.clone());
         let listener = http::bind("127.0.0.1:0").await.unwrap();

@@ -1,5 +1,5 @@
 //! Runs every churn case file under `tests/churn_cases/` through the real topology
-//! (`app::build_topology`, churn on) in the `TopologyTestDriver`: seed-shaped JSON events in,
+//! (`topology::build_topology`, churn on) in the `TopologyTestDriver`: seed-shaped JSON events in,
 //! the exact records on `churn-predictions` and `customer-alerts` out.
 //!
 //! A case file:
@@ -23,14 +23,17 @@
 //! `rules_version` (non-empty) are checked for shape and then left out of the comparison;
 //! the key must be the record's `customer_id`.
 
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
 
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::engine::{Record, TopologyTestDriver};
+use scorestream::topology;
 use serde::Deserialize;
 use serde_json::Value;
+use support::cases::{run_case_files, FileOutcome};
 
 /// 2030-01-01T00:00:00Z.
 const WALL_CLOCK: i64 = 1_893_456_000_000;
@@ -75,8 +78,8 @@ fn run_case(path: &Path) -> Result<(), String> {
             *slot = Some(p);
         }
     }
-    let parts = app::Components::load(&config).map_err(|e| format!("load: {e}"))?;
-    let topology = app::build_topology(&config, &parts, None).map_err(|e| e.to_string())?;
+    let parts = topology::Components::load(&config).map_err(|e| format!("load: {e}"))?;
+    let topology = topology::build_topology(&config, &parts, None).map_err(|e| e.to_string())?;
     let mut driver = TopologyTestDriver::new(topology, WALL_CLOCK);
     for (i, step) in case.step.iter().enumerate() {
         match (&step.event, step.advance) {
@@ -170,26 +173,5 @@ fn compare(
 
 #[test]
 fn every_churn_case_file_passes() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/churn_cases");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .expect("tests/churn_cases")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    paths.sort();
-    assert!(
-        !paths.is_empty(),
-        "expected the case files, found {paths:?}"
-    );
-    let failures: Vec<String> = paths
-        .iter()
-        .filter_map(|p| run_case(p).err().map(|e| format!("{}: {e}", p.display())))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} churn case files failed:\n\n{}",
-        failures.len(),
-        paths.len(),
-        failures.join("\n\n")
-    );
+    run_case_files("churn_cases", 1, |p| FileOutcome::single(p, run_case(p)));
 }

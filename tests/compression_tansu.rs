@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::metrics::Metrics;
 use scorestream::runtime;
+use scorestream::topology;
 
 const CODECS: [&str; 4] = ["gzip", "snappy", "lz4", "zstd"];
 
@@ -93,8 +93,8 @@ async fn events_compressed_with_every_codec_are_scored() {
         .kafka
         .producer
         .insert("compression.type".into(), "zstd".into());
-    let parts = app::Components::load(&config).unwrap();
-    let topology = app::build_topology(&config, &parts, None).unwrap();
+    let parts = topology::Components::load(&config).unwrap();
+    let topology = topology::build_topology(&config, &parts, None).unwrap();
     let metrics = Metrics::new();
     let handle = runtime::start(&config, topology, metrics.clone())
         .await

@@ -487,7 +487,7 @@ fn message_corpus() -> String {
     config.gamification.rules_file = Some(missing.clone());
     config.churn.rules_file = Some(missing.clone());
     config.churn.model_file = Some(missing);
-    let err = scorestream::app::Components::load(&config)
+    let err = scorestream::topology::Components::load(&config)
         .err()
         .expect("missing files are an error");
     out.push_str(&err.to_string());

@@ -584,3 +584,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn declared_outputs_are_checked_when_built() {
+    let mut b = TopologyBuilder::new();
+    b.add_source("src", &[TopicRef::external("in")]);
+    b.add_processor("p", upper, &["src"]);
+    b.add_processor("q", upper, &["src"]);
+    b.add_sink(
+        "out",
+        SinkTarget::Topic(TopicRef::external("o")),
+        Partitioning::ByKey,
+        &["p"],
+    );
+    b.declare_outputs("p", &["out"]);
+    assert!(b.build("app").is_ok(), "a declared output that exists");
+    // A child that does not exist, and one that exists but is fed by another processor.
+    b.declare_outputs("p", &["missing"]);
+    b.declare_outputs("q", &["out"]);
+    let err = match b.build("app") {
+        Err(TopologyError::Many(e)) => e.0,
+        other => panic!("expected two errors, got {:?}", other.map(|_| ())),
+    };
+    let text: Vec<String> = err.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            "processor 'p' forwards to 'missing', which is not a node it feeds",
+            "processor 'q' forwards to 'out', which is not a node it feeds",
+        ]
+    );
+}

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::message::{Headers as _, OwnedMessage};
 use rdkafka::Message;
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::generator::{Generated, Generator, GeneratorConfig};
 use scorestream::ingest::event::CanonicalEvent;
 use scorestream::metrics::Metrics;
 use scorestream::runtime::{self, partitioner::partition_for_key, RuntimeHandle};
+use scorestream::topology;
 
 /// Partitions the group assigns: four input topics plus `events-by-customer` and
 /// `leaderboard-points` (as many partitions as the largest input) read by the
@@ -98,13 +98,18 @@ impl Scenario {
     }
 
     fn out_topic(&self) -> String {
-        format!("{}-{}", self.config.application_id, app::EVENTS_BY_CUSTOMER)
+        format!(
+            "{}-{}",
+            self.config.application_id,
+            topology::EVENTS_BY_CUSTOMER
+        )
     }
 
     async fn start(&self) -> (RuntimeHandle, Metrics) {
         let metrics = Metrics::new();
-        let parts = app::Components::load(&self.config).unwrap();
-        let topology = app::build_topology(&self.config, &parts, Some(metrics.clone())).unwrap();
+        let parts = topology::Components::load(&self.config).unwrap();
+        let topology =
+            topology::build_topology(&self.config, &parts, Some(metrics.clone())).unwrap();
         // Each instance has its own state directory, as separate machines would.
         let mut config = self.config.clone();
         config.state_dir = self
@@ -129,7 +134,7 @@ fn acked(metrics: &Metrics) -> u64 {
         .flat_map(|mf| mf.get_metric().iter())
         .filter(|m| {
             m.get_label().iter().any(|l| {
-                l.value().ends_with(app::EVENTS_BY_CUSTOMER) || l.value().ends_with("-dlq")
+                l.value().ends_with(topology::EVENTS_BY_CUSTOMER) || l.value().ends_with("-dlq")
             })
         })
         .map(|m| m.get_counter().get_value() as u64)
@@ -309,8 +314,8 @@ async fn ingest_on_mock_cluster() {
         for t in &s.inputs {
             mock.create_topic(t, PARTITIONS);
         }
-        let parts = app::Components::load(&s.config).unwrap();
-        let topology = app::build_topology(&s.config, &parts, None).unwrap();
+        let parts = topology::Components::load(&s.config).unwrap();
+        let topology = topology::build_topology(&s.config, &parts, None).unwrap();
         for plan in runtime::admin::plan_topics(&s.config, &topology, &existing) {
             mock.create_topic(&plan.name, plan.partitions);
         }

@@ -252,7 +252,7 @@ fn the_statefulset_runs_the_configuration_it_means() {
     std::fs::write(rules_file.path(), shipped).unwrap();
     let mut local = config.clone();
     local.gamification.rules_file = Some(rules_file.path().to_path_buf());
-    if let Err(e) = scorestream::app::Components::load(&local) {
+    if let Err(e) = scorestream::topology::Components::load(&local) {
         panic!("the ConfigMap's rules: {e}");
     }
 

@@ -3,9 +3,9 @@
 //! `unknown_event_type`) dead letter, through the internal `events-by-customer` record,
 //! run through the real topology in the `TopologyTestDriver`.
 
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::engine::{Record, TopologyTestDriver};
+use scorestream::topology;
 
 /// 2030-01-01T00:00:00Z: no event of the test is in the future.
 const WALL_CLOCK: i64 = 1_893_456_000_000;
@@ -35,8 +35,8 @@ fn driver() -> TopologyTestDriver {
         ..Config::default()
     };
     config.gamification.rules_file = Some(rules);
-    let parts = app::Components::load(&config).unwrap();
-    let topology = app::build_topology(&config, &parts, None).unwrap();
+    let parts = topology::Components::load(&config).unwrap();
+    let topology = topology::build_topology(&config, &parts, None).unwrap();
     TopologyTestDriver::new(topology, WALL_CLOCK)
 }
 

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::engine::{Record, TopologyTestDriver};
+use scorestream::topology;
 use serde_json::Value;
 
 const EVENTS: &[&str] = &[
@@ -29,8 +29,8 @@ fn produced() -> BTreeMap<String, Value> {
         application_id: "docs".into(),
         ..Config::default()
     };
-    let parts = app::Components::load(&config).unwrap();
-    let topology = app::build_topology(&config, &parts, None).unwrap();
+    let parts = topology::Components::load(&config).unwrap();
+    let topology = topology::build_topology(&config, &parts, None).unwrap();
     let mut driver = TopologyTestDriver::new(topology, 1_893_456_000_000);
     for e in EVENTS {
         driver

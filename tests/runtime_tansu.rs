@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use scorestream::config::Config;
 use scorestream::metrics::Metrics;
-use scorestream::{app, runtime};
+use scorestream::{runtime, topology};
 
 fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
     let c: BaseConsumer = ClientConfig::new()
@@ -265,8 +265,8 @@ async fn broker_going_away_is_survived_and_shutdown_stays_bounded() {
     config.runtime.commit_interval = Duration::from_millis(200);
     config.runtime.shutdown_timeout = Duration::from_secs(5);
     let metrics = Metrics::new();
-    let parts = app::Components::load(&config).unwrap();
-    let topology = app::build_topology(&config, &parts, Some(metrics.clone())).unwrap();
+    let parts = topology::Components::load(&config).unwrap();
+    let topology = topology::build_topology(&config, &parts, Some(metrics.clone())).unwrap();
     let handle = runtime::start(&config, topology, metrics.clone())
         .await
         .unwrap();

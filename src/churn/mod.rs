@@ -1,4 +1,4 @@
-//! Churn prediction (DESIGN §1, issue 5): per-customer features kept incrementally in the
+//! Churn prediction (DESIGN §1): per-customer features kept incrementally in the
 //! per-customer store ([`features`]), a logistic-regression [`model`] read from a model file,
 //! the [`rules`] saying which events are which and when to re-score, the triggers and alerts
 //! ([`decide`]), and the labelled-data generator ([`simulate`]) and training ([`train`])

@@ -1,8 +1,6 @@
 //! The churn model: logistic regression over standard-scaled features, read from a model
 //! file (`topology/churn-model.toml`, written by `scorestream churn train`).
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use super::features::{FeatureVector, FEATURES};
@@ -64,16 +62,6 @@ impl Model {
     /// The bundled `topology/churn-model.toml`.
     pub fn bundled() -> Result<Model, RuleErrors> {
         Model::from_toml_str(include_str!("../../topology/churn-model.toml"))
-    }
-
-    pub fn load(path: &Path) -> Result<Model, RuleErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            RuleErrors(vec![RuleError {
-                key: path.display().to_string(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Model::from_toml_str(&text)
     }
 
     /// Parses and validates a model file; every problem at once.

@@ -2,7 +2,6 @@
 //! bands and alerts, validated with every problem reported at once with its key path.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -177,17 +176,6 @@ impl ChurnRules {
         ChurnRules::from_toml_str(include_str!("../../topology/churn.toml"))
     }
 
-    /// Reads and validates a rules file.
-    pub fn load(path: &Path) -> Result<ChurnRules, RuleErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            RuleErrors(vec![RuleError {
-                key: path.display().to_string(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        ChurnRules::from_toml_str(&text)
-    }
-
     /// Parses and validates; every problem at once.
     pub fn from_toml_str(text: &str) -> Result<ChurnRules, RuleErrors> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
@@ -197,161 +185,15 @@ impl ChurnRules {
             }])
         })?;
         let mut errors = Vec::new();
-        let mut err = |key: &str, message: String| {
-            errors.push(RuleError {
-                key: key.to_string(),
-                message,
-            })
-        };
-        for k in table.keys() {
-            if !SECTIONS.contains(&k.as_str()) {
-                err(
-                    k,
-                    format!("unknown key; expected one of {}", SECTIONS.join(", ")),
-                );
-            }
-        }
-        for required in ["settings", "bands", "alerts"] {
-            if !table.contains_key(required) {
-                err(required, "missing section".into());
-            }
-        }
-        let mut errors_sec = Vec::new();
-        let version = match table.get("version") {
-            None => "unversioned".to_string(),
-            Some(toml::Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => {
-                errors_sec.push(RuleError {
-                    key: "version".into(),
-                    message: "must be a non-empty string".into(),
-                });
-                String::new()
-            }
-        };
-        let settings: Option<Settings> = section(&table, "settings", &mut errors_sec);
-        let kinds: Option<BTreeMap<String, Vec<String>>> =
-            section(&table, "kinds", &mut errors_sec);
-        let triggers: Option<Triggers> = section(&table, "triggers", &mut errors_sec);
-        let inactivity: Option<InactivitySpec> = section(&table, "inactivity", &mut errors_sec);
-        let bands: Option<Bands> = section(&table, "bands", &mut errors_sec);
-        let alerts: Option<Alerts> = section(&table, "alerts", &mut errors_sec);
-        errors.extend(errors_sec);
-
-        let mut kind_bits: HashMap<String, u16> = HashMap::new();
-        for (kind, types) in kinds.iter().flatten() {
-            let Some(i) = KINDS.iter().position(|k| k == kind) else {
-                errors.push(RuleError {
-                    key: format!("kinds.{kind}"),
-                    message: format!("unknown kind; expected one of {}", KINDS.join(", ")),
-                });
-                continue;
-            };
-            for (j, t) in types.iter().enumerate() {
-                if !is_event_type(t) {
-                    errors.push(RuleError {
-                        key: format!("kinds.{kind}[{j}]"),
-                        message: format!("'{t}' is not a lower snake case event type"),
-                    });
-                }
-                *kind_bits.entry(t.clone()).or_default() |= 1 << i;
-            }
-        }
-        let mut check_types = |key: &str, types: &[String]| {
-            for (j, t) in types.iter().enumerate() {
-                if !is_event_type(t) {
-                    errors.push(RuleError {
-                        key: format!("{key}[{j}]"),
-                        message: format!("'{t}' is not a lower snake case event type"),
-                    });
-                }
-            }
-        };
-        if let Some(t) = &triggers {
-            check_types("triggers.events", &t.events);
-        }
-        if let Some(a) = &alerts {
-            check_types("alerts.critical_events", &a.critical_events);
-        }
-        let mut err = |key: &str, message: &str| {
-            errors.push(RuleError {
-                key: key.to_string(),
-                message: message.to_string(),
-            })
-        };
-        if let Some(u) = triggers.as_ref().and_then(|t| t.usage_drop.as_ref()) {
-            if !(u.ratio > 0.0 && u.ratio < 1.0) {
-                err(
-                    "triggers.usage_drop.ratio",
-                    "must be between 0 and 1 (exclusive)",
-                );
-            }
-            if !(u.min_previous >= 0.0 && u.min_previous.is_finite()) {
-                err("triggers.usage_drop.min_previous", "must be zero or more");
-            }
-        }
-        if let Some(i) = &inactivity {
-            if i.after.is_zero() {
-                err("inactivity.after", "must be above zero");
-            }
-            if i.repeat_every.is_zero() {
-                err("inactivity.repeat_every", "must be above zero");
-            }
-            if i.check_every.is_zero() {
-                err("inactivity.check_every", "must be above zero");
-            }
-        }
-        let prob = |p: f64| (0.0..=1.0).contains(&p);
-        if let Some(b) = &bands {
-            if !(prob(b.medium) && prob(b.high) && b.medium < b.high) {
-                err("bands", "need 0 <= medium < high <= 1");
-            }
-        }
-        if let Some(a) = &alerts {
-            if !(prob(a.high_risk_enter) && prob(a.high_risk_exit)) {
-                err(
-                    "alerts",
-                    "high_risk_enter and high_risk_exit are probabilities (0 to 1)",
-                );
-            } else if a.high_risk_exit > a.high_risk_enter {
-                err(
-                    "alerts.high_risk_exit",
-                    "must not be above high_risk_enter (it is the lower edge of the hysteresis)",
-                );
-            }
-        }
+        check_sections_present(&table, &mut errors);
+        let sections = Sections::read(&table, &mut errors);
+        let kind_bits = kind_bits(sections.kinds.as_ref(), &mut errors);
+        sections.check_event_types(&mut errors);
+        sections.check_values(&mut errors);
         if !errors.is_empty() {
             return Err(RuleErrors(errors));
         }
-        let (settings, bands, alerts) = (
-            settings.expect("checked"),
-            bands.expect("checked"),
-            alerts.expect("checked"),
-        );
-        let triggers = triggers.unwrap_or(Triggers {
-            events: Vec::new(),
-            usage_drop: None,
-        });
-        Ok(ChurnRules {
-            version,
-            exact_window_ms: ms(settings.exact_window),
-            kinds: kind_bits,
-            trigger_events: triggers.events.into_iter().collect(),
-            usage_drop: triggers.usage_drop.map(|u| UsageDrop {
-                ratio: u.ratio,
-                min_previous: u.min_previous,
-            }),
-            inactivity: inactivity.map(|i| Inactivity {
-                after_ms: ms(i.after),
-                repeat_ms: ms(i.repeat_every),
-                clock: i.clock,
-                check_every: i.check_every,
-            }),
-            band_medium: bands.medium,
-            band_high: bands.high,
-            critical_events: alerts.critical_events.into_iter().collect(),
-            high_risk_enter: alerts.high_risk_enter,
-            high_risk_exit: alerts.high_risk_exit,
-        })
+        Ok(sections.into_rules(kind_bits))
     }
 
     /// Kind bits of an event type (0: activity only).
@@ -375,6 +217,202 @@ fn is_event_type(t: &str) -> bool {
     !t.is_empty()
         && t.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Pushes a problem of `key`.
+fn push(errors: &mut Vec<RuleError>, key: &str, message: impl Into<String>) {
+    errors.push(RuleError {
+        key: key.to_string(),
+        message: message.into(),
+    })
+}
+
+/// Every top-level key is a known section, and the required ones are there.
+fn check_sections_present(table: &toml::Table, errors: &mut Vec<RuleError>) {
+    for k in table.keys() {
+        if !SECTIONS.contains(&k.as_str()) {
+            push(
+                errors,
+                k,
+                format!("unknown key; expected one of {}", SECTIONS.join(", ")),
+            );
+        }
+    }
+    for required in ["settings", "bands", "alerts"] {
+        if !table.contains_key(required) {
+            push(errors, required, "missing section");
+        }
+    }
+}
+
+/// Each event type's kind bits from `[kinds]`; unknown kinds and malformed types are errors.
+fn kind_bits(
+    kinds: Option<&BTreeMap<String, Vec<String>>>,
+    errors: &mut Vec<RuleError>,
+) -> HashMap<String, u16> {
+    let mut kind_bits: HashMap<String, u16> = HashMap::new();
+    for (kind, types) in kinds.into_iter().flatten() {
+        let Some(i) = KINDS.iter().position(|k| k == kind) else {
+            push(
+                errors,
+                &format!("kinds.{kind}"),
+                format!("unknown kind; expected one of {}", KINDS.join(", ")),
+            );
+            continue;
+        };
+        for (j, t) in types.iter().enumerate() {
+            if !is_event_type(t) {
+                push(
+                    errors,
+                    &format!("kinds.{kind}[{j}]"),
+                    format!("'{t}' is not a lower snake case event type"),
+                );
+            }
+            *kind_bits.entry(t.clone()).or_default() |= 1 << i;
+        }
+    }
+    kind_bits
+}
+
+/// The sections of a churn rules file as written; `None` where absent or not readable.
+struct Sections {
+    version: String,
+    settings: Option<Settings>,
+    kinds: Option<BTreeMap<String, Vec<String>>>,
+    triggers: Option<Triggers>,
+    inactivity: Option<InactivitySpec>,
+    bands: Option<Bands>,
+    alerts: Option<Alerts>,
+}
+
+impl Sections {
+    fn read(table: &toml::Table, errors: &mut Vec<RuleError>) -> Sections {
+        let version = match table.get("version") {
+            None => "unversioned".to_string(),
+            Some(toml::Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(_) => {
+                push(errors, "version", "must be a non-empty string");
+                String::new()
+            }
+        };
+        Sections {
+            version,
+            settings: section(table, "settings", errors),
+            kinds: section(table, "kinds", errors),
+            triggers: section(table, "triggers", errors),
+            inactivity: section(table, "inactivity", errors),
+            bands: section(table, "bands", errors),
+            alerts: section(table, "alerts", errors),
+        }
+    }
+
+    /// The event types the triggers and alerts name are well formed.
+    fn check_event_types(&self, errors: &mut Vec<RuleError>) {
+        let mut check_types = |key: &str, types: &[String]| {
+            for (j, t) in types.iter().enumerate() {
+                if !is_event_type(t) {
+                    push(
+                        errors,
+                        &format!("{key}[{j}]"),
+                        format!("'{t}' is not a lower snake case event type"),
+                    );
+                }
+            }
+        };
+        if let Some(t) = &self.triggers {
+            check_types("triggers.events", &t.events);
+        }
+        if let Some(a) = &self.alerts {
+            check_types("alerts.critical_events", &a.critical_events);
+        }
+    }
+
+    /// Ratios, durations, bands and alert thresholds are in range.
+    fn check_values(&self, errors: &mut Vec<RuleError>) {
+        if let Some(u) = self.triggers.as_ref().and_then(|t| t.usage_drop.as_ref()) {
+            if !(u.ratio > 0.0 && u.ratio < 1.0) {
+                push(
+                    errors,
+                    "triggers.usage_drop.ratio",
+                    "must be between 0 and 1 (exclusive)",
+                );
+            }
+            if !(u.min_previous >= 0.0 && u.min_previous.is_finite()) {
+                push(
+                    errors,
+                    "triggers.usage_drop.min_previous",
+                    "must be zero or more",
+                );
+            }
+        }
+        if let Some(i) = &self.inactivity {
+            for (key, d) in [
+                ("inactivity.after", i.after),
+                ("inactivity.repeat_every", i.repeat_every),
+                ("inactivity.check_every", i.check_every),
+            ] {
+                if d.is_zero() {
+                    push(errors, key, "must be above zero");
+                }
+            }
+        }
+        let prob = |p: f64| (0.0..=1.0).contains(&p);
+        if let Some(b) = &self.bands {
+            if !(prob(b.medium) && prob(b.high) && b.medium < b.high) {
+                push(errors, "bands", "need 0 <= medium < high <= 1");
+            }
+        }
+        if let Some(a) = &self.alerts {
+            if !(prob(a.high_risk_enter) && prob(a.high_risk_exit)) {
+                push(
+                    errors,
+                    "alerts",
+                    "high_risk_enter and high_risk_exit are probabilities (0 to 1)",
+                );
+            } else if a.high_risk_exit > a.high_risk_enter {
+                push(
+                    errors,
+                    "alerts.high_risk_exit",
+                    "must not be above high_risk_enter (it is the lower edge of the hysteresis)",
+                );
+            }
+        }
+    }
+
+    /// The compiled rules; only called once every check passed (the required sections are
+    /// there).
+    fn into_rules(self, kind_bits: HashMap<String, u16>) -> ChurnRules {
+        let (settings, bands, alerts) = (
+            self.settings.expect("checked"),
+            self.bands.expect("checked"),
+            self.alerts.expect("checked"),
+        );
+        let triggers = self.triggers.unwrap_or(Triggers {
+            events: Vec::new(),
+            usage_drop: None,
+        });
+        ChurnRules {
+            version: self.version,
+            exact_window_ms: ms(settings.exact_window),
+            kinds: kind_bits,
+            trigger_events: triggers.events.into_iter().collect(),
+            usage_drop: triggers.usage_drop.map(|u| UsageDrop {
+                ratio: u.ratio,
+                min_previous: u.min_previous,
+            }),
+            inactivity: self.inactivity.map(|i| Inactivity {
+                after_ms: ms(i.after),
+                repeat_ms: ms(i.repeat_every),
+                clock: i.clock,
+                check_every: i.check_every,
+            }),
+            band_medium: bands.medium,
+            band_high: bands.high,
+            critical_events: alerts.critical_events.into_iter().collect(),
+            high_risk_enter: alerts.high_risk_enter,
+            high_risk_exit: alerts.high_risk_exit,
+        }
+    }
 }
 
 #[cfg(test)]

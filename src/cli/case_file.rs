@@ -42,10 +42,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::app;
 use crate::config::Config;
 use crate::engine::{Record, TopologyTestDriver};
 use crate::gamification::Rules;
+use crate::topology;
 
 /// 2030-01-01T00:00:00Z: far enough ahead that no case's event is "in the future".
 pub const WALL_CLOCK: i64 = 1_893_456_000_000;
@@ -195,8 +195,8 @@ fn drive(
         None => Rules::bundled(),
     }
     .map_err(|e| invalid(format!("invalid rules:\n{e}")))?;
-    let normalizer = app::normalizer(&config).map_err(|e| invalid(e.to_string()))?;
-    let churn = app::churn_parts(&config).map_err(|e| {
+    let normalizer = topology::normalizer(&config).map_err(|e| invalid(e.to_string()))?;
+    let churn = topology::churn_parts(&config).map_err(|e| {
         invalid(
             e.iter()
                 .map(ToString::to_string)
@@ -204,13 +204,13 @@ fn drive(
                 .join("\n"),
         )
     })?;
-    let parts = app::Components {
+    let parts = topology::Components {
         normalizer: Arc::new(normalizer),
         rules: Arc::new(rules),
         churn: Some(Arc::new(churn)),
     };
     let topology =
-        app::build_topology(&config, &parts, None).map_err(|e| invalid(e.to_string()))?;
+        topology::build_topology(&config, &parts, None).map_err(|e| invalid(e.to_string()))?;
     let mut driver = TopologyTestDriver::with_partitions(topology, case.partitions, WALL_CLOCK);
     for (i, step) in case.step.iter().enumerate() {
         match (&step.event, step.advance) {
@@ -291,7 +291,7 @@ fn results(
 fn dead_letters(driver: &mut TopologyTestDriver, problems: &mut Vec<String>) -> Vec<DeadLetter> {
     let mut dead = Vec::new();
     for topic in driver.output_topics() {
-        if !topic.ends_with(app::DLQ_SUFFIX) {
+        if !topic.ends_with(topology::DLQ_SUFFIX) {
             continue;
         }
         for r in driver.read_output(&topic) {
@@ -301,7 +301,7 @@ fn dead_letters(driver: &mut TopologyTestDriver, problems: &mut Vec<String>) -> 
                 .unwrap_or("")
                 .to_string();
             let source = r.headers.last_str("scorestream.source.topic").unwrap_or("");
-            if topic.strip_suffix(app::DLQ_SUFFIX) != Some(source) {
+            if topic.strip_suffix(topology::DLQ_SUFFIX) != Some(source) {
                 problems.push(format!(
                     "a dead letter on {topic} names {source:?} as its source topic"
                 ));
@@ -407,4 +407,20 @@ pub fn run_files(
         summary.invalid
     )?;
     Ok(summary)
+}
+
+/// `scorestream test`: runs the case files, printing a line or a difference per case; exit
+/// 1 if a case fails, 2 if a case or rules file is invalid.
+pub fn command(cases: &[std::path::PathBuf], rules: Option<&Path>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let mut out = std::io::stdout().lock();
+    match run_files(cases, rules, &mut out) {
+        Ok(s) if s.invalid > 0 => ExitCode::from(2),
+        Ok(s) if s.failed > 0 => ExitCode::FAILURE,
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -217,3 +217,50 @@ impl std::fmt::Display for GenerateReport {
         Ok(())
     }
 }
+
+/// `scorestream generate` from its flags, over the loaded configuration.
+pub async fn command_from_args(
+    mut config: Config,
+    args: super::args::GenerateArgs,
+) -> std::process::ExitCode {
+    if let Some(b) = args.bootstrap_servers {
+        config.bootstrap_servers = b;
+    }
+    let opts = GenerateOptions {
+        amount: match args.duration {
+            Some(d) => Amount::Duration(d),
+            None => Amount::Count(args.count.unwrap_or(10_000)),
+        },
+        rate: args.rate,
+        customers: args.customers,
+        bad_ratio: args.bad_ratio,
+        topics: args.topics,
+        seed: args.seed,
+        create_topics: args.create_topics.then_some(args.partitions),
+    };
+    command(config, opts).await
+}
+
+/// `scorestream generate`: sends, prints the report; fails if any event was not
+/// acknowledged, exit 2 if the options or the broker setup are wrong.
+pub async fn command(config: Config, opts: GenerateOptions) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match tokio::task::spawn_blocking(move || run(&config, &opts)).await {
+        Ok(Ok(report)) => {
+            print!("{report}");
+            if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -120,6 +120,33 @@ pub async fn run(base: &str, target: &Target, timeout: Duration) -> Result<Strin
     Err(msg)
 }
 
+/// `scorestream query`: prints the answer's body, or the error.
+pub async fn command(base: &str, target: super::args::QueryTarget) -> std::process::ExitCode {
+    use super::args::QueryTarget;
+    let target = match target {
+        QueryTarget::Customer { id } => Target::Customer(id),
+        QueryTarget::Leaderboard {
+            board,
+            period,
+            limit,
+        } => Target::Leaderboard {
+            board,
+            period,
+            limit,
+        },
+    };
+    match run(base, &target, Duration::from_secs(15)).await {
+        Ok(body) => {
+            println!("{body}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

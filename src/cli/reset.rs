@@ -44,8 +44,9 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 /// Which internal topics exist and what would be deleted. Refuses (Err) while the group
 /// has members.
 pub fn plan(config: &Config) -> Result<Plan, String> {
-    let parts = crate::app::Components::load(config).map_err(|e| e.to_string())?;
-    let topology = crate::app::build_topology(config, &parts, None).map_err(|e| e.to_string())?;
+    let parts = crate::topology::Components::load(config).map_err(|e| e.to_string())?;
+    let topology =
+        crate::topology::build_topology(config, &parts, None).map_err(|e| e.to_string())?;
     let consumer: BaseConsumer = restore_consumer_config(config)
         .create()
         .map_err(|e| format!("Kafka client: {e}"))?;
@@ -193,5 +194,40 @@ pub fn execute(config: &Config, plan: &Plan) -> Result<(), Vec<String>> {
         Ok(())
     } else {
         Err(failed)
+    }
+}
+
+/// `scorestream reset`: prints the plan; carries it out only with `yes` (and not `dry_run`).
+pub async fn command(config: Config, yes: bool, dry_run: bool) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let plan = plan(&config)?;
+        print!("{plan}");
+        if dry_run {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !yes {
+            eprintln!("nothing changed: add --yes to do it");
+            return Ok(ExitCode::from(2));
+        }
+        match execute(&config, &plan) {
+            Ok(()) => {
+                println!("reset done");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(failed) => Err(format!("these steps failed:\n  {}", failed.join("\n  "))),
+        }
+    })
+    .await;
+    match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

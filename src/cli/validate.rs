@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::app;
 use crate::config::Config;
+use crate::topology;
 
 /// Configuration keys that name the other files: when one of them is wrong, those files
 /// are unknown and are not checked (checking the bundled ones instead would mislead).
@@ -57,7 +57,7 @@ pub fn validate(config_path: Option<&Path>, rules: Option<PathBuf>) -> Report {
     if !files_known {
         match rules {
             Some(_) => {
-                if let Err(e) = app::rules(&config) {
+                if let Err(e) = topology::rules(&config) {
                     report.problems.push(e.to_string());
                 }
                 report.problems.push(format!(
@@ -70,7 +70,7 @@ pub fn validate(config_path: Option<&Path>, rules: Option<PathBuf>) -> Report {
         }
         return report;
     }
-    let parts = match app::Components::load(&config) {
+    let parts = match topology::Components::load(&config) {
         Ok(p) => p,
         Err(e) => {
             report
@@ -79,7 +79,7 @@ pub fn validate(config_path: Option<&Path>, rules: Option<PathBuf>) -> Report {
             return report;
         }
     };
-    let topology = match app::build_topology(&config, &parts, None) {
+    let topology = match topology::build_topology(&config, &parts, None) {
         Ok(t) => t,
         Err(e) => {
             report.problems.push(format!("invalid topology: {e}"));
@@ -92,7 +92,7 @@ pub fn validate(config_path: Option<&Path>, rules: Option<PathBuf>) -> Report {
     report
 }
 
-fn summary(config: &Config, parts: &app::Components, t: &crate::engine::Topology) -> String {
+fn summary(config: &Config, parts: &topology::Components, t: &crate::engine::Topology) -> String {
     let mut s = String::new();
     let r = &parts.rules;
     let _ = writeln!(
@@ -145,4 +145,19 @@ fn summary(config: &Config, parts: &app::Components, t: &crate::engine::Topology
     );
     s.push_str("OK\n");
     s
+}
+
+/// `scorestream validate`: every problem of every file on stderr (exit 2), or what was
+/// checked on stdout.
+pub fn command(config: Option<&Path>, rules: Option<PathBuf>) -> std::process::ExitCode {
+    let report = validate(config, rules);
+    if report.ok() {
+        print!("{}", report.summary);
+        std::process::ExitCode::SUCCESS
+    } else {
+        for p in &report.problems {
+            eprintln!("{p}");
+        }
+        std::process::ExitCode::from(2)
+    }
 }

@@ -89,7 +89,7 @@ pub fn document() -> Value {
                 "parameters": [
                     {"name": "board", "in": "path", "required": true, "description": "A board id of the rules file's [leaderboards.<id>].", "schema": {"type": "string"}},
                     {"name": "period", "in": "query", "required": false, "description": "daily, weekly, monthly, all_time (the current one), or a period key such as daily:2024-01-15. Default: all_time if the board keeps it, else its first period.", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "required": false, "description": "Entries from the top.", "schema": {"type": "integer", "minimum": 1, "maximum": crate::app::query::MAX_LIMIT, "default": 100}}
+                    {"name": "limit", "in": "query", "required": false, "description": "Entries from the top.", "schema": {"type": "integer", "minimum": 1, "maximum": crate::topology::query::MAX_LIMIT, "default": 100}}
                 ],
                 "responses": {
                     "200": query_answer("Leaderboard", "The ranking (empty when nothing was ranked in the period yet)."),

@@ -5,6 +5,7 @@
 mod live;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,12 +16,12 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::app::{self, DLQ_SUFFIX, EVENTS_BY_CUSTOMER};
 use crate::config::Config;
 use crate::generator::{Generator, GeneratorConfig, DEMO_TOPICS};
 use crate::ingest::event::CanonicalEvent;
 use crate::metrics::Metrics;
 use crate::runtime;
+use crate::topology::{self, DLQ_SUFFIX, EVENTS_BY_CUSTOMER};
 
 /// Demo settings (the CLI's flags).
 #[derive(Debug, Clone)]
@@ -82,6 +83,25 @@ fn per_label(v: &prometheus::IntCounterVec) -> BTreeMap<String, u64> {
     out
 }
 
+/// `scorestream demo` from its flags: runs it, fails if it did.
+pub async fn command(args: crate::cli::args::DemoArgs) -> std::process::ExitCode {
+    let opts = DemoOptions {
+        events: args.events,
+        rate: args.rate,
+        customers: args.customers,
+        bad_ratio: args.bad_ratio,
+        partitions: args.partitions,
+        ..DemoOptions::default()
+    };
+    match run(opts).await {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {}", crate::error_chain::display(e.chain()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the demo to completion and prints as it goes.
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let cluster = MockCluster::new(1).context("cannot start the in-process mock Kafka cluster")?;
@@ -91,19 +111,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             .create_topic(t, opts.partitions, 1)
             .with_context(|| format!("cannot create topic {t}"))?;
     }
-    let mut config = Config {
-        application_id: "scorestream-demo".into(),
-        bootstrap_servers: bootstrap.clone(),
-        inputs: DEMO_TOPICS.iter().map(|s| s.to_string()).collect(),
-        ..Config::default()
-    };
-    config.runtime.replication_factor = 1;
-    // Demo state lives in a scratch directory removed at the end.
-    let state_dir = std::env::temp_dir().join(format!("scorestream-demo-{}", std::process::id()));
-    config.state_dir = state_dir.clone();
-    let _cleanup = RemoveOnDrop(state_dir);
-    config.runtime.commit_interval = Duration::from_millis(500);
-    config.runtime.session_timeout = Duration::from_secs(6);
+    let (config, _cleanup) = demo_config(&bootstrap);
     println!("ScoreStream demo: in-process mock Kafka at {bootstrap}");
     println!(
         "  sending {} seed-shaped events ({:.0}% bad) for {} customers to {} at ~{}/s",
@@ -114,8 +122,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         opts.rate
     );
     let metrics = Metrics::new();
-    let parts = app::Components::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let topology = app::build_topology(&config, &parts, Some(metrics.clone()))?;
+    let parts = topology::Components::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let topology = topology::build_topology(&config, &parts, Some(metrics.clone()))?;
     println!("\n{}", topology.describe());
     // The mock cluster does not implement CreateTopics: create what the runtime plans.
     let existing = DEMO_TOPICS
@@ -133,13 +141,67 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         &config.gamification.results_topic,
         config.runtime.output_partitions,
     )?;
+    let sent_counter = Arc::new(AtomicU64::new(0));
+    let generator = spawn_generator(&opts, &bootstrap, sent_counter.clone());
 
-    // The generator runs on its own thread, paced to the requested rate.
+    let out_topic = format!("{}-{EVENTS_BY_CUSTOMER}", config.application_id);
+    let watched = Watched {
+        config: &config,
+        metrics: &metrics,
+        out_topic: &out_topic,
+        sent: &sent_counter,
+    };
+    let mut report = watched
+        .until_settled(&opts, &live, &generator, &handle)
+        .await;
+    let (sent, bad) = generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
+    report.sent = sent;
+    report.sent_bad = bad;
+    handle.shutdown();
+    handle.join()?;
+    print_samples(&bootstrap, &out_topic, opts.partitions)?;
+    // Let the view catch up with the last records before the final picture.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    live.stop();
+    print_final(&mut report, &live, &metrics);
+    if report.rekeyed + report.dead_lettered < sent {
+        bail!(
+            "only {} of {sent} events accounted for",
+            report.rekeyed + report.dead_lettered
+        );
+    }
+    drop(cluster);
+    Ok(report)
+}
+
+/// The demo's configuration against the mock cluster at `bootstrap`; its state lives in a
+/// scratch directory removed when the guard drops.
+fn demo_config(bootstrap: &str) -> (Config, RemoveOnDrop) {
+    let mut config = Config {
+        application_id: "scorestream-demo".into(),
+        bootstrap_servers: bootstrap.to_string(),
+        inputs: DEMO_TOPICS.iter().map(|s| s.to_string()).collect(),
+        ..Config::default()
+    };
+    config.runtime.replication_factor = 1;
+    let state_dir = std::env::temp_dir().join(format!("scorestream-demo-{}", std::process::id()));
+    config.state_dir = state_dir.clone();
+    config.runtime.commit_interval = Duration::from_millis(500);
+    config.runtime.session_timeout = Duration::from_secs(6);
+    (config, RemoveOnDrop(state_dir))
+}
+
+/// The generator on its own thread, paced to the requested rate; returns (sent, bad).
+fn spawn_generator(
+    opts: &DemoOptions,
+    bootstrap: &str,
+    sent: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<anyhow::Result<(u64, u64)>> {
     let gen_opts = opts.clone();
-    let gen_bootstrap = bootstrap.clone();
-    let sent_counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let sent_by_generator = sent_counter.clone();
-    let generator = std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
+    let gen_bootstrap = bootstrap.to_string();
+    std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &gen_bootstrap)
             .set("linger.ms", "5")
@@ -165,7 +227,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
                 }
             }
             producer.poll(Duration::ZERO);
-            sent_by_generator.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            sent.fetch_add(1, Ordering::Relaxed);
             let due = Duration::from_secs_f64((i + 1) as f64 / gen_opts.rate.max(1) as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
@@ -173,83 +235,104 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         }
         producer.flush(Duration::from_secs(30))?;
         Ok((gen_opts.events, bad))
-    });
+    })
+}
 
-    let out_topic = format!("{}-{EVENTS_BY_CUSTOMER}", config.application_id);
-    let started = Instant::now();
-    let mut last = BTreeMap::new();
-    let mut report = DemoReport::default();
-    let mut settled = 0;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let consumed = per_label(&metrics.records_consumed);
-        let rekeyed = sum(&metrics.records_produced, |t| t == out_topic);
-        let dlq = sum(&metrics.records_produced, |t| t.ends_with(DLQ_SUFFIX));
-        let total: u64 = DEMO_TOPICS
-            .iter()
-            .map(|t| consumed.get(*t).copied().unwrap_or(0))
-            .sum();
-        let gamified = consumed.get(&out_topic).copied().unwrap_or(0);
-        let results = sum(&metrics.records_produced, |t| {
-            t == config.gamification.results_topic
-        });
-        let predictions = sum(&metrics.records_produced, |t| {
-            t == config.churn.predictions_topic
-        });
-        let alerts = sum(&metrics.records_produced, |t| {
-            t == config.churn.alerts_topic
-        });
-        let rates: Vec<String> = DEMO_TOPICS
-            .iter()
-            .map(|t| {
-                let now = consumed.get(*t).copied().unwrap_or(0);
-                let before = last.get(*t).copied().unwrap_or(0);
-                format!("{}={}/s", t.trim_end_matches("-events"), now - before)
-            })
-            .collect();
-        let secs = started.elapsed().as_secs();
-        println!(
-            "[{secs:>3}s] sent={} in={total} ({}) dlq={dlq} re-keyed={rekeyed} gamified={gamified} results={results} churn-predictions={predictions} alerts={alerts}",
-            sent_counter.load(std::sync::atomic::Ordering::Relaxed),
-            rates.join(" ")
-        );
-        if secs.is_multiple_of(3) {
-            for line in live.view.lock().expect("view lock").render() {
-                println!("{line}");
+/// What the once-a-second summary reads.
+struct Watched<'a> {
+    config: &'a Config,
+    metrics: &'a Metrics,
+    /// `<app-id>-events-by-customer`.
+    out_topic: &'a str,
+    sent: &'a AtomicU64,
+}
+
+impl Watched<'_> {
+    /// Prints a summary line a second (and the live view every three) until every event
+    /// is in and settled, the runtime stops, or the demo times out.
+    async fn until_settled(
+        &self,
+        opts: &DemoOptions,
+        live: &live::LiveView,
+        generator: &std::thread::JoinHandle<anyhow::Result<(u64, u64)>>,
+        handle: &runtime::RuntimeHandle,
+    ) -> DemoReport {
+        let (config, metrics, out_topic) = (self.config, self.metrics, self.out_topic);
+        let started = Instant::now();
+        let mut last = BTreeMap::new();
+        let mut report = DemoReport::default();
+        let mut settled = 0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let consumed = per_label(&metrics.records_consumed);
+            let rekeyed = sum(&metrics.records_produced, |t| t == out_topic);
+            let dlq = sum(&metrics.records_produced, |t| t.ends_with(DLQ_SUFFIX));
+            let total: u64 = DEMO_TOPICS
+                .iter()
+                .map(|t| consumed.get(*t).copied().unwrap_or(0))
+                .sum();
+            let gamified = consumed.get(out_topic).copied().unwrap_or(0);
+            let results = sum(&metrics.records_produced, |t| {
+                t == config.gamification.results_topic
+            });
+            let predictions = sum(&metrics.records_produced, |t| {
+                t == config.churn.predictions_topic
+            });
+            let alerts = sum(&metrics.records_produced, |t| {
+                t == config.churn.alerts_topic
+            });
+            let rates: Vec<String> = DEMO_TOPICS
+                .iter()
+                .map(|t| {
+                    let now = consumed.get(*t).copied().unwrap_or(0);
+                    let before = last.get(*t).copied().unwrap_or(0);
+                    format!("{}={}/s", t.trim_end_matches("-events"), now - before)
+                })
+                .collect();
+            let secs = started.elapsed().as_secs();
+            println!(
+                "[{secs:>3}s] sent={} in={total} ({}) dlq={dlq} re-keyed={rekeyed} gamified={gamified} results={results} churn-predictions={predictions} alerts={alerts}",
+                self.sent.load(Ordering::Relaxed),
+                rates.join(" ")
+            );
+            if secs.is_multiple_of(3) {
+                for line in live.view.lock().expect("view lock").render() {
+                    println!("{line}");
+                }
+            }
+            last = consumed;
+            report.consumed = total;
+            report.rekeyed = rekeyed;
+            report.dead_lettered = dlq;
+            let all_in = generator.is_finished()
+                && total >= opts.events
+                && rekeyed + dlq >= opts.events
+                && gamified >= rekeyed;
+            // Two more ticks so the last leaderboard suppression interval is published.
+            settled = if all_in { settled + 1 } else { 0 };
+            if settled > 2 {
+                break;
+            }
+            if handle.is_finished() {
+                break;
+            }
+            if started.elapsed() > opts.timeout {
+                eprintln!("demo: timed out after {:?}", opts.timeout);
+                break;
             }
         }
-        last = consumed;
-        report.consumed = total;
-        report.rekeyed = rekeyed;
-        report.dead_lettered = dlq;
-        let all_in = generator.is_finished()
-            && total >= opts.events
-            && rekeyed + dlq >= opts.events
-            && gamified >= rekeyed;
-        // Two more ticks so the last leaderboard suppression interval is published.
-        settled = if all_in { settled + 1 } else { 0 };
-        if settled > 2 {
-            break;
-        }
-        if handle.is_finished() {
-            break;
-        }
-        if started.elapsed() > opts.timeout {
-            eprintln!("demo: timed out after {:?}", opts.timeout);
-            break;
-        }
+        report
     }
-    let (sent, bad) = generator
-        .join()
-        .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
-    report.sent = sent;
-    report.sent_bad = bad;
-    handle.shutdown();
-    handle.join()?;
-    print_samples(&bootstrap, &out_topic, opts.partitions)?;
-    // Let the view catch up with the last records before the final picture.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    live.stop();
+}
+
+/// The final standings and the totals; fills in `report.results`.
+fn print_final(report: &mut DemoReport, live: &live::LiveView, metrics: &Metrics) {
+    let joined = |m: &BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(t, n)| format!("{t}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let view = live.view.lock().expect("view lock");
     println!("\nFinal standings:");
     for line in view.render() {
@@ -257,41 +340,24 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     }
     report.results = view.results_by_type.values().sum();
     println!(
-        "\nDone: sent {sent} ({bad} bad), consumed {}, re-keyed {}, dead-lettered {}; {} gamification results ({}).",
+        "\nDone: sent {} ({} bad), consumed {}, re-keyed {}, dead-lettered {}; {} gamification results ({}).",
+        report.sent,
+        report.sent_bad,
         report.consumed,
         report.rekeyed,
         report.dead_lettered,
         report.results,
-        view.results_by_type
-            .iter()
-            .map(|(t, n)| format!("{t}={n}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        joined(&view.results_by_type)
     );
     let by_band = per_label(&metrics.churn_predictions);
+    let alerts = per_label(&metrics.churn_alerts);
     println!(
         "Churn: {} predictions by band|trigger ({}), {} alerts ({}).",
         by_band.values().sum::<u64>(),
-        by_band
-            .iter()
-            .map(|(t, n)| format!("{t}={n}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        per_label(&metrics.churn_alerts).values().sum::<u64>(),
-        per_label(&metrics.churn_alerts)
-            .iter()
-            .map(|(t, n)| format!("{t}={n}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        joined(&by_band),
+        alerts.values().sum::<u64>(),
+        joined(&alerts)
     );
-    if report.rekeyed + report.dead_lettered < sent {
-        bail!(
-            "only {} of {sent} events accounted for",
-            report.rekeyed + report.dead_lettered
-        );
-    }
-    drop(cluster);
-    Ok(report)
 }
 
 fn read_some(

@@ -17,6 +17,9 @@ pub struct TopologyBuilder {
     stores: Vec<StoreDecl>,
     /// `(store, processor)` connections, resolved at build time.
     store_users: Vec<(String, String)>,
+    /// `(processor, child)`: the children a processor says it forwards to, checked at build
+    /// time instead of when a task first looks them up.
+    outputs: Vec<(String, String)>,
 }
 
 enum PendingKind {
@@ -84,6 +87,15 @@ impl TopologyBuilder {
         self
     }
 
+    /// Declares the children `processor` forwards to (its outputs): [`Self::build`] fails
+    /// if one is not a node fed by `processor`, rather than the task failing at start.
+    pub fn declare_outputs(&mut self, processor: &str, children: &[&str]) -> &mut Self {
+        for c in children {
+            self.outputs.push((processor.to_string(), c.to_string()));
+        }
+        self
+    }
+
     /// Declares a store holding `K → V` and connects it to the processors that use it
     /// (declared before or after). Returns the typed handle the processors' factories
     /// capture. Processors sharing a store always land in the same sub-topology.
@@ -104,30 +116,7 @@ impl TopologyBuilder {
     /// derives sub-topologies. Every error is reported, not only the first.
     pub fn build(&self, app_id: &str) -> Result<Topology, TopologyError> {
         let mut errors = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for (i, (name, _, _)) in self.nodes.iter().enumerate() {
-            if index.insert(name.as_str(), i).is_some() {
-                errors.push(TopologyError::DuplicateName(name.clone()));
-            }
-        }
-        let mut seen_stores = std::collections::HashSet::new();
-        for d in &self.stores {
-            if !seen_stores.insert(d.name.as_str()) {
-                errors.push(TopologyError::DuplicateStore(d.name.clone()));
-            }
-        }
-        for (store, processor) in &self.store_users {
-            let ok = matches!(
-                index.get(processor.as_str()).map(|&i| &self.nodes[i].1),
-                Some(PendingKind::Processor(..))
-            );
-            if !ok {
-                errors.push(TopologyError::UnknownStoreUser {
-                    store: store.clone(),
-                    processor: processor.clone(),
-                });
-            }
-        }
+        let index = self.check_declarations(&mut errors);
         let mut nodes: Vec<Node> = Vec::with_capacity(self.nodes.len());
         let mut read_by: BTreeMap<String, usize> = BTreeMap::new();
         for (i, (name, kind, parents)) in self.nodes.iter().enumerate() {
@@ -205,6 +194,59 @@ impl TopologyBuilder {
                 nodes[p].children.push(i);
             }
         }
+        let (internal_sources, internal_sinks) = self.internal_topics(app_id);
+        Ok(Topology::derive(
+            app_id,
+            nodes,
+            self.stores.clone(),
+            &internal_sources,
+            &internal_sinks,
+        ))
+    }
+
+    /// Node names are unique, store names too, store connections name processors and every
+    /// declared output is a node fed by its processor. Returns the node index by name.
+    fn check_declarations(&self, errors: &mut Vec<TopologyError>) -> HashMap<&str, usize> {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, (name, _, _)) in self.nodes.iter().enumerate() {
+            if index.insert(name.as_str(), i).is_some() {
+                errors.push(TopologyError::DuplicateName(name.clone()));
+            }
+        }
+        let mut seen_stores = std::collections::HashSet::new();
+        for d in &self.stores {
+            if !seen_stores.insert(d.name.as_str()) {
+                errors.push(TopologyError::DuplicateStore(d.name.clone()));
+            }
+        }
+        for (store, processor) in &self.store_users {
+            let ok = matches!(
+                index.get(processor.as_str()).map(|&i| &self.nodes[i].1),
+                Some(PendingKind::Processor(..))
+            );
+            if !ok {
+                errors.push(TopologyError::UnknownStoreUser {
+                    store: store.clone(),
+                    processor: processor.clone(),
+                });
+            }
+        }
+        for (processor, child) in &self.outputs {
+            let fed = index
+                .get(child.as_str())
+                .is_some_and(|&i| self.nodes[i].2.iter().any(|p| p == processor));
+            if !fed {
+                errors.push(TopologyError::UnknownOutput {
+                    processor: processor.clone(),
+                    child: child.clone(),
+                });
+            }
+        }
+        index
+    }
+
+    /// The internal topics read (repartition sources) and written, with their full names.
+    fn internal_topics(&self, app_id: &str) -> (Vec<String>, Vec<String>) {
         let internal_sinks = self
             .nodes
             .iter()
@@ -226,12 +268,6 @@ impl TopologyBuilder {
             .filter(|t| matches!(t, TopicRef::Internal(_)))
             .map(|t| t.resolve(app_id))
             .collect();
-        Ok(Topology::derive(
-            app_id,
-            nodes,
-            self.stores.clone(),
-            &internal_sources,
-            &internal_sinks,
-        ))
+        (internal_sources, internal_sinks)
     }
 }

@@ -331,10 +331,6 @@ impl StreamTask {
         out.append(&mut self.outputs);
     }
 
-    pub fn has_outputs(&self) -> bool {
-        !self.outputs.is_empty()
-    }
-
     fn dispatch(&mut self, node: usize, record: Record, wall_clock: i64) -> Result<(), TaskError> {
         match &self.nodes[node].slot {
             Slot::Source => {

@@ -351,8 +351,8 @@ mod tests {
     const NOW: i64 = 1_893_456_000_000;
 
     fn bundled(config: &Config) -> TopologyTestDriver {
-        let parts = crate::app::Components::load(config).unwrap();
-        let topology = crate::app::build_topology(config, &parts, None).unwrap();
+        let parts = crate::topology::Components::load(config).unwrap();
+        let topology = crate::topology::build_topology(config, &parts, None).unwrap();
         TopologyTestDriver::with_partitions(topology, 2, NOW)
     }
 

@@ -3,7 +3,7 @@
 //! [`super::builder::TopologyBuilder`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::sync::Arc;
 
 use super::processor::Processor;
@@ -46,16 +46,6 @@ pub enum SinkTopic {
         suffix: String,
         origins: Vec<String>,
     },
-}
-
-impl SinkTopic {
-    /// The suffix of a topic derived from the record's source, if this is one.
-    pub fn suffix(&self) -> Option<&str> {
-        match self {
-            SinkTopic::Fixed(_) => None,
-            SinkTopic::SourceSuffix(s) | SinkTopic::OriginSuffix { suffix: s, .. } => Some(s),
-        }
-    }
 }
 
 /// How a sink chooses the partition.
@@ -131,6 +121,8 @@ pub enum TopologyError {
     TopicReadTwice(String),
     #[error("store '{store}' is connected to '{processor}', which is not a processor")]
     UnknownStoreUser { store: String, processor: String },
+    #[error("processor '{processor}' forwards to '{child}', which is not a node it feeds")]
+    UnknownOutput { processor: String, child: String },
     #[error("store name '{0}' is declared twice")]
     DuplicateStore(String),
     #[error("source '{0}' reads no topic")]
@@ -192,117 +184,15 @@ impl Topology {
         internal_sources: &[String],
         internal_sinks: &[String],
     ) -> Topology {
-        // Union-find over parent/child edges and shared stores.
-        let mut parent: Vec<usize> = (0..nodes.len()).collect();
-        fn find(p: &mut [usize], x: usize) -> usize {
-            let mut r = x;
-            while p[r] != r {
-                r = p[r];
-            }
-            let mut x = x;
-            while p[x] != r {
-                let next = p[x];
-                p[x] = r;
-                x = next;
-            }
-            r
-        }
-        fn union(p: &mut [usize], a: usize, b: usize) {
-            let (ra, rb) = (find(p, a), find(p, b));
-            if ra != rb {
-                let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-                p[hi] = lo;
-            }
-        }
-        let mut store_users: HashMap<&str, usize> = HashMap::new();
-        for (i, n) in nodes.iter().enumerate() {
-            for &c in &n.children {
-                union(&mut parent, i, c);
-            }
-            if let NodeKind::Processor { stores, .. } = &n.kind {
-                for s in stores {
-                    if let Some(&other) = store_users.get(s.as_str()) {
-                        union(&mut parent, i, other);
-                    } else {
-                        store_users.insert(s.as_str(), i);
-                    }
-                }
-            }
-        }
-        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for i in 0..nodes.len() {
-            let r = find(&mut parent, i);
-            groups.entry(r).or_default().push(i);
-        }
-        let mut subtopologies = Vec::new();
-        let mut topic_to_subtopology = HashMap::new();
-        for (id, (_, members)) in groups.into_iter().enumerate() {
-            let mut source_topics = Vec::new();
-            let mut sink_topics = BTreeSet::new();
-            let mut sub_stores = BTreeSet::new();
-            for &m in &members {
-                match &nodes[m].kind {
-                    NodeKind::Source { topics } => {
-                        for t in topics {
-                            topic_to_subtopology.insert(t.clone(), id);
-                            source_topics.push(t.clone());
-                        }
-                    }
-                    NodeKind::Sink {
-                        topic: SinkTopic::Fixed(t),
-                        ..
-                    } => {
-                        sink_topics.insert(t.clone());
-                    }
-                    NodeKind::Sink { .. } => {}
-                    NodeKind::Processor { stores, .. } => {
-                        sub_stores.extend(stores.iter().cloned());
-                    }
-                }
-            }
-            subtopologies.push(SubTopology {
-                id,
-                nodes: members,
-                source_topics,
-                sink_topics: sink_topics.into_iter().collect(),
-                stores: sub_stores.into_iter().collect(),
-            });
-        }
-        let mut internal_topics = Vec::new();
-        for st in &subtopologies {
-            for t in &st.source_topics {
-                if internal_sources.contains(t) {
-                    internal_topics.push(InternalTopic {
-                        name: t.clone(),
-                        kind: InternalTopicKind::Repartition,
-                        subtopology: st.id,
-                    });
-                }
-            }
-            for s in &st.stores {
-                if stores.iter().any(|d| &d.name == s && d.logged) {
-                    internal_topics.push(InternalTopic {
-                        name: changelog_topic(app_id, s),
-                        kind: InternalTopicKind::Changelog,
-                        subtopology: st.id,
-                    });
-                }
-            }
-        }
-        // An internal topic written but not (yet) read by this topology is still ours to create.
-        for t in internal_sinks {
-            if !internal_topics.iter().any(|i| &i.name == t) {
-                let writer = subtopologies
-                    .iter()
-                    .find(|s| s.sink_topics.contains(t))
-                    .map_or(0, |s| s.id);
-                internal_topics.push(InternalTopic {
-                    name: t.clone(),
-                    kind: InternalTopicKind::Repartition,
-                    subtopology: writer,
-                });
-            }
-        }
+        let groups = connected_groups(&nodes);
+        let (subtopologies, topic_to_subtopology) = subtopologies_of(&nodes, groups);
+        let internal_topics = internal_topics_of(
+            app_id,
+            &subtopologies,
+            &stores,
+            internal_sources,
+            internal_sinks,
+        );
         Topology {
             inner: Arc::new(TopologyInner {
                 app_id: app_id.to_string(),
@@ -405,130 +295,150 @@ impl Topology {
     pub fn stores(&self) -> &[StoreDecl] {
         &self.inner.stores
     }
-
-    /// A text description in the style of Kafka Streams' `TopologyDescription`.
-    pub fn describe(&self) -> String {
-        let mut s = String::from("Topologies:\n");
-        for st in &self.inner.subtopologies {
-            let _ = writeln!(s, "   Sub-topology: {}", st.id);
-            for &n in &st.nodes {
-                let node = &self.inner.nodes[n];
-                let names = |ids: &[usize]| {
-                    ids.iter()
-                        .map(|&i| self.inner.nodes[i].name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                match &node.kind {
-                    NodeKind::Source { topics } => {
-                        let _ = writeln!(
-                            s,
-                            "    Source: {} (topics: [{}])",
-                            node.name,
-                            topics.join(", ")
-                        );
-                    }
-                    NodeKind::Processor { stores, .. } => {
-                        let _ = writeln!(
-                            s,
-                            "    Processor: {} (stores: [{}])",
-                            node.name,
-                            stores.join(", ")
-                        );
-                    }
-                    NodeKind::Sink { topic, .. } => {
-                        let t = match topic {
-                            SinkTopic::Fixed(t) => t.clone(),
-                            SinkTopic::SourceSuffix(sfx) => format!("<source topic>{sfx}"),
-                            SinkTopic::OriginSuffix { suffix, .. } => {
-                                format!("<original input topic>{suffix}")
-                            }
-                        };
-                        let _ = writeln!(s, "    Sink: {} (topic: {})", node.name, t);
-                    }
-                }
-                if !node.children.is_empty() {
-                    let _ = writeln!(s, "      --> {}", names(&node.children));
-                }
-                if !node.parents.is_empty() {
-                    let _ = writeln!(s, "      <-- {}", names(&node.parents));
-                }
-            }
-            s.push('\n');
-        }
-        s
-    }
-}
-
-impl Topology {
-    /// The topology as a Mermaid flowchart: one subgraph per sub-topology, topics as
-    /// stadium nodes, stores as cylinders (paste into any Markdown that renders Mermaid).
-    pub fn describe_mermaid(&self) -> String {
-        let mut s = String::from("flowchart LR\n");
-        let mut topics: Vec<String> = Vec::new();
-        let topic_id = |t: &str, topics: &mut Vec<String>| {
-            let i = topics.iter().position(|x| x == t).unwrap_or_else(|| {
-                topics.push(t.to_string());
-                topics.len() - 1
-            });
-            format!("t{i}")
-        };
-        let mut edges = Vec::new();
-        let mut stores = Vec::new();
-        for st in &self.inner.subtopologies {
-            let _ = writeln!(s, "  subgraph st{}[\"sub-topology {}\"]", st.id, st.id);
-            for &n in &st.nodes {
-                let node = &self.inner.nodes[n];
-                let label = node.name.replace('"', "'");
-                match &node.kind {
-                    NodeKind::Source { topics: ts } => {
-                        let _ = writeln!(s, "    n{n}[/\"{label}\"/]");
-                        for t in ts {
-                            edges.push(format!("  {} --> n{n}", topic_id(t, &mut topics)));
-                        }
-                    }
-                    NodeKind::Processor { stores: ss, .. } => {
-                        let _ = writeln!(s, "    n{n}[\"{label}\"]");
-                        for store in ss {
-                            stores.push(format!(
-                                "  n{n} <--> s_{}[(\"{store}\")]",
-                                store.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-                            ));
-                        }
-                    }
-                    NodeKind::Sink { topic, .. } => {
-                        let _ = writeln!(s, "    n{n}[\\\"{label}\"\\]");
-                        let t = match topic {
-                            SinkTopic::Fixed(t) => t.clone(),
-                            SinkTopic::SourceSuffix(sfx) => format!("<source topic>{sfx}"),
-                            SinkTopic::OriginSuffix { suffix, .. } => {
-                                format!("<original input topic>{suffix}")
-                            }
-                        };
-                        edges.push(format!("  n{n} --> {}", topic_id(&t, &mut topics)));
-                    }
-                }
-                for &c in &node.children {
-                    edges.push(format!("  n{n} --> n{c}"));
-                }
-            }
-            s.push_str("  end\n");
-        }
-        for (i, t) in topics.iter().enumerate() {
-            let _ = writeln!(s, "  t{i}([\"{}\"])", t.replace('"', "'"));
-        }
-        for line in stores.iter().chain(&edges) {
-            s.push_str(line);
-            s.push('\n');
-        }
-        s
-    }
 }
 
 impl fmt::Debug for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.describe())
     }
+}
+
+/// The nodes connected by parent/child edges or a shared store (union-find), as groups of
+/// node indexes by their smallest member: each group is one sub-topology.
+fn connected_groups(nodes: &[Node]) -> BTreeMap<usize, Vec<usize>> {
+    // Union-find over parent/child edges and shared stores.
+    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    fn find(p: &mut [usize], x: usize) -> usize {
+        let mut r = x;
+        while p[r] != r {
+            r = p[r];
+        }
+        let mut x = x;
+        while p[x] != r {
+            let next = p[x];
+            p[x] = r;
+            x = next;
+        }
+        r
+    }
+    fn union(p: &mut [usize], a: usize, b: usize) {
+        let (ra, rb) = (find(p, a), find(p, b));
+        if ra != rb {
+            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            p[hi] = lo;
+        }
+    }
+    let mut store_users: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for &c in &n.children {
+            union(&mut parent, i, c);
+        }
+        if let NodeKind::Processor { stores, .. } = &n.kind {
+            for s in stores {
+                if let Some(&other) = store_users.get(s.as_str()) {
+                    union(&mut parent, i, other);
+                } else {
+                    store_users.insert(s.as_str(), i);
+                }
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..nodes.len() {
+        let r = find(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    groups
+}
+
+/// The sub-topologies of `groups` in order, with their sources, sinks and stores, and which
+/// sub-topology reads each source topic.
+fn subtopologies_of(
+    nodes: &[Node],
+    groups: BTreeMap<usize, Vec<usize>>,
+) -> (Vec<SubTopology>, HashMap<String, usize>) {
+    let mut subtopologies = Vec::new();
+    let mut topic_to_subtopology = HashMap::new();
+    for (id, (_, members)) in groups.into_iter().enumerate() {
+        let mut source_topics = Vec::new();
+        let mut sink_topics = BTreeSet::new();
+        let mut sub_stores = BTreeSet::new();
+        for &m in &members {
+            match &nodes[m].kind {
+                NodeKind::Source { topics } => {
+                    for t in topics {
+                        topic_to_subtopology.insert(t.clone(), id);
+                        source_topics.push(t.clone());
+                    }
+                }
+                NodeKind::Sink {
+                    topic: SinkTopic::Fixed(t),
+                    ..
+                } => {
+                    sink_topics.insert(t.clone());
+                }
+                NodeKind::Sink { .. } => {}
+                NodeKind::Processor { stores, .. } => {
+                    sub_stores.extend(stores.iter().cloned());
+                }
+            }
+        }
+        subtopologies.push(SubTopology {
+            id,
+            nodes: members,
+            source_topics,
+            sink_topics: sink_topics.into_iter().collect(),
+            stores: sub_stores.into_iter().collect(),
+        });
+    }
+    (subtopologies, topic_to_subtopology)
+}
+
+/// The repartition topics read, the changelogs of logged stores, and the internal topics
+/// written but not (yet) read by this topology, which are still ours to create.
+fn internal_topics_of(
+    app_id: &str,
+    subtopologies: &[SubTopology],
+    stores: &[StoreDecl],
+    internal_sources: &[String],
+    internal_sinks: &[String],
+) -> Vec<InternalTopic> {
+    let mut internal_topics = Vec::new();
+    for st in subtopologies {
+        for t in &st.source_topics {
+            if internal_sources.contains(t) {
+                internal_topics.push(InternalTopic {
+                    name: t.clone(),
+                    kind: InternalTopicKind::Repartition,
+                    subtopology: st.id,
+                });
+            }
+        }
+        for s in &st.stores {
+            if stores.iter().any(|d| &d.name == s && d.logged) {
+                internal_topics.push(InternalTopic {
+                    name: changelog_topic(app_id, s),
+                    kind: InternalTopicKind::Changelog,
+                    subtopology: st.id,
+                });
+            }
+        }
+    }
+    // An internal topic written but not (yet) read by this topology is still ours to create.
+    for t in internal_sinks {
+        if !internal_topics.iter().any(|i| &i.name == t) {
+            let writer = subtopologies
+                .iter()
+                .find(|s| s.sink_topics.contains(t))
+                .map_or(0, |s| s.id);
+            internal_topics.push(InternalTopic {
+                name: t.clone(),
+                kind: InternalTopicKind::Repartition,
+                subtopology: writer,
+            });
+        }
+    }
+    internal_topics
 }
 
 /// The changelog topic of a store: `<app-id>-<store>-changelog`.

@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use serde::de::DeserializeOwned;
 
-use super::compile_game;
-use super::rules::{
-    Filter, FilterValue, LatePolicy, PointType, PointsRule, RuleError, RuleErrors, Rules, Settings,
-    UnitSource,
+use super::compile_check::{
+    entries, event_type_ref, filters, non_negative_cap, point_type_ref, section, time_zone,
+    unit_source, Errs,
 };
+use super::compile_game;
+use super::rules::{LatePolicy, PointType, PointsRule, RuleError, RuleErrors, Rules, Settings};
 use super::spec::{PointTypeSpec, PointsRuleSpec, SettingsSpec};
 use super::time::whole_days;
 
@@ -31,19 +31,6 @@ const SECTIONS: [&str; 10] = [
     "scores",
     "leaderboards",
 ];
-
-/// Collects problems; `key` is the dotted path of the offending setting.
-#[derive(Default)]
-pub(super) struct Errs(pub Vec<RuleError>);
-
-impl Errs {
-    pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(RuleError {
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-}
 
 pub(super) fn compile(text: &str) -> Result<Rules, RuleErrors> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
@@ -128,98 +115,6 @@ fn version(declared: Option<&str>, text: &str) -> String {
     }
 }
 
-/// Deserializes one top-level section, reporting a shape error under its name.
-pub(super) fn section<T: DeserializeOwned>(
-    table: &toml::Table,
-    key: &str,
-    errs: &mut Errs,
-) -> Option<T> {
-    let value = table.get(key)?;
-    lenient(value, key, errs)
-}
-
-/// Deserializes `value`; an unknown key is reported (with the closest known one) and left
-/// out, and the rest tried again, so a typo does not hide the problems of its neighbours.
-fn lenient<T: DeserializeOwned>(value: &toml::Value, path: &str, errs: &mut Errs) -> Option<T> {
-    let mut value = value.clone();
-    loop {
-        let e = match value.clone().try_into::<T>() {
-            Ok(v) => return Some(v),
-            Err(e) => clean(&e.to_string()),
-        };
-        let unknown = e
-            .strip_prefix("unknown field `")
-            .and_then(|r| r.split_once('`'))
-            .map(|(k, _)| k.to_string());
-        match (unknown, &mut value) {
-            (Some(k), toml::Value::Table(t)) if t.contains_key(&k) => {
-                t.remove(&k);
-                let message = crate::config::suggest::unknown_field(&e).unwrap_or(e);
-                errs.push(format!("{path}.{k}"), message);
-            }
-            _ => {
-                errs.push(path, e);
-                return None;
-            }
-        }
-    }
-}
-
-/// Deserializes each entry of a `[section.<id>]` table on its own, so one bad entry does
-/// not hide the problems of the others. Entries that fail are left out.
-pub(super) fn entries<T: DeserializeOwned>(
-    table: &toml::Table,
-    key: &str,
-    errs: &mut Errs,
-) -> BTreeMap<String, T> {
-    let mut out = BTreeMap::new();
-    let Some(value) = table.get(key) else {
-        return out;
-    };
-    let Some(map) = value.as_table() else {
-        errs.push(
-            key,
-            format!("must be a table of entries, found {}", value.type_str()),
-        );
-        return out;
-    };
-    for (id, v) in map {
-        let path = format!("{key}.{id}");
-        check_id(&path, id, errs);
-        if let Some(spec) = lenient(v, &path, errs) {
-            out.insert(id.clone(), spec);
-        }
-    }
-    out
-}
-
-/// Ids appear in output records and state keys: keep them plain.
-fn check_id(path: &str, id: &str, errs: &mut Errs) {
-    let ok = !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !ok {
-        errs.push(path, "id must be non-empty and use only [A-Za-z0-9_-]");
-    }
-}
-
-/// serde's messages through `toml::Value` end in a newline and sometimes mention a
-/// meaningless position; keep the sentence.
-fn clean(message: &str) -> String {
-    message.trim().replace('\n', " ")
-}
-
-pub(super) fn time_zone(key: &str, name: &str, errs: &mut Errs) -> Option<Tz> {
-    match name.parse::<Tz>() {
-        Ok(tz) => Some(tz),
-        Err(_) => {
-            errs.push(key, format!("'{name}' is not an IANA time zone name"));
-            None
-        }
-    }
-}
-
 fn settings(s: &SettingsSpec, errs: &mut Errs) -> Settings {
     let time_zone = s
         .time_zone
@@ -263,16 +158,6 @@ fn settings(s: &SettingsSpec, errs: &mut Errs) -> Settings {
     }
 }
 
-pub(super) fn non_negative_cap(key: String, cap: Option<i64>, errs: &mut Errs) -> Option<i64> {
-    match cap {
-        Some(c) if c < 0 => {
-            errs.push(key, format!("{c} is negative; a cap must be 0 or more"));
-            None
-        }
-        other => other,
-    }
-}
-
 fn point_types(specs: &BTreeMap<String, PointTypeSpec>, errs: &mut Errs) -> Vec<PointType> {
     specs
         .iter()
@@ -289,40 +174,6 @@ fn point_types(specs: &BTreeMap<String, PointTypeSpec>, errs: &mut Errs) -> Vec<
         .collect()
 }
 
-/// A required reference to a point type; reports missing or unknown ones.
-pub(super) fn point_type_ref(
-    key: String,
-    name: Option<&str>,
-    known: &BTreeSet<String>,
-    errs: &mut Errs,
-) -> String {
-    match name {
-        None => {
-            errs.push(key, "required");
-            String::new()
-        }
-        Some(n) if !known.contains(n) => {
-            errs.push(
-                key,
-                format!("unknown point type '{n}' (declare it under [point_types.{n}])"),
-            );
-            n.to_string()
-        }
-        Some(n) => n.to_string(),
-    }
-}
-
-/// A non-empty event type name.
-pub(super) fn event_type_ref(key: String, name: Option<&str>, errs: &mut Errs) -> String {
-    match name.map(str::trim) {
-        Some(n) if !n.is_empty() => n.to_string(),
-        _ => {
-            errs.push(key, "required: a non-empty event type (lower snake case)");
-            String::new()
-        }
-    }
-}
-
 fn finite_non_negative(key: String, v: Option<f64>, errs: &mut Errs) -> f64 {
     match v {
         Some(x) if !x.is_finite() || x < 0.0 => {
@@ -332,41 +183,6 @@ fn finite_non_negative(key: String, v: Option<f64>, errs: &mut Errs) -> f64 {
         Some(x) => x,
         None => 0.0,
     }
-}
-
-pub(super) fn filters(
-    key: &str,
-    when: &BTreeMap<String, toml::Value>,
-    errs: &mut Errs,
-) -> Vec<Filter> {
-    when.iter()
-        .filter_map(|(path, v)| {
-            let equals = match v {
-                toml::Value::Boolean(b) => FilterValue::Bool(*b),
-                toml::Value::Integer(i) => FilterValue::Int(*i),
-                toml::Value::Float(f) => FilterValue::Float(*f),
-                toml::Value::String(s) => FilterValue::Str(s.clone()),
-                other => {
-                    errs.push(
-                        format!("{key}.when.{path}"),
-                        format!(
-                            "must be a string, number or boolean, found {}",
-                            other.type_str()
-                        ),
-                    );
-                    return None;
-                }
-            };
-            Some(Filter {
-                path: path.clone(),
-                equals,
-            })
-        })
-        .collect()
-}
-
-pub(super) fn unit_source(attribute: Option<&String>) -> UnitSource {
-    attribute.map_or(UnitSource::Value, |a| UnitSource::Attribute(a.clone()))
 }
 
 fn points_rules(

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::compile::{
-    entries, event_type_ref, point_type_ref, section, time_zone, unit_source, Errs,
+use super::compile_check::{
+    entries, event_types, point_type_ref, positive_duration, section, time_zone, unit_source,
+    unused, Errs, Refs,
 };
 use super::compile_missions;
 use super::rules::{
@@ -107,45 +108,6 @@ pub(super) fn compile_game(
         leaderboards,
         event_types,
         largest_window_days,
-    }
-}
-
-/// Ids that sections may refer to.
-pub(super) struct Refs<'a> {
-    pub points: &'a BTreeSet<String>,
-    pub streaks: BTreeSet<String>,
-    pub missions: BTreeSet<String>,
-    pub badge_levels: BTreeMap<String, usize>,
-    pub tiers: Option<&'a Tiers>,
-}
-
-pub(super) fn positive_duration(
-    key: String,
-    d: Option<Duration>,
-    errs: &mut Errs,
-) -> Option<Duration> {
-    match d {
-        Some(d) if d.is_zero() => {
-            errs.push(key, "must be above zero");
-            None
-        }
-        other => other,
-    }
-}
-
-pub(super) fn event_types(key: String, types: &[String], errs: &mut Errs) -> Vec<String> {
-    if types.is_empty() {
-        errs.push(key.clone(), "must list at least one event type");
-    }
-    for (i, t) in types.iter().enumerate() {
-        event_type_ref(format!("{key}[{i}]"), Some(t), errs);
-    }
-    types.to_vec()
-}
-
-pub(super) fn unused(key: String, is_set: bool, kind: &str, errs: &mut Errs) {
-    if is_set {
-        errs.push(key, format!("is not used by {kind}; remove it"));
     }
 }
 

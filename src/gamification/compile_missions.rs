@@ -1,8 +1,10 @@
 //! Compiling badges and missions, which refer to each other (a mission's reward badge, a
 //! badge counting a mission's completions) and to streaks, tiers and point types.
 
-use super::compile::{event_type_ref, filters, point_type_ref, unit_source, Errs};
-use super::compile_game::{event_types, positive_duration, unused, Refs};
+use super::compile_check::{
+    event_type_ref, event_types, filters, point_type_ref, positive_duration, unit_source, unused,
+    Errs, Refs,
+};
 use super::rules::{Badge, BadgeLevel, BadgeMetric, Mission, MissionKind, Reward};
 use super::spec::{BadgeSpec, MissionSpec};
 

@@ -7,17 +7,17 @@
 //! inside the grace period counts towards its own local day (caps, streak day, rolling
 //! windows); an older one is [`Applied::Late`] and changes nothing.
 
-use std::collections::BTreeMap;
-
+use super::ctx::Ctx;
+pub use super::ctx::Effects;
 use super::missions::advance_missions;
-use super::output::{GameOutput, LeaderboardUpdate, OutputBody, Trigger};
+use super::output::OutputBody;
 use super::points::award_rules;
 use super::rules::Rules;
 use super::standing::{update_badges, update_scores, update_tier};
 use super::state::{CustomerGameState, SeenEvents};
 use super::streak::StreakChange;
-use super::time::{day_string, local_day, whole_days, LocalDay};
-use crate::ingest::event::CanonicalEvent;
+use super::time::{day_string, local_day, whole_days};
+use crate::domain::event::CanonicalEvent;
 
 /// What applying an event did.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,16 +34,6 @@ pub enum Applied {
     /// it as `unknown_event_type`.
     UnknownEventType,
     Applied(Effects),
-}
-
-/// The results of an applied event.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Effects {
-    /// For `gamification-results`, keyed by the customer id, in a deterministic order.
-    pub outputs: Vec<GameOutput>,
-    /// For the leaderboard repartition topic, keyed by [`LeaderboardUpdate::key`]: one
-    /// per board and period whose total this event changed, sorted by board and period.
-    pub leaderboard: Vec<LeaderboardUpdate>,
 }
 
 /// Applies `event` to `state`.
@@ -81,21 +71,13 @@ pub fn apply(
 
     let tz = rules.customer_time_zone(event);
     let newest_at = state.profile.last_event_at.unwrap_or(event.occurred_at);
-    let mut ctx = Ctx {
+    let mut ctx = Ctx::new(
         rules,
         event,
-        day: local_day(event.occurred_at, tz),
-        newest_day: local_day(newest_at, tz),
-        settle_before: stream_time.saturating_sub(rules.lateness_grace_ms()),
-        trigger: Trigger {
-            customer_id: &event.customer_id,
-            event_id: &event.event_id,
-            occurred_at: event.occurred_at,
-            rules_version: &rules.version,
-        },
-        outputs: Vec::new(),
-        boards: BTreeMap::new(),
-    };
+        local_day(event.occurred_at, tz),
+        local_day(newest_at, tz),
+        stream_time.saturating_sub(rules.lateness_grace_ms()),
+    );
     state
         .days
         .prune_before(ctx.newest_day.saturating_sub(rules.retention_days));
@@ -146,70 +128,5 @@ fn update_streaks(ctx: &mut Ctx<'_>, state: &mut CustomerGameState) {
             freezes_used: s.freezes_used(),
         };
         ctx.emit(body);
-    }
-}
-
-/// What the steps of [`apply`] share: the event, its local day, and what it produced.
-pub(super) struct Ctx<'a> {
-    pub rules: &'a Rules,
-    pub event: &'a CanonicalEvent,
-    /// The event's local day in the customer's zone.
-    pub day: LocalDay,
-    /// The customer's newest local day: where rolling windows end.
-    pub newest_day: LocalDay,
-    /// Stream time minus the grace period: no event older than this can still arrive.
-    pub settle_before: i64,
-    trigger: Trigger<'a>,
-    outputs: Vec<GameOutput>,
-    /// (board, period key) → (period end, the customer's new total, when it was reached).
-    boards: BTreeMap<(String, String), (i64, i64, i64)>,
-}
-
-impl Ctx<'_> {
-    pub fn emit(&mut self, body: OutputBody) {
-        self.outputs.push(GameOutput::new(self.trigger, body));
-    }
-
-    /// Adds to the event's day bucket.
-    pub fn buckets_add(&self, state: &mut CustomerGameState, key: &str, amount: i64) {
-        state.days.add(self.day, key, amount);
-    }
-
-    /// Records a board period's new total; the last one per period is sent.
-    pub fn touch_board(
-        &mut self,
-        board: &str,
-        period_key: String,
-        end_ms: i64,
-        total: i64,
-        reached_at: i64,
-    ) {
-        self.boards
-            .insert((board.to_string(), period_key), (end_ms, total, reached_at));
-    }
-
-    fn finish(self) -> Effects {
-        let t = self.trigger;
-        let leaderboard = self
-            .boards
-            .into_iter()
-            .map(
-                |((board, period), (period_end_ms, total, reached_at))| LeaderboardUpdate {
-                    board,
-                    period,
-                    period_end_ms,
-                    customer_id: t.customer_id.to_string(),
-                    total,
-                    reached_at,
-                    occurred_at: Some(t.occurred_at),
-                    event_id: t.event_id.to_string(),
-                    rules_version: t.rules_version.to_string(),
-                },
-            )
-            .collect();
-        Effects {
-            outputs: self.outputs,
-            leaderboard,
-        }
     }
 }

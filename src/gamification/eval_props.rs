@@ -10,7 +10,7 @@ use super::eval::{apply, Applied};
 use super::eval_tests::{event, ms};
 use super::rules::Rules;
 use super::state::CustomerGameState;
-use crate::ingest::event::CanonicalEvent;
+use crate::domain::event::CanonicalEvent;
 
 /// No caps and no tiers, so totals are a pure function of the deduplicated events.
 const PROP_RULES: &str = r#"

@@ -7,7 +7,7 @@ use super::eval::{apply, Applied, Effects};
 use super::output::GameOutput;
 use super::rules::Rules;
 use super::state::CustomerGameState;
-use crate::ingest::event::{AttrValue, CanonicalEvent};
+use crate::domain::event::{AttrValue, CanonicalEvent};
 
 pub(super) fn ms(s: &str) -> i64 {
     DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::output::{result_id, LeaderboardUpdate, SCHEMA_VERSION};
+use super::output::LeaderboardUpdate;
 use super::time::rfc3339_ms;
+use crate::domain::envelope::Envelope;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -151,13 +152,8 @@ impl TopN {
             .collect();
         #[derive(Serialize)]
         struct Record<'a> {
-            #[serde(rename = "type")]
-            output_type: &'static str,
-            schema_version: u32,
-            result_id: String,
-            customer_id: &'a str,
-            event_id: &'a str,
-            occurred_at: String,
+            #[serde(flatten)]
+            head: Envelope<'a>,
             rules_version: &'a str,
             board: &'a str,
             period: &'a str,
@@ -173,17 +169,13 @@ impl TopN {
             if final_snapshot { "|final" } else { "" }
         );
         let record = Record {
-            output_type: "leaderboard_updated",
-            schema_version: SCHEMA_VERSION,
-            result_id: result_id(
+            head: Envelope::new(
+                "leaderboard_updated",
                 &update.customer_id,
                 &update.event_id,
-                "leaderboard_updated",
+                rfc3339_ms(update.occurred_at.unwrap_or(update.reached_at)),
                 &discriminator,
             ),
-            customer_id: &update.customer_id,
-            event_id: &update.event_id,
-            occurred_at: rfc3339_ms(update.occurred_at.unwrap_or(update.reached_at)),
             rules_version: &update.rules_version,
             board: &update.board,
             period: &update.period,

@@ -10,13 +10,13 @@
 //! events arrived, not on their order. One-off count and sum missions complete once the
 //! total reaches the target, whatever the order.
 
-use super::eval::Ctx;
+use super::ctx::Ctx;
 use super::output::{OutputBody, PointsSource};
 use super::points::credit;
 use super::rounds::{Round, Stepped, Unit};
 use super::rules::{all_match, Mission, MissionKind};
 use super::state::{CustomerGameState, MissionProgress, SeenEvents};
-use crate::ingest::event::CanonicalEvent;
+use crate::domain::event::CanonicalEvent;
 
 /// What one event did to one mission's progress.
 enum Step {

@@ -16,8 +16,10 @@
 //! - [`time`]: local days, ISO weeks and leaderboard period keys in a time zone.
 
 mod compile;
+mod compile_check;
 mod compile_game;
 mod compile_missions;
+mod ctx;
 pub mod eval;
 pub mod leaderboard;
 mod missions;

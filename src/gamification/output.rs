@@ -7,16 +7,19 @@
 //! result is about (a mission id, a badge level...), so re-processing the same event under
 //! at-least-once yields the same ids and consumers can drop repeats.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::time::rfc3339_ms;
 
-pub const SCHEMA_VERSION: u32 = 1;
+use crate::domain::envelope::Envelope;
+pub use crate::domain::envelope::{result_id, SCHEMA_VERSION};
 
-/// One result for `gamification-results`, keyed by the customer id.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One result for `gamification-results`, keyed by the customer id. Serialized as its
+/// [`Envelope`], `rules_version`, then the body's fields.
+#[derive(Clone, Debug, PartialEq)]
 pub struct GameOutput {
-    #[serde(rename = "type")]
     pub output_type: &'static str,
     pub schema_version: u32,
     pub result_id: String,
@@ -25,8 +28,33 @@ pub struct GameOutput {
     /// Event time of the triggering event, RFC 3339 UTC with milliseconds.
     pub occurred_at: String,
     pub rules_version: String,
-    #[serde(flatten)]
     pub body: OutputBody,
+}
+
+impl Serialize for GameOutput {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            #[serde(flatten)]
+            head: Envelope<'a>,
+            rules_version: &'a str,
+            #[serde(flatten)]
+            body: &'a OutputBody,
+        }
+        Wire {
+            head: Envelope {
+                output_type: self.output_type,
+                schema_version: self.schema_version,
+                result_id: Cow::Borrowed(&self.result_id),
+                customer_id: &self.customer_id,
+                event_id: &self.event_id,
+                occurred_at: Cow::Borrowed(&self.occurred_at),
+            },
+            rules_version: &self.rules_version,
+            body: &self.body,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// Where points came from.
@@ -140,27 +168,6 @@ pub struct Trigger<'a> {
     pub event_id: &'a str,
     pub occurred_at: i64,
     pub rules_version: &'a str,
-}
-
-/// `xxh3(customer \0 event \0 type \0 discriminator)` as 16 hex digits.
-pub fn result_id(
-    customer_id: &str,
-    event_id: &str,
-    output_type: &str,
-    discriminator: &str,
-) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for part in [customer_id, event_id, output_type, discriminator] {
-        h.update(part.as_bytes());
-        h.update(&[0]);
-    }
-    let digest = h.digest();
-    // As `format!("{:016x}")`, without the formatting machinery (one per result).
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits: Vec<u8> = (0..16)
-        .map(|i| HEX[((digest >> (60 - 4 * i)) & 0xf) as usize])
-        .collect();
-    String::from_utf8(digits).expect("hex digits")
 }
 
 impl GameOutput {

@@ -1,7 +1,7 @@
 //! Points: what the points rules award for an event (tier multiplier, then caps), and
 //! crediting points to the totals, day buckets and leaderboard periods.
 
-use super::eval::Ctx;
+use super::ctx::Ctx;
 use super::output::{OutputBody, PointsSource};
 use super::rules::{all_match, PointsRule};
 use super::state::{points_key, rule_key, CustomerGameState};

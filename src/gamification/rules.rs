@@ -7,13 +7,12 @@
 //! epoch milliseconds, day counts) so that evaluation never parses or fails.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
 use chrono_tz::Tz;
 
 use super::time::Period;
-use crate::ingest::event::{AttrValue, CanonicalEvent};
+use crate::domain::event::{AttrValue, CanonicalEvent};
 
 /// A rules problem, with the key path it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -271,17 +270,6 @@ impl Rules {
     /// Parses and validates rules; every problem is reported, each with its key path.
     pub fn from_toml_str(text: &str) -> Result<Rules, RuleErrors> {
         super::compile::compile(text)
-    }
-
-    /// Reads and validates a rules file.
-    pub fn load(path: &Path) -> Result<Rules, RuleErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            RuleErrors(vec![RuleError {
-                key: path.display().to_string(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Rules::from_toml_str(&text)
     }
 
     /// The bundled `topology/gamification.toml`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::rules::*;
-use crate::ingest::event::{AttrValue, CanonicalEvent};
+use crate::domain::event::{AttrValue, CanonicalEvent};
 
 fn keys(text: &str) -> Vec<String> {
     let errs = Rules::from_toml_str(text)

@@ -3,7 +3,7 @@
 //! Rolling windows end at the customer's newest local day (not the event's), so a late
 //! event inside grace adds to its own day without pulling the window back in time.
 
-use super::eval::Ctx;
+use super::ctx::Ctx;
 use super::output::OutputBody;
 use super::rules::{BadgeMetric, Curve, ScoreKind, Tiers};
 use super::state::{points_key, score_key, CustomerGameState};

@@ -13,11 +13,11 @@ use tower::ServiceExt;
 use super::query::{StateReader, FORWARDED_HEADER, SERVED_BY_HEADER};
 use super::webhook::{EventSink, Outgoing, Webhook};
 use super::*;
-use crate::app::game::{StoredGameState, STATE_STORE};
-use crate::app::query::QuerySpec;
 use crate::gamification::{CustomerGameState, Rules};
 use crate::runtime::LocalRead;
 use crate::state::codec::{encode_key, encode_value};
+use crate::topology::game::{StoredGameState, STATE_STORE};
+use crate::topology::query::QuerySpec;
 
 /// Answers reads from a map, as one instance that owns the partitions in `owned`.
 struct FakeReader {
@@ -350,7 +350,9 @@ fn webhook_context(token: Option<&str>, sink: Arc<FakeSink>) -> HttpContext {
         token: token.map(str::to_string),
         topic: "customer-events".into(),
         max_body_bytes: 2048,
-        normalizer: Arc::new(crate::app::normalizer(&crate::config::Config::default()).unwrap()),
+        normalizer: Arc::new(
+            crate::topology::normalizer(&crate::config::Config::default()).unwrap(),
+        ),
         sink,
     }));
     ctx

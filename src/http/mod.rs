@@ -86,7 +86,7 @@ impl HttpContext {
     pub fn serve_queries(
         &self,
         reader: Arc<dyn query::StateReader>,
-        spec: Arc<crate::app::query::QuerySpec>,
+        spec: Arc<crate::topology::query::QuerySpec>,
     ) {
         let _ = self.queries.set(query::Queries { reader, spec });
     }

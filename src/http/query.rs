@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{error, HttpContext, RETRY_AFTER_SECS};
-use crate::app::query::{Lookup, QueryError, QuerySpec, MAX_LIMIT};
 use crate::runtime::LocalRead;
+use crate::topology::query::{Lookup, QueryError, QuerySpec, MAX_LIMIT};
 
 /// Set on a request one instance forwards to another; its value is the sender.
 pub const FORWARDED_HEADER: &str = "x-scorestream-forwarded-by";

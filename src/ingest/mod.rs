@@ -1,11 +1,13 @@
-//! Sub-topology 0, ingest: parse, normalize and validate every input shape of the seeds,
-//! dead-letter bad records, re-key good ones by customer id.
+//! The input side of sub-topology 0: parse, normalize and validate every input shape of the
+//! seeds into a [`CanonicalEvent`], or say why not ([`RejectReason`]). The processor that
+//! dead-letters the bad records and re-keys the good ones by customer id is
+//! [`crate::topology::ingest`].
 
 pub mod event;
 pub mod event_type;
+mod fields;
 pub mod mapping;
 pub mod normalize;
-pub mod processor;
 mod raw_json;
 mod scan;
 pub mod timestamp;

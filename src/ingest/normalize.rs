@@ -16,12 +16,11 @@ use std::fmt;
 use serde::de::{self, IgnoredAny};
 use serde_json::value::RawValue;
 
-use super::event::{AttrValue, CanonicalEvent, Origin};
-use super::event_type::normalize_event_type;
+use super::event::{CanonicalEvent, Origin};
+use super::fields;
 use super::mapping::NormalizerConfig;
-use super::raw_json::{classify, flatten, integer_literal, kind_name, InvalidAt, Members, Scalar};
+use super::raw_json::{flatten, InvalidAt, Members};
 use super::scan::{scan, ScanError};
-use super::timestamp;
 
 /// One input record as the normalizer sees it.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +99,7 @@ pub struct Rejection {
     pub message: String,
 }
 
-fn reject<T>(reason: RejectReason, message: impl Into<String>) -> Result<T, Rejection> {
+pub(super) fn reject<T>(reason: RejectReason, message: impl Into<String>) -> Result<T, Rejection> {
     Err(Rejection {
         reason,
         message: message.into(),
@@ -126,118 +125,6 @@ fn first_duplicate<'m>(members: &'m [(Cow<'_, str>, &RawValue)]) -> Option<&'m s
     }
     let mut seen = HashSet::with_capacity(members.len());
     members.iter().map(|(k, _)| &**k).find(|k| !seen.insert(*k))
-}
-
-/// The rejection for a value that is not valid JSON after all (see [`Scalar::Invalid`]).
-fn invalid_value(field: &str) -> Rejection {
-    Rejection {
-        reason: RejectReason::InvalidJson,
-        message: format!("invalid JSON: {field} holds a string or number that cannot be read"),
-    }
-}
-
-/// The customer id, from every alias present: they must all agree, as identity is never
-/// guessed. A null alias counts as absent. Records the indices of the aliases in `used`.
-fn customer_id(
-    members: &[(Cow<'_, str>, &RawValue)],
-    aliases: &[String],
-    used: &mut Vec<usize>,
-) -> Result<String, Rejection> {
-    let mut found: Option<(&str, String)> = None;
-    let mut null_alias = None;
-    for alias in aliases {
-        let Some(i) = members.iter().position(|(k, _)| k == alias) else {
-            continue;
-        };
-        used.push(i);
-        let (name, raw) = &members[i];
-        let id = match classify(raw) {
-            Scalar::Null => {
-                null_alias.get_or_insert(&**name);
-                continue;
-            }
-            Scalar::Int(i) => i.to_string(),
-            Scalar::Str(s) => {
-                let t = s.trim();
-                if t.is_empty() {
-                    return reject(RejectReason::EmptyField, format!("{name} is empty"));
-                }
-                t.to_string()
-            }
-            // An integer beyond 64 bits keeps its exact digits (never through a double).
-            Scalar::Float(_) if integer_literal(raw).is_some() => raw.get().to_string(),
-            Scalar::Invalid => return Err(invalid_value(name)),
-            _ => {
-                return reject(
-                    RejectReason::WrongType,
-                    format!(
-                        "{name} is {} ({}); expected a string or an integer",
-                        kind_name(raw),
-                        raw.get()
-                    ),
-                )
-            }
-        };
-        match &found {
-            None => found = Some((name, id)),
-            Some((first, first_id)) if *first_id != id => {
-                return reject(
-                    RejectReason::DuplicateKey,
-                    format!(
-                        "{first} is '{first_id}' but {name} is '{id}': two different customer ids in one record are never guessed between"
-                    ),
-                )
-            }
-            Some(_) => {}
-        }
-    }
-    match (found, null_alias) {
-        (Some((_, id)), _) => Ok(id),
-        (None, Some(name)) => reject(RejectReason::MissingField, format!("{name} is null")),
-        (None, None) => reject(
-            RejectReason::MissingField,
-            format!("no customer id (looked for {})", aliases.join(", ")),
-        ),
-    }
-}
-
-/// Finds the first alias present among `members`; returns its index.
-fn find(members: &[(Cow<'_, str>, &RawValue)], aliases: &[String]) -> Option<usize> {
-    aliases
-        .iter()
-        .find_map(|a| members.iter().position(|(k, _)| k == a))
-}
-
-fn number_of(v: &AttrValue, field: &str) -> Result<Option<f64>, Rejection> {
-    match v {
-        AttrValue::Null => Ok(None),
-        AttrValue::Int(i) => Ok(Some(*i as f64)),
-        AttrValue::Float(f) => Ok(Some(*f)),
-        AttrValue::Str(s) => match s.trim().parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Some(f)),
-            _ => reject(
-                RejectReason::WrongType,
-                format!("{field} is the string '{s}'; expected a number"),
-            ),
-        },
-        AttrValue::Bool(_) => reject(
-            RejectReason::WrongType,
-            format!("{field} is a boolean; expected a number"),
-        ),
-        AttrValue::Json(_) => reject(
-            RejectReason::WrongType,
-            format!("{field} is an array or object; expected a number"),
-        ),
-    }
-}
-
-/// Lower-cases, without the Unicode machinery when there is nothing to do.
-fn lower(s: &str) -> String {
-    if s.bytes().all(|c| c.is_ascii() && !c.is_ascii_uppercase()) {
-        s.to_string()
-    } else {
-        s.to_lowercase()
-    }
 }
 
 /// The deterministic id of an event without one.
@@ -399,34 +286,8 @@ impl Normalizer {
         let aliases = self.config.mapping.for_topic(input.topic);
         // Indices of the members read as fields; the others become attributes.
         let mut used = Vec::with_capacity(8);
-        let customer_id = customer_id(members, &aliases.customer_id, &mut used)?;
-
-        // event type
-        let Some(ti) = find(members, &aliases.event_type) else {
-            return reject(
-                RejectReason::MissingField,
-                format!(
-                    "no event type (looked for {})",
-                    aliases.event_type.join(", ")
-                ),
-            );
-        };
-        used.push(ti);
-        let (tname, traw) = &members[ti];
-        let event_type = match classify(traw) {
-            Scalar::Null => return reject(RejectReason::MissingField, format!("{tname} is null")),
-            Scalar::Str(s) => normalize_event_type(&s),
-            Scalar::Invalid => return Err(invalid_value(tname)),
-            _ => {
-                return reject(
-                    RejectReason::WrongType,
-                    format!("{tname} is {}; expected a string", kind_name(traw)),
-                )
-            }
-        };
-        if event_type.is_empty() {
-            return reject(RejectReason::EmptyField, format!("{tname} is empty"));
-        }
+        let customer_id = fields::customer_id(members, &aliases.customer_id, &mut used)?;
+        let event_type = fields::event_type(members, &aliases.event_type, &mut used)?;
         if let Some(known) = &self.config.strict_event_types {
             if !known.contains(&event_type) {
                 return reject(
@@ -435,38 +296,51 @@ impl Normalizer {
                 );
             }
         }
+        let occurred_at = fields::event_time(members, &aliases.timestamp, &mut used)?;
+        let occurred_at = self.event_time_or_kafka(input, occurred_at)?;
+        let event_id = fields::event_id(members, &aliases.event_id, &mut used)?;
+        let source = fields::source(members, &aliases.source, &mut used)?
+            .unwrap_or_else(|| fields::lower(input.topic));
 
-        // event time
-        let ts_field = find(members, &aliases.timestamp);
-        let mut occurred_at = None;
-        if let Some(i) = ts_field {
-            used.push(i);
-            let (name, raw) = &members[i];
-            let parsed = match classify(raw) {
-                Scalar::Null => None,
-                Scalar::Str(s) => Some(timestamp::parse(&s)),
-                Scalar::Int(n) => Some(timestamp::from_epoch(n as f64)),
-                Scalar::Float(f) => Some(timestamp::from_epoch(f)),
-                Scalar::Invalid => return Err(invalid_value(name)),
-                Scalar::Bool(_) | Scalar::Object | Scalar::Array => {
-                    return reject(
-                        RejectReason::WrongType,
-                        format!(
-                        "{name} is {}; expected a date-time string or epoch seconds/milliseconds",
-                        kind_name(raw)
-                    ),
-                    )
-                }
-            };
-            match parsed {
-                None => {}
-                Some(Ok(ms)) => occurred_at = Some(ms),
-                Some(Err(why)) => {
-                    return reject(RejectReason::InvalidTimestamp, format!("{name} {why}"))
-                }
+        // attributes: everything else, flattened
+        let mut attributes = Vec::with_capacity(members.len());
+        for (i, (k, v)) in members.iter().enumerate() {
+            if !used.contains(&i) {
+                flatten(k, v, &mut attributes)
+                    .map_err(|InvalidAt(path)| fields::invalid_value(&path))?;
             }
         }
-        let occurred_at = match occurred_at.or(input.kafka_timestamp_ms) {
+        // value: per-event-type field first, then the source's aliases
+        let candidates = self
+            .config
+            .mapping
+            .value_field(&event_type)
+            .into_iter()
+            .chain(aliases.value.iter().map(String::as_str));
+        let value = fields::take_value(&mut attributes, candidates)?;
+
+        let event_id = event_id.unwrap_or_else(|| {
+            derived_event_id(&source, &customer_id, &event_type, occurred_at, value)
+        });
+        Ok(CanonicalEvent {
+            event_id,
+            customer_id,
+            event_type,
+            source,
+            occurred_at,
+            value,
+            attributes,
+            origin: Origin::default(),
+        })
+    }
+
+    /// The record's own event time, else its Kafka timestamp; not too far ahead of the clock.
+    fn event_time_or_kafka(
+        &self,
+        input: &RawInput<'_>,
+        own: Option<i64>,
+    ) -> Result<i64, Rejection> {
+        let occurred_at = match own.or(input.kafka_timestamp_ms) {
             Some(t) => t,
             None => {
                 return reject(
@@ -485,103 +359,7 @@ impl Normalizer {
                 ),
             );
         }
-
-        // event id and source
-        let mut event_id = None;
-        if let Some(i) = find(members, &aliases.event_id) {
-            used.push(i);
-            let (name, raw) = &members[i];
-            match classify(raw) {
-                Scalar::Null => {}
-                Scalar::Int(n) => event_id = Some(n.to_string()),
-                // An integer beyond 64 bits keeps its exact digits.
-                Scalar::Float(_) if integer_literal(raw).is_some() => {
-                    event_id = Some(raw.get().to_string())
-                }
-                Scalar::Invalid => return Err(invalid_value(name)),
-                Scalar::Str(s) => {
-                    let t = s.trim();
-                    if !t.is_empty() {
-                        event_id = Some(t.to_string());
-                    }
-                }
-                _ => {
-                    return reject(
-                        RejectReason::WrongType,
-                        format!("{name} is {}; expected a string", kind_name(raw)),
-                    )
-                }
-            }
-        }
-        let mut source = None;
-        if let Some(i) = find(members, &aliases.source) {
-            used.push(i);
-            let (name, raw) = &members[i];
-            match classify(raw) {
-                Scalar::Null => {}
-                Scalar::Invalid => return Err(invalid_value(name)),
-                Scalar::Str(s) => {
-                    let t = s.trim();
-                    if !t.is_empty() {
-                        source = Some(lower(t));
-                    }
-                }
-                _ => {
-                    return reject(
-                        RejectReason::WrongType,
-                        format!("{name} is {}; expected a string", kind_name(raw)),
-                    )
-                }
-            }
-        }
-        let source = source.unwrap_or_else(|| lower(input.topic));
-
-        // attributes: everything else, flattened
-        let mut attributes = Vec::with_capacity(members.len());
-        for (i, (k, v)) in members.iter().enumerate() {
-            if !used.contains(&i) {
-                flatten(k, v, &mut attributes).map_err(|InvalidAt(path)| invalid_value(&path))?;
-            }
-        }
-
-        // value: per-event-type field first, then the source's aliases
-        let mut value = None;
-        let candidates = self
-            .config
-            .mapping
-            .value_field(&event_type)
-            .into_iter()
-            .chain(aliases.value.iter().map(String::as_str));
-        for field in candidates {
-            if let Some(pos) = attributes.iter().position(|(k, _)| k == field) {
-                let (name, v) = attributes.remove(pos);
-                value = number_of(&v, &name)?;
-                break;
-            }
-            // A non-empty object there was flattened to `field.*`: not a number either.
-            if attributes.iter().any(|(k, _)| {
-                k.len() > field.len() && k.starts_with(field) && k.as_bytes()[field.len()] == b'.'
-            }) {
-                return reject(
-                    RejectReason::WrongType,
-                    format!("{field} is an object; expected a number"),
-                );
-            }
-        }
-
-        let event_id = event_id.unwrap_or_else(|| {
-            derived_event_id(&source, &customer_id, &event_type, occurred_at, value)
-        });
-        Ok(CanonicalEvent {
-            event_id,
-            customer_id,
-            event_type,
-            source,
-            occurred_at,
-            value,
-            attributes,
-            origin: Origin::default(),
-        })
+        Ok(occurred_at)
     }
 }
 

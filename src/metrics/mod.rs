@@ -80,66 +80,66 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+/// CPU seconds, resident memory, open file descriptors, threads of this process (Linux),
+/// and which build runs where: always 1, the identity in the labels (the Prometheus
+/// `*_build_info` convention), so dashboards can show versions per instance.
+fn register_process_and_build(r: &Registry) {
+    #[cfg(target_os = "linux")]
+    r.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))
+    .expect("unique metric");
+    gauge_vec(
+        r,
+        "scorestream_build_info",
+        "Always 1; the version and git commit of the running binary are its labels.",
+        &["version", "commit"],
+    )
+    .with_label_values(&[crate::build_info::VERSION, crate::build_info::COMMIT])
+    .set(1);
+}
+
 impl Metrics {
     /// A fresh registry with every metric registered.
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let commit_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "scorestream_commit_duration_seconds",
-                "Time to flush outputs and commit input offsets.",
-            )
-            .buckets(vec![
+        register_process_and_build(&r);
+        let commit_duration = histogram(
+            &r,
+            "scorestream_commit_duration_seconds",
+            "Time to flush outputs and commit input offsets.",
+            vec![
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-        )
-        .expect("valid metric");
-        r.register(Box::new(commit_duration.clone()))
-            .expect("unique metric");
-        let record_process_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "scorestream_record_process_seconds",
-                "Time to run one input record through its task (every processor, store reads and writes, outputs queued).",
-            )
-            .buckets(vec![
+            ],
+        );
+        let record_process_seconds = histogram(
+            &r,
+            "scorestream_record_process_seconds",
+            "Time to run one input record through its task (every processor, store reads and writes, outputs queued).",
+            vec![
                 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001,
                 0.002_5, 0.01, 0.05,
-            ]),
-        )
-        .expect("valid metric");
-        r.register(Box::new(record_process_seconds.clone()))
-            .expect("unique metric");
-        // CPU seconds, resident memory, open file descriptors, threads of this process (Linux).
-        #[cfg(target_os = "linux")]
-        r.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))
-        .expect("unique metric");
-        let consumer_lag = IntGaugeVec::new(
-            Opts::new(
-                "scorestream_consumer_lag_records",
-                "Records between the consumed position and the partition end.",
-            ),
+            ],
+        );
+        let consumer_lag = gauge_vec(
+            &r,
+            "scorestream_consumer_lag_records",
+            "Records between the consumed position and the partition end.",
             &["topic", "partition"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(consumer_lag.clone()))
-            .expect("unique metric");
-        // Which build runs where: always 1, the identity in the labels (the Prometheus
-        // `*_build_info` convention), so dashboards can show versions per instance.
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "scorestream_build_info",
-                "Always 1; the version and git commit of the running binary are its labels.",
-            ),
-            &["version", "commit"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(build_info.clone()))
-            .expect("unique metric");
-        build_info
-            .with_label_values(&[crate::build_info::VERSION, crate::build_info::COMMIT])
-            .set(1);
+        );
         Metrics {
             records_consumed: counter_vec(
                 &r,
@@ -192,18 +192,12 @@ impl Metrics {
                 "scorestream_tasks_assigned",
                 "Tasks currently running on this instance.",
             ),
-            thread_tasks: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        "scorestream_thread_tasks",
-                        "Tasks running on each stream thread of this instance, by sub-topology.",
-                    ),
-                    &["thread", "subtopology"],
-                )
-                .expect("valid metric");
-                r.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
+            thread_tasks: gauge_vec(
+                &r,
+                "scorestream_thread_tasks",
+                "Tasks running on each stream thread of this instance, by sub-topology.",
+                &["thread", "subtopology"],
+            ),
             partitions_assigned: gauge(
                 &r,
                 "scorestream_partitions_assigned",
@@ -281,18 +275,12 @@ impl Metrics {
                 "scorestream_replayed_records_skipped_total",
                 "Input records skipped because the stored state already holds their effects.",
             ),
-            store_keys: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        "scorestream_store_keys",
-                        "Estimated keys per store on this instance.",
-                    ),
-                    &["store"],
-                )
-                .expect("valid metric");
-                r.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
+            store_keys: gauge_vec(
+                &r,
+                "scorestream_store_keys",
+                "Estimated keys per store on this instance.",
+                &["store"],
+            ),
             duplicate_events: counter(
                 &r,
                 "scorestream_duplicate_events_total",

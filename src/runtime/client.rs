@@ -45,7 +45,7 @@ fn base(config: &Config) -> ClientConfig {
 /// one member — a whole task — and each sub-topology's tasks spread evenly over the
 /// members (instances x stream threads). Cooperative-sticky balanced partition counts
 /// over all topics together, which split tasks and left every stateful task on one
-/// instance (issue 15). librdkafka has no pluggable assignor to do Kafka Streams' own.
+/// instance. librdkafka has no pluggable assignor to do Kafka Streams' own.
 ///
 /// What it fetches ahead is bounded in bytes and records by the memory plan (64 MiB and
 /// librdkafka's 100,000 records before: most of a 343 MiB peak, measured on Tansu), shared
@@ -146,7 +146,7 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     let plan = config.memory();
     let mut c = base(config);
     let max_message = config.ingest.max_record_bytes + 64 * 1024;
-    // Idempotence: a retried batch is never stored twice or after a later one (issue 16).
+    // Idempotence: a retried batch is never stored twice or after a later one.
     // Without it a retriable produce error could reorder internal records, and an event
     // stored behind later ones becomes `late_event`. librdkafka then also caps in-flight
     // requests at 5 and retries without limit within `message.timeout.ms`.

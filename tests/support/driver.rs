@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use scorestream::app;
 use scorestream::config::Config;
 use scorestream::engine::{TaskId, TopologyTestDriver};
+use scorestream::topology;
 use serde_json::Value;
 
 /// The bundled topology with `rules` (a rules file's text; `None`: the bundled rules) on
@@ -21,8 +21,8 @@ pub fn bundled(rules: Option<&str>, partitions: i32, wall_clock: i64) -> Topolog
         std::fs::write(&path, rules).unwrap();
         config.gamification.rules_file = Some(path);
     }
-    let parts = app::Components::load(&config).unwrap();
-    let topology = app::build_topology(&config, &parts, None).unwrap();
+    let parts = topology::Components::load(&config).unwrap();
+    let topology = topology::build_topology(&config, &parts, None).unwrap();
     TopologyTestDriver::with_partitions(topology, partitions, wall_clock)
 }
 
@@ -47,7 +47,7 @@ pub fn customer_states(
             .position(|n| *n == "customer-state")
             .expect("the game task has customer-state");
         for (k, v) in state.raw_entries(index).unwrap() {
-            let entry = app::store_entry_json("customer-state", &k, &v);
+            let entry = topology::store_entry_json("customer-state", &k, &v);
             let customer = entry["key"].as_str().expect("a customer-state entry");
             states.insert(customer.to_string(), entry["value"].clone());
         }

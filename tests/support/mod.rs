@@ -2,6 +2,7 @@
 //! librdkafka's mock cluster, random topic names, and bounded produce/consume helpers.
 #![allow(dead_code)]
 
+pub mod cases;
 pub mod driver;
 pub mod exact;
 pub mod instance;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::game::decode_update;
+use super::leaderboard_points::decode_update;
 use crate::engine::{
     Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Record,
     ScheduleId,
@@ -30,6 +30,10 @@ use crate::state::StoreHandle;
 /// `board|period` → [`StoredBoard`].
 pub const BOARDS_STORE: &str = "leaderboards";
 pub const RESULTS_CHILD: &str = "leaderboard-results";
+/// The processor's name in the topology.
+pub const NAME: &str = "leaderboards";
+/// Every child it forwards to.
+pub const OUTPUTS: [&str; 1] = [RESULTS_CHILD];
 /// Closed periods' final rankings are kept this long after they close.
 pub const CLOSED_RETENTION_MS: i64 = 400 * 24 * 3_600_000;
 

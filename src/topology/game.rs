@@ -19,29 +19,25 @@
 //! a value-less tick carrying that stream time, so that the period's final snapshot does not
 //! wait for unrelated records to reach that partition.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::churn::ChurnState;
 use crate::engine::ScheduleId;
 use crate::engine::{
     Child, Headers, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType,
     Record, SourcePosition,
 };
-use crate::gamification::output::board_period_key;
 use crate::gamification::rules::LatePolicy;
-use crate::gamification::state_legacy::GameStateV1;
-use crate::gamification::{apply, Applied, CustomerGameState, LeaderboardUpdate, Rules, TopN};
+use crate::gamification::{apply, Applied, Rules};
 use crate::ingest::event::CanonicalEvent;
 use crate::ingest::normalize::RejectReason;
-use crate::ingest::processor::dead_letter;
 use crate::metrics::Metrics;
 use crate::state::StoreHandle;
+use crate::topology::ingest::dead_letter;
 
 use super::churn::ChurnBranch;
+use super::leaderboard_points::{encode_update, PartialBoards};
+pub use super::stored_game::StoredGameState;
 
 /// The per-customer store: customer id → [`StoredGameState`].
 pub const STATE_STORE: &str = "customer-state";
@@ -49,43 +45,10 @@ pub const STATE_STORE: &str = "customer-state";
 pub const RESULTS_CHILD: &str = "gamification-results";
 pub const LEADERBOARD_CHILD: &str = "leaderboard-points";
 pub const LATE_CHILD: &str = "late-dead-letter";
-
-/// The stored value, versioned: bincode writes the variant index first, so a future
-/// layout is a new variant and old values still decode.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum StoredGameState {
-    V1(GameStateV1),
-    /// With the churn branch's state (issue 5).
-    V2(GameStateV1, ChurnState),
-    /// Leaderboard period totals with the time they were reached (issue 16), churn off.
-    V3(CustomerGameState),
-    /// The same, with the churn branch's state.
-    V4(CustomerGameState, ChurnState),
-}
-
-impl StoredGameState {
-    /// The current layout: with the churn state if there is one.
-    pub fn new(game: CustomerGameState, churn: Option<ChurnState>) -> Self {
-        match churn {
-            Some(churn) => StoredGameState::V4(game, churn),
-            None => StoredGameState::V3(game),
-        }
-    }
-
-    pub fn into_state(self) -> CustomerGameState {
-        self.into_parts().0
-    }
-
-    /// The game state and the churn state (empty for values written before churn).
-    pub fn into_parts(self) -> (CustomerGameState, ChurnState) {
-        match self {
-            StoredGameState::V1(s) => (s.into(), ChurnState::default()),
-            StoredGameState::V2(s, c) => (s.into(), c),
-            StoredGameState::V3(s) => (s, ChurnState::default()),
-            StoredGameState::V4(s, c) => (s, c),
-        }
-    }
-}
+/// The processor's name in the topology.
+pub const NAME: &str = "gamify";
+/// Every child it forwards to besides the churn branch's ([`super::churn::OUTPUTS`]).
+pub const OUTPUTS: [&str; 3] = [RESULTS_CHILD, LEADERBOARD_CHILD, LATE_CHILD];
 
 pub struct GameProcessor {
     rules: Arc<Rules>,
@@ -375,155 +338,5 @@ impl Processor for GameProcessor {
             }
         }
         Ok(())
-    }
-}
-
-/// The wire form of a [`LeaderboardUpdate`] on `<app-id>-leaderboard-points`: a version
-/// byte, then JSON (readable with any Kafka tool; these records are few, see the module
-/// doc).
-pub fn encode_update(update: &LeaderboardUpdate) -> Vec<u8> {
-    let mut out = vec![UPDATE_FORMAT];
-    serde_json::to_writer(&mut out, update).expect("strings and integers always serialize");
-    out
-}
-
-pub fn decode_update(bytes: &[u8]) -> Result<LeaderboardUpdate, String> {
-    match bytes.split_first() {
-        Some((&UPDATE_FORMAT, rest)) => serde_json::from_slice(rest).map_err(|e| e.to_string()),
-        Some((v, _)) => Err(format!(
-            "unknown leaderboard update format {v} (this build reads {UPDATE_FORMAT})"
-        )),
-        None => Err("empty leaderboard update".into()),
-    }
-}
-
-const UPDATE_FORMAT: u8 = 1;
-
-/// period key → (period end, partial ranking).
-type Periods = HashMap<String, (i64, TopN)>;
-
-/// This task's partial top-N per board and period (see the module doc).
-struct PartialBoards {
-    /// board → (top N, its periods); looked up by `&str`, no key built.
-    boards: HashMap<String, (usize, Periods)>,
-}
-
-impl PartialBoards {
-    fn new(rules: &Rules) -> Self {
-        PartialBoards {
-            boards: rules
-                .leaderboards
-                .iter()
-                .map(|b| (b.id.clone(), (b.top_n, HashMap::new())))
-                .collect(),
-        }
-    }
-
-    /// Whether the update changes this task's partial ranking (and so must be forwarded).
-    /// A board the rules do not know is let through (the leaderboard task decides).
-    fn admit(&mut self, u: &LeaderboardUpdate) -> bool {
-        let Some((capacity, periods)) = self.boards.get_mut(&u.board) else {
-            return true;
-        };
-        match periods.get_mut(&u.period) {
-            Some((_, top)) => top.apply(u),
-            None => {
-                let mut top = TopN::new(*capacity);
-                top.apply(u);
-                periods.insert(u.period.clone(), (u.period_end_ms, top));
-                true
-            }
-        }
-    }
-
-    /// Drops periods that ended before `cutoff`; returns their `board|period` keys, sorted.
-    fn forget_closed(&mut self, cutoff: i64) -> Vec<String> {
-        let mut closed = Vec::new();
-        for (board, (_, periods)) in &mut self.boards {
-            periods.retain(|period, (end, _)| {
-                let keep = *end >= cutoff;
-                if !keep {
-                    closed.push(board_period_key(board, period));
-                }
-                keep
-            });
-        }
-        closed.sort();
-        closed
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn update(customer: &str, total: i64) -> LeaderboardUpdate {
-        LeaderboardUpdate {
-            board: "xp".into(),
-            period: "daily:2024-01-15".into(),
-            period_end_ms: 1_000,
-            customer_id: customer.into(),
-            total,
-            reached_at: total,
-            occurred_at: None,
-            event_id: format!("e-{customer}-{total}"),
-            rules_version: "v".into(),
-        }
-    }
-
-    #[test]
-    fn only_totals_that_change_the_partial_ranking_cross() {
-        let rules = Rules::bundled().unwrap();
-        let mut p = PartialBoards::new(&rules);
-        p.boards.insert("xp".into(), (2, HashMap::new()));
-        assert!(p.admit(&update("a", 10)));
-        assert!(p.admit(&update("b", 20)));
-        assert!(!p.admit(&update("c", 5)), "below a full top 2");
-        assert!(!p.admit(&update("a", 10)), "a repeat");
-        assert!(p.admit(&update("c", 30)));
-        assert!(!p.admit(&update("a", 11)), "a was pushed out and 11 < 20");
-        assert_eq!(
-            p.forget_closed(1_000),
-            Vec::<String>::new(),
-            "ends at the cutoff"
-        );
-        assert_eq!(p.forget_closed(1_001), ["xp|daily:2024-01-15"]);
-        assert!(p.admit(&update("a", 11)), "a forgotten period admits again");
-    }
-
-    #[test]
-    fn values_written_before_reached_times_still_decode() {
-        use crate::gamification::state_legacy::BoardTotalV1;
-        let mut old = GameStateV1::default();
-        old.profile.last_event_at = Some(5_000);
-        old.points.insert("xp".into(), 12);
-        old.board_totals.push(BoardTotalV1 {
-            board: "xp".into(),
-            period_key: "daily:2024-01-15".into(),
-            end_ms: 4_000,
-            total: 12,
-        });
-        let cfg = bincode::config::standard();
-        let bytes =
-            bincode::serde::encode_to_vec(StoredGameState::V2(old, ChurnState::default()), cfg)
-                .unwrap();
-        let (back, _): (StoredGameState, _) =
-            bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
-        let (game, _) = back.into_parts();
-        assert_eq!(game.points_of("xp"), 12);
-        let total = &game.board_totals[0];
-        assert_eq!(
-            (total.total, total.reached_at),
-            (12, 4_000),
-            "capped at the period end"
-        );
-    }
-
-    #[test]
-    fn updates_round_trip_and_bad_bytes_are_named() {
-        let u = update("a", 3);
-        assert_eq!(decode_update(&encode_update(&u)).unwrap(), u);
-        assert!(decode_update(&[9, b'{']).unwrap_err().contains("format 9"));
-        assert!(decode_update(&[]).is_err());
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::engine::{Child, Processor, ProcessorContext, ProcessorError, Record};
 use crate::metrics::Metrics;
 
-use super::event::Origin;
-use super::normalize::{Normalizer, RawInput, RejectReason};
+use crate::ingest::event::Origin;
+use crate::ingest::normalize::{Normalizer, RawInput, RejectReason};
 
 /// Dead-letter header names, in the style of Kafka Streams' KIP-1034.
 pub mod headers {
@@ -18,9 +18,13 @@ pub mod headers {
     pub const SOURCE_OFFSET: &str = "scorestream.source.offset";
 }
 
+/// The processor's name in the topology.
+pub const NAME: &str = "normalize";
 /// Child names the ingest processor forwards to.
 pub const VALID_CHILD: &str = "events-by-customer";
 pub const DEAD_LETTER_CHILD: &str = "dead-letter";
+/// Every child it forwards to (checked when the topology is built).
+pub const OUTPUTS: [&str; 2] = [VALID_CHILD, DEAD_LETTER_CHILD];
 
 /// Builds a dead letter: the original key, value, headers and timestamp unchanged, plus the
 /// error headers naming the reason, a readable message and the original position.

@@ -21,8 +21,8 @@ use crate::churn::{
     alerts_for, inactivity_due, trigger_for, Alert, ChurnEvent, ChurnRules, ChurnState, Model,
     Prediction, Trigger,
 };
+use crate::domain::envelope::Envelope;
 use crate::engine::{Child, ProcessorContext, ProcessorError, Record, SourcePosition};
-use crate::gamification::output::result_id;
 use crate::gamification::time::rfc3339_ms;
 use crate::ingest::event::CanonicalEvent;
 use crate::metrics::Metrics;
@@ -32,8 +32,8 @@ use crate::state::StoreHandle;
 pub const INACTIVITY_STORE: &str = "churn-inactivity";
 pub const PREDICTIONS_CHILD: &str = "churn-predictions";
 pub const ALERTS_CHILD: &str = "customer-alerts";
-/// Output schema version of both churn record types.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The children the churn branch forwards to, through the game processor.
+pub const OUTPUTS: [&str; 2] = [PREDICTIONS_CHILD, ALERTS_CHILD];
 /// Inactivity re-scores per punctuation at most; the rest wait for the next one.
 const MAX_PER_PUNCTUATION: usize = 10_000;
 
@@ -245,13 +245,8 @@ impl ChurnBranch {
     fn prediction_json(&self, s: &Scored<'_>) -> Vec<u8> {
         #[derive(Serialize)]
         struct Out<'a> {
-            #[serde(rename = "type")]
-            output_type: &'static str,
-            schema_version: u32,
-            result_id: String,
-            customer_id: &'a str,
-            event_id: &'a str,
-            occurred_at: String,
+            #[serde(flatten)]
+            head: Envelope<'a>,
             model_version: &'a str,
             rules_version: &'a str,
             probability: f64,
@@ -260,12 +255,13 @@ impl ChurnBranch {
             trigger: TriggerOut<'a>,
         }
         let out = Out {
-            output_type: "churn_prediction",
-            schema_version: SCHEMA_VERSION,
-            result_id: result_id(s.customer_id, s.event_id, "churn_prediction", ""),
-            customer_id: s.customer_id,
-            event_id: s.event_id,
-            occurred_at: rfc3339_ms(s.at),
+            head: Envelope::new(
+                "churn_prediction",
+                s.customer_id,
+                s.event_id,
+                rfc3339_ms(s.at),
+                "",
+            ),
             model_version: &self.parts.model.version,
             rules_version: &self.parts.rules.version,
             probability: round4(s.prediction.probability),
@@ -279,13 +275,8 @@ impl ChurnBranch {
     fn alert_json(&self, s: &Scored<'_>, alert: &Alert) -> Vec<u8> {
         #[derive(Serialize)]
         struct Out<'a> {
-            #[serde(rename = "type")]
-            output_type: &'static str,
-            schema_version: u32,
-            result_id: String,
-            customer_id: &'a str,
-            event_id: &'a str,
-            occurred_at: String,
+            #[serde(flatten)]
+            head: Envelope<'a>,
             alert: &'static str,
             severity: &'static str,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -300,12 +291,13 @@ impl ChurnBranch {
             Alert::HighRisk => ("high", None),
         };
         let out = Out {
-            output_type: "customer_alert",
-            schema_version: SCHEMA_VERSION,
-            result_id: result_id(s.customer_id, s.event_id, "customer_alert", alert.kind()),
-            customer_id: s.customer_id,
-            event_id: s.event_id,
-            occurred_at: rfc3339_ms(s.at),
+            head: Envelope::new(
+                "customer_alert",
+                s.customer_id,
+                s.event_id,
+                rfc3339_ms(s.at),
+                alert.kind(),
+            ),
             alert: alert.kind(),
             severity,
             event_type,

@@ -1,71 +1,23 @@
-//! Typed store handles, the per-task state transaction and the typed view processors use.
+//! [`TaskState`]: the stores of one task and its uncommitted writes — the per-task state
+//! transaction.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
-use std::ops::Bound;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use super::backend::{Backend, WriteSet};
-use super::cache::{CacheBudget, StoreCache};
-use super::changelog::{encode_positions, POSITIONS_HEADER};
-use super::codec::{
-    decode_key, decode_value, encode_key, encode_key_into, encode_value_into, prefix_end,
-};
-use super::StateError;
+use super::{KvStore, RawEntries, StoreHandle};
 use crate::engine::{Headers, Partitioning, Record, SinkRecord};
 use crate::metrics::latency::StoreMetrics;
+use crate::state::backend::{Backend, WriteSet};
+use crate::state::cache::{CacheBudget, StoreCache};
+use crate::state::changelog::{encode_positions, POSITIONS_HEADER};
+use crate::state::StateError;
 
 const APPLIED_PREFIX: &str = "applied/";
 const CHANGELOG_PREFIX: &str = "changelog/";
 /// Read cache of a task opened without a shared budget (tests, tools).
 const DEFAULT_TASK_CACHE_BYTES: usize = 8 << 20;
-
-/// A store declared on a topology, typed by its key and value. Obtained from
-/// [`crate::engine::TopologyBuilder::add_state_store`] at build time and moved into the
-/// processor factories; [`crate::engine::ProcessorContext::store`] turns it into a
-/// [`KvStore`]. No lookup by name and no cast at run time.
-pub struct StoreHandle<K, V> {
-    pub(crate) index: usize,
-    name: Arc<str>,
-    _types: PhantomData<fn() -> (K, V)>,
-}
-
-impl<K, V> StoreHandle<K, V> {
-    pub(crate) fn new(index: usize, name: &str) -> Self {
-        StoreHandle {
-            index,
-            name: Arc::from(name),
-            _types: PhantomData,
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl<K, V> Clone for StoreHandle<K, V> {
-    fn clone(&self) -> Self {
-        StoreHandle {
-            index: self.index,
-            name: self.name.clone(),
-            _types: PhantomData,
-        }
-    }
-}
-
-impl<K, V> std::fmt::Debug for StoreHandle<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StoreHandle({}#{})", self.name, self.index)
-    }
-}
-
-/// Encoded `(key, value)` pairs.
-pub type RawEntries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// One store of a task, as the task sees it.
 #[derive(Clone, Debug)]
@@ -77,24 +29,24 @@ pub struct StoreSpec {
     pub changelog: Option<String>,
 }
 
-struct StoreSlot {
-    name: String,
-    changelog: Option<Arc<str>>,
+pub(super) struct StoreSlot {
+    pub(super) name: String,
+    pub(super) changelog: Option<Arc<str>>,
     /// Writes since the last commit point; `None` is a delete.
-    dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub(super) dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Writes of a prepared commit point whose changelog records are not acknowledged yet:
     /// not in the backend, but what reads must see (they sit between `dirty` and the
     /// cache). Processing goes on while a commit is in flight.
-    staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub(super) staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Committed entries read or written recently (reads take `&self`, hence the cell).
-    cache: RefCell<StoreCache>,
+    pub(super) cache: RefCell<StoreCache>,
     /// Cache hits and misses, backend read and commit latency (when the runtime measures).
-    metrics: Option<StoreMetrics>,
+    pub(super) metrics: Option<StoreMetrics>,
     /// Reused for encoding the key of every `get`, `put` and `delete`: a read finds its
     /// entry without allocating, and only a new dirty or cached entry copies the key out.
-    key_buf: RefCell<Vec<u8>>,
+    pub(super) key_buf: RefCell<Vec<u8>>,
     /// Reused for encoding values; each dirty value is one exact-size copy of it.
-    value_buf: Vec<u8>,
+    pub(super) value_buf: Vec<u8>,
 }
 
 /// The stores of one task and its uncommitted writes.
@@ -220,11 +172,6 @@ impl TaskState {
             Some((_, _, next)) => *next = (*next).max(offset + 1),
             None => self.positions.push((topic.clone(), partition, offset + 1)),
         }
-    }
-
-    /// Uncommitted writes across all stores.
-    pub fn dirty_len(&self) -> usize {
-        self.stores.iter().map(|s| s.dirty.len()).sum()
     }
 
     /// The typed view of a store, if it belongs to this task.
@@ -434,158 +381,4 @@ impl TaskState {
 
 fn decode_i64(v: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(v.try_into().ok()?))
-}
-
-/// A typed view of one store for the duration of a `process`/`punctuate` call. Reads see
-/// the task's own uncommitted writes.
-pub struct KvStore<'a, K, V> {
-    slot: &'a mut StoreSlot,
-    backend: &'a dyn Backend,
-    local: usize,
-    _types: PhantomData<fn() -> (K, V)>,
-}
-
-impl<K, V> KvStore<'_, K, V>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
-    pub fn get(&self, key: &K) -> Result<Option<V>, StateError> {
-        let mut k = self.slot.key_buf.borrow_mut();
-        encode_key_into(&self.slot.name, key, &mut k)?;
-        let decode = |raw: &Option<Vec<u8>>| {
-            raw.as_deref()
-                .map(|v| decode_value(&self.slot.name, v))
-                .transpose()
-        };
-        if let Some(raw) = self
-            .slot
-            .dirty
-            .get(k.as_slice())
-            .or_else(|| self.slot.staged.get(k.as_slice()))
-        {
-            return decode(raw);
-        }
-        let mut cache = self.slot.cache.borrow_mut();
-        let metrics = self.slot.metrics.as_ref();
-        if let Some(raw) = cache.get(&k) {
-            if let Some(m) = metrics {
-                m.cache_hits.inc();
-            }
-            return decode(raw);
-        }
-        let started = metrics.map(|_| std::time::Instant::now());
-        let raw = self.backend.get(self.local, &k)?;
-        if let (Some(m), Some(t)) = (metrics, started) {
-            m.cache_misses.inc();
-            m.read.observe(t.elapsed().as_secs_f64());
-        }
-        let value = decode(&raw);
-        cache.put(k.clone(), raw);
-        value
-    }
-
-    pub fn put(&mut self, key: &K, value: &V) -> Result<(), StateError> {
-        let slot = &mut *self.slot;
-        let k = slot.key_buf.get_mut();
-        encode_key_into(&slot.name, key, k)?;
-        encode_value_into(&slot.name, value, &mut slot.value_buf)?;
-        match slot.dirty.get_mut(k.as_slice()) {
-            // Written before in this commit interval: overwrite in place.
-            Some(Some(v)) => {
-                v.clear();
-                v.extend_from_slice(&slot.value_buf);
-            }
-            Some(deleted) => *deleted = Some(slot.value_buf.clone()),
-            None => {
-                slot.dirty.insert(k.clone(), Some(slot.value_buf.clone()));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn delete(&mut self, key: &K) -> Result<(), StateError> {
-        let slot = &mut *self.slot;
-        let k = slot.key_buf.get_mut();
-        encode_key_into(&slot.name, key, k)?;
-        match slot.dirty.get_mut(k.as_slice()) {
-            Some(entry) => *entry = None,
-            None => {
-                slot.dirty.insert(k.clone(), None);
-            }
-        }
-        Ok(())
-    }
-
-    /// Entries whose key starts with the encoding of `prefix` (the leading fields of a
-    /// tuple key), in key order.
-    pub fn prefix_scan<P: Serialize + ?Sized>(
-        &self,
-        prefix: &P,
-    ) -> Result<Vec<(K, V)>, StateError> {
-        let from = encode_key(&self.slot.name, prefix)?;
-        let to = prefix_end(&from);
-        self.scan_bytes(from, to)
-    }
-
-    /// Entries with `from <= key < to`, in key order.
-    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, StateError> {
-        let from = encode_key(&self.slot.name, from)?;
-        let to = encode_key(&self.slot.name, to)?;
-        self.scan_bytes(from, Some(to))
-    }
-
-    /// Every entry, in key order.
-    pub fn all(&self) -> Result<Vec<(K, V)>, StateError> {
-        self.scan_bytes(Vec::new(), None)
-    }
-
-    /// Deletes every entry with `from <= key < to`; returns how many.
-    pub fn delete_range(&mut self, from: &K, to: &K) -> Result<usize, StateError> {
-        let from = encode_key(&self.slot.name, from)?;
-        let to = encode_key(&self.slot.name, to)?;
-        let keys = self.merged(from, Some(to))?;
-        let n = keys.len();
-        for (k, _) in keys {
-            self.slot.dirty.insert(k, None);
-        }
-        Ok(n)
-    }
-
-    fn merged(
-        &self,
-        from: Vec<u8>,
-        to: Option<Vec<u8>>,
-    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StateError> {
-        let mut merged = BTreeMap::new();
-        self.backend
-            .scan(self.local, &from, to.as_deref(), &mut |k, v| {
-                merged.insert(k.to_vec(), v.to_vec());
-                true
-            })?;
-        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
-        // Staged (prepared, not yet written) writes over the backend, then this batch's.
-        for layer in [&self.slot.staged, &self.slot.dirty] {
-            for (k, v) in layer.range::<Vec<u8>, _>((Bound::Included(from.clone()), upper.clone()))
-            {
-                match v {
-                    Some(v) => merged.insert(k.clone(), v.clone()),
-                    None => merged.remove(k),
-                };
-            }
-        }
-        Ok(merged)
-    }
-
-    fn scan_bytes(&self, from: Vec<u8>, to: Option<Vec<u8>>) -> Result<Vec<(K, V)>, StateError> {
-        self.merged(from, to)?
-            .into_iter()
-            .map(|(k, v)| {
-                Ok((
-                    decode_key(&self.slot.name, &k)?,
-                    decode_value(&self.slot.name, &v)?,
-                ))
-            })
-            .collect()
-    }
 }

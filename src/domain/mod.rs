@@ -1,0 +1,6 @@
+//! The types the branches of the topology share, and nothing else: the event every branch
+//! reads ([`event`]) and the envelope every output record starts with ([`envelope`]). A
+//! leaf: it depends on no other module of the crate.
+
+pub mod envelope;
+pub mod event;

@@ -1,0 +1,50 @@
+//! The bundled ScoreStream topology: its processors (ingest, game with the churn branch,
+//! leaderboards), what they are built from (the files under the top-level `topology/`
+//! folder: source mapping, gamification rules, churn rules and model, see [`load`]) and the
+//! list of parts [`build_topology`] assembles from configuration. The generic machinery they
+//! run on is [`crate::engine`].
+
+mod build;
+pub mod churn;
+pub mod game;
+pub mod ingest;
+mod leaderboard_points;
+pub mod leaderboards;
+pub mod load;
+pub mod query;
+mod store_json;
+mod stored_game;
+
+pub use build::build_topology;
+pub use load::{churn_parts, normalizer, rules, Components, FileLoadError, LoadError};
+pub use store_json::store_entry_json;
+
+use crate::metrics::Metrics;
+
+/// Suffix of the internal repartition topic holding events keyed by customer id.
+pub const EVENTS_BY_CUSTOMER: &str = "events-by-customer";
+/// Suffix of the internal repartition topic holding leaderboard totals keyed by board.
+pub const LEADERBOARD_POINTS: &str = "leaderboard-points";
+/// Suffix of every dead-letter topic: `<input-topic>-dlq`.
+pub const DLQ_SUFFIX: &str = "-dlq";
+
+/// Skips a record on an internal topic that does not decode (written by another version,
+/// or corrupted): logged with its position and counted, never fatal.
+pub(crate) fn skip_undecodable(
+    ctx: &crate::engine::ProcessorContext<'_>,
+    metrics: Option<&Metrics>,
+    error: &dyn std::fmt::Display,
+    what: &str,
+) {
+    let p = ctx.position();
+    tracing::warn!(
+        topic = p.map_or("", |p| &*p.topic),
+        partition = p.map_or(-1, |p| p.partition),
+        offset = p.map_or(-1, |p| p.offset),
+        error = %error,
+        "Undecodable {what}; skipped."
+    );
+    if let Some(m) = metrics {
+        m.corrupt_internal_records.inc();
+    }
+}
