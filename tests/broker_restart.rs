@@ -247,7 +247,7 @@ fn an_input_re_created_with_the_group_offsets_kept_is_read_again_from_its_beginn
     );
     let log = inst.stop();
     assert!(
-        log.contains("An input partition's committed offset is past its end"),
+        log.contains("An input partition's position is past its end"),
         "{log}"
     );
     assert!(!log.contains("panicked"), "{log}");

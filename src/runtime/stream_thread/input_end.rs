@@ -27,8 +27,9 @@ const EVERY: Duration = Duration::from_secs(1);
 /// What one stream thread knows of its input partitions' ends.
 #[derive(Default)]
 pub(super) struct InputEnds {
-    /// Running, fetched and nothing consumed yet: since when.
-    fetched_since: HashMap<(usize, i32), Instant>,
+    /// Running and fetched: the position it has been at (-1: nothing consumed since it
+    /// was assigned) and since when.
+    fetched_since: HashMap<(usize, i32), (i64, Instant)>,
     /// The end at which the partition was last compared with the committed offset: it is
     /// compared again only when the end changes (an idle partition costs one request).
     compared_at_end: HashMap<(usize, i32), i64>,
@@ -41,10 +42,11 @@ pub(super) struct InputEnds {
 }
 
 impl InputEnds {
-    /// Compares the committed offset of every running input partition that has consumed
-    /// nothing since it was assigned with the end its fetches return; a partition past
-    /// its end is sought to its beginning. One committed-offsets request at most per call,
-    /// and only for partitions whose end changed since they were last compared.
+    /// Compares the position of every running input partition that has not moved for a
+    /// few seconds with the end its fetches return: the next offset to process, or, when it
+    /// consumed nothing since it was assigned, the group's committed offset. A partition
+    /// past its end is sought to its beginning. One committed-offsets request at most per
+    /// call, and only for partitions whose end changed since they were last compared.
     pub(super) fn check(&mut self, shared: &Shared, consumer: &StreamConsumer, st: &mut LoopState) {
         if self.last.is_some_and(|t| t.elapsed() < EVERY) {
             return;
@@ -64,24 +66,35 @@ impl InputEnds {
                 partition: p,
             };
             let fetching = st.tasks.contains_key(&id) && !st.paused && !st.outage;
-            if !fetching || ps.position >= 0 || self.restarted.contains(&(ti, p)) {
+            if ps.position >= 0 {
+                self.restarted.remove(&(ti, p));
+            }
+            if !fetching || self.restarted.contains(&(ti, p)) {
                 self.fetched_since.remove(&(ti, p));
                 continue;
             }
-            let since = *self
+            let entry = self
                 .fetched_since
                 .entry((ti, p))
-                .or_insert_with(Instant::now);
-            if since.elapsed() < FETCHED_FOR && !self.beyond.contains_key(&(ti, p)) {
+                .or_insert((ps.position, Instant::now()));
+            if entry.0 != ps.position {
+                *entry = (ps.position, Instant::now());
+            }
+            if entry.1.elapsed() < FETCHED_FOR && !self.beyond.contains_key(&(ti, p)) {
                 continue;
             }
             let Some((_, end)) = cached_watermarks(consumer, &shared.sources[ti].name, p) else {
                 continue;
             };
-            if self.compared_at_end.get(&(ti, p)) != Some(&end)
+            let position = (ps.position >= 0).then_some(ps.position);
+            if position.is_some_and(|at| at <= end) {
+                continue;
+            }
+            if position.is_some()
+                || self.compared_at_end.get(&(ti, p)) != Some(&end)
                 || self.beyond.contains_key(&(ti, p))
             {
-                candidates.push(((ti, p), end));
+                candidates.push(((ti, p), end, position));
             }
         }
         if !candidates.is_empty() {
@@ -96,21 +109,30 @@ impl InputEnds {
         shared: &Shared,
         consumer: &StreamConsumer,
         st: &mut LoopState,
-        candidates: &[((usize, i32), i64)],
+        candidates: &[((usize, i32), i64, Option<i64>)],
     ) {
         let mut tpl = TopicPartitionList::new();
-        for &((ti, p), _) in candidates {
-            tpl.add_partition(&shared.sources[ti].name, p);
+        for &((ti, p), _, position) in candidates {
+            if position.is_none() {
+                tpl.add_partition(&shared.sources[ti].name, p);
+            }
         }
-        let committed = match committed_offsets(consumer, tpl, Duration::from_secs(2)) {
-            Ok(c) => c,
-            // The broker is slow or going away: compared again at the next check.
-            Err(_) => return,
+        let committed = if tpl.count() == 0 {
+            HashMap::new()
+        } else {
+            match committed_offsets(consumer, tpl, Duration::from_secs(2)) {
+                Ok(c) => c,
+                // The broker is slow or going away: compared again at the next check.
+                Err(_) => return,
+            }
         };
-        for &((ti, p), end) in candidates {
-            self.compared_at_end.insert((ti, p), end);
+        for &((ti, p), end, position) in candidates {
             let topic = &*shared.sources[ti].name;
-            let Some(&offset) = committed.get(&(topic.to_string(), p)) else {
+            if position.is_none() {
+                self.compared_at_end.insert((ti, p), end);
+            }
+            let known = position.or_else(|| committed.get(&(topic.to_string(), p)).copied());
+            let Some(offset) = known else {
                 self.beyond.remove(&(ti, p));
                 continue;
             };
@@ -124,7 +146,7 @@ impl InputEnds {
                     .state_ahead_of_broker
                     .with_label_values(&["input"])
                     .inc();
-                error!(topic, partition = p, offset, end, "An input partition's committed offset is past its end: the topic was re-created or the broker lost it, and the consumer group's offsets were kept. Nothing could be read from it; reading it again from the beginning of what the broker has (auto.offset.reset=earliest).");
+                error!(topic, partition = p, offset, end, "An input partition's position is past its end: the topic was re-created or the broker lost it, and the consumer group's offsets (or this consumer's position) were kept. Nothing could be read from it; reading it again from the beginning of what the broker has (auto.offset.reset=earliest).");
             }
             if let Err(e) = consumer.seek(topic, p, Offset::Beginning, Duration::from_secs(5)) {
                 warn!(topic, partition = p, error = %e, "Could not seek the input partition to its beginning; retrying.");
