@@ -35,6 +35,13 @@ pub(super) struct InputEnds {
     compared_at_end: HashMap<(usize, i32), i64>,
     /// Found past their end and not yet sought back (the seek failed): `/ready` says so.
     beyond: HashMap<(usize, i32), i64>,
+    /// The end seen when the partition was last assigned here before (`None`: never). An
+    /// end cached by an earlier assignment can be far behind the group's committed offset
+    /// (another member went on meanwhile, and this consumer may not have fetched the
+    /// partition yet): the committed offset is compared only with an end that differs.
+    assigned_end: HashMap<(usize, i32), Option<i64>>,
+    /// The last end seen of every partition ever assigned here (kept across assignments).
+    last_end: HashMap<(usize, i32), i64>,
     /// Sought to their beginning this assignment: not compared again (the group's offset
     /// stays past the end until records from the beginning are committed).
     restarted: HashSet<(usize, i32)>,
@@ -59,8 +66,19 @@ impl InputEnds {
             .retain(|k, _| st.partitions.contains_key(k));
         self.beyond.retain(|k, _| st.partitions.contains_key(k));
         self.restarted.retain(|k| st.partitions.contains_key(k));
+        self.assigned_end
+            .retain(|k, _| st.partitions.contains_key(k));
         let mut candidates = Vec::new();
         for (&(ti, p), ps) in &st.partitions {
+            let topic = &*shared.sources[ti].name;
+            let assigned_end = *self
+                .assigned_end
+                .entry((ti, p))
+                .or_insert_with(|| self.last_end.get(&(ti, p)).copied());
+            let cached = cached_watermarks(consumer, topic, p).map(|w| w.1);
+            if let Some(end) = cached {
+                self.last_end.insert((ti, p), end);
+            }
             let id = TaskId {
                 subtopology: shared.sources[ti].subtopology,
                 partition: p,
@@ -83,11 +101,15 @@ impl InputEnds {
             if entry.1.elapsed() < FETCHED_FOR && !self.beyond.contains_key(&(ti, p)) {
                 continue;
             }
-            let Some((_, end)) = cached_watermarks(consumer, &shared.sources[ti].name, p) else {
+            let Some(end) = cached else {
                 continue;
             };
             let position = (ps.position >= 0).then_some(ps.position);
             if position.is_some_and(|at| at <= end) {
+                continue;
+            }
+            if position.is_none() && assigned_end == Some(end) {
+                // Possibly an earlier assignment's end: wait for one fetched since.
                 continue;
             }
             if position.is_some()
