@@ -389,6 +389,16 @@ impl Worker {
             }
             return false;
         }
+        let fatal = self
+            .clients
+            .as_ref()
+            .and_then(|c| c.producer.client().fatal_error());
+        if let Some((code, reason)) = fatal {
+            warn!(error = ?code, reason, topic = %self.topic, "The instance registry's producer failed for good (out of sequence with a broker that restarted without its state); replacing its clients.");
+            if let Some(c) = self.clients.take() {
+                c.close();
+            }
+        }
         if self.clients.is_some() || last_connect.elapsed() < Duration::from_secs(2) {
             return false;
         }
