@@ -228,6 +228,12 @@ async fn ready(State(ctx): State<HttpContext>) -> Response {
                 .into(),
         );
     }
+    let beyond = m.input_beyond_end.get();
+    if beyond > 0 {
+        return not_ready(format!(
+            "{beyond} input partition(s) positioned past the end of what the broker has (topic re-created or lost): they cannot advance until read again from their beginning (see the log and scorestream_state_ahead_of_broker_total{{kind=\"input\"}})"
+        ));
+    }
     if m.rebalances.with_label_values(&["assign"]).get() == 0 {
         return not_ready("waiting for the consumer group to assign partitions".into());
     }
@@ -333,6 +339,16 @@ mod tests {
         let (s, _, body) = call(&ctx, "/ready").await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("cannot be decoded"), "{body}");
+
+        ctx.metrics.input_undecodable.set(0);
+        ctx.metrics.input_beyond_end.set(2);
+        let (s, _, body) = call(&ctx, "/ready").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("2 input partition(s) positioned past the end"),
+            "{body}"
+        );
+        ctx.metrics.input_beyond_end.set(0);
 
         ctx.metrics.input_undecodable.set(0);
         let (s, retry, body) = call(&ctx, "/ready").await;

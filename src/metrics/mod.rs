@@ -43,6 +43,9 @@ pub struct Metrics {
     /// lacks), and whether one was seen in the last minute (`/ready` says so).
     pub undecodable_batches: IntCounter,
     pub input_undecodable: IntGauge,
+    /// Input partitions whose position is past the end of what the broker has (the topic
+    /// was re-created or the broker lost it, the group's offsets kept), until sought back.
+    pub input_beyond_end: IntGauge,
     pub replayed_records_skipped: IntCounter,
     pub store_keys: IntGaugeVec,
     pub duplicate_events: IntCounter,
@@ -242,7 +245,7 @@ impl Metrics {
             state_ahead_of_broker: counter_vec(
                 &r,
                 "scorestream_state_ahead_of_broker_total",
-                "Times a task's local state was found ahead of the broker (kind=changelog: its changelog is shorter than restored, the local state was wiped and restored again; kind=input: an input partition is shorter than processed, its records are processed, not skipped as replays; kind=producer: the broker refuses the producer id it lost, the producer was replaced and uncommitted inputs processed again).",
+                "Times a task's local state was found ahead of the broker (kind=changelog: its changelog is shorter than restored, the local state was wiped and restored again; kind=input: an input partition is shorter than processed or than the group's committed offset, it is read again from its beginning and its records are processed, not skipped as replays; kind=producer: the broker refuses the producer id it lost, the producer was replaced and uncommitted inputs processed again).",
                 &["kind"],
             ),
             broker_reachable: gauge(
@@ -269,6 +272,11 @@ impl Metrics {
                 &r,
                 "scorestream_input_undecodable",
                 "1 while an input record batch that cannot be decoded was seen in the last minute.",
+            ),
+            input_beyond_end: gauge(
+                &r,
+                "scorestream_input_partitions_beyond_end",
+                "Input partitions whose committed position is past the end of what the broker has (re-created, or lost by the broker) and that are not yet read again from their beginning.",
             ),
             replayed_records_skipped: counter(
                 &r,

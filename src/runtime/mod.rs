@@ -238,6 +238,7 @@ pub async fn start_with(
                     addr,
                     client::producer_config(config),
                     client::restore_consumer_config(config),
+                    metrics.broker_reachable.clone(),
                 )
                 .map_err(RuntimeError::Client)?,
             ))

@@ -51,6 +51,16 @@ impl ReplaceableProducer {
         self.context.forgotten().load(Ordering::Relaxed)
     }
 
+    /// librdkafka's fatal error of the current producer, if it raised one. An idempotent
+    /// producer raises one when a broker that lost its state answers out of sequence (it
+    /// handed the same producer id to another client): it produces nothing after that.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.get()
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
     /// Replaces the producer with a new one (a new producer id). What the old one had not
     /// delivered is purged and counted as failed deliveries, so the next commit rewinds
     /// and the inputs are processed again. Not for a transactional producer.

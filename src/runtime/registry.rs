@@ -20,6 +20,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use prometheus::IntGauge;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -152,29 +153,27 @@ impl Announcer {
 
 impl Registry {
     /// Starts the registry thread: `producer` writes this instance's claims, `consumer`
-    /// (no group needed) reads everyone's from the beginning.
+    /// (no group needed) reads everyone's from the beginning. `broker_reachable` (the
+    /// broker watch's gauge) tells it when to replace both after an outage.
     pub fn start(
         application_id: &str,
         advertised: String,
         producer: ClientConfig,
         consumer: ClientConfig,
+        broker_reachable: IntGauge,
     ) -> Result<Registry, rdkafka::error::KafkaError> {
         let topic = registry_topic(application_id);
-        let producer: BaseProducer<LoggingContext> =
-            producer.create_with_context(LoggingContext)?;
-        let consumer: BaseConsumer<LoggingContext> =
-            consumer.create_with_context(LoggingContext)?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Beginning)?;
-        consumer.assign(&tpl)?;
+        let clients = Clients::connect(&topic, &producer, &consumer)?;
         let owners = Arc::new(RwLock::new(Owners::default()));
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             topic,
             advertised: advertised.clone(),
-            producer,
-            consumer,
+            clients: Some(clients),
+            producer_config: producer,
+            consumer_config: consumer,
+            broker_reachable,
             owners: owners.clone(),
             stop: stop.clone(),
         };
@@ -283,20 +282,65 @@ pub fn live_instances(
     Ok(owners.instances(now_ms()).into_iter().cloned().collect())
 }
 
+/// The registry's producer and consumer. Replaced after the broker was unreachable: one
+/// that came back without its data no longer knows the idempotent producer's id
+/// (librdkafka never asks for a new one, see `runtime::producer`), and a consumer whose
+/// metadata still names the registry topic the broker lost fetches it, which crashes
+/// librdkafka 2.12 on Tansu's answer (an unknown topic's leader hint with no topic name or
+/// id). The consumer is assigned only once the broker lists the topic again.
+struct Clients {
+    producer: BaseProducer<LoggingContext>,
+    consumer: BaseConsumer<LoggingContext>,
+}
+
+impl Clients {
+    /// New clients; the consumer reads `topic` from the beginning.
+    fn connect(
+        topic: &str,
+        producer: &ClientConfig,
+        consumer: &ClientConfig,
+    ) -> Result<Clients, rdkafka::error::KafkaError> {
+        let producer: BaseProducer<LoggingContext> =
+            producer.create_with_context(LoggingContext)?;
+        let consumer: BaseConsumer<LoggingContext> =
+            consumer.create_with_context(LoggingContext)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        Ok(Clients { producer, consumer })
+    }
+
+    /// Closes them on a thread of their own: closing may wait on the broker.
+    fn close(self) {
+        std::thread::spawn(move || drop(self));
+    }
+}
+
 struct Worker {
     topic: String,
     advertised: String,
-    producer: BaseProducer<LoggingContext>,
-    consumer: BaseConsumer<LoggingContext>,
+    /// `None` while the broker is unreachable, or back and the topic not listed yet.
+    clients: Option<Clients>,
+    producer_config: ClientConfig,
+    consumer_config: ClientConfig,
+    broker_reachable: IntGauge,
     owners: Arc<RwLock<Owners>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Worker {
-    fn run(self, updates: Receiver<Assignment>) {
+    fn run(mut self, updates: Receiver<Assignment>) {
         let mut current: Option<Assignment> = None;
         let mut last_sent = Instant::now();
+        let mut last_connect = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            if self.follow_outage(&mut last_connect) {
+                // New clients: claim again at once.
+                if current.is_some() {
+                    self.send(current.as_ref());
+                    last_sent = Instant::now();
+                }
+            }
             match updates.recv_timeout(Duration::from_millis(100)) {
                 Ok(mut a) => {
                     // Only the latest of a burst of rebalance callbacks matters.
@@ -314,15 +358,80 @@ impl Worker {
                 self.send(current.as_ref());
                 last_sent = Instant::now();
             }
-            self.producer.poll(Duration::ZERO);
+            if let Some(c) = &self.clients {
+                c.producer.poll(Duration::ZERO);
+            }
             self.read_claims();
         }
         if current.is_some() {
             self.send(None);
-            if let Err(e) = self.producer.flush(Duration::from_secs(3)) {
+            let flushed = match &self.clients {
+                Some(c) => c.producer.flush(Duration::from_secs(3)),
+                None => Err(rdkafka::error::KafkaError::Global(
+                    rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+                )),
+            };
+            if let Err(e) = flushed {
                 warn!(error = %e, topic = %self.topic, "Could not withdraw this instance's partition claims; they expire by themselves.");
             }
         }
+    }
+
+    /// Drops the clients while the broker does not answer and connects new ones once it
+    /// answers and lists the registry topic (checked at most every 2 s). True when new
+    /// clients were connected.
+    fn follow_outage(&mut self, last_connect: &mut Instant) -> bool {
+        let reachable = self.broker_reachable.get() == 1;
+        if !reachable {
+            if let Some(c) = self.clients.take() {
+                info!(topic = %self.topic, "The broker does not answer: the instance registry's clients are closed until it does.");
+                c.close();
+            }
+            return false;
+        }
+        let fatal = self
+            .clients
+            .as_ref()
+            .and_then(|c| c.producer.client().fatal_error());
+        if let Some((code, reason)) = fatal {
+            warn!(error = ?code, reason, topic = %self.topic, "The instance registry's producer failed for good (out of sequence with a broker that restarted without its state); replacing its clients.");
+            if let Some(c) = self.clients.take() {
+                c.close();
+            }
+        }
+        if self.clients.is_some() || last_connect.elapsed() < Duration::from_secs(2) {
+            return false;
+        }
+        *last_connect = Instant::now();
+        let clients = match Clients::connect(
+            &self.topic,
+            &self.producer_config,
+            &self.consumer_config,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, topic = %self.topic, "Could not create the instance registry's clients; retrying.");
+                return false;
+            }
+        };
+        // Assigned above, but nothing is fetched before the metadata says the topic
+        // exists; if it does not, these clients go and new ones are tried later.
+        let listed = clients
+            .consumer
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(5))
+            .map(|md| {
+                md.topics().iter().any(|t| {
+                    t.name() == self.topic && t.error().is_none() && !t.partitions().is_empty()
+                })
+            })
+            .unwrap_or(false);
+        if !listed {
+            clients.close();
+            return false;
+        }
+        info!(topic = %self.topic, "The broker answers again: the instance registry has new clients.");
+        self.clients = Some(clients);
+        true
     }
 
     /// Writes this instance's claim; `None` withdraws it.
@@ -341,7 +450,10 @@ impl Worker {
         if let Some(v) = &value {
             record = record.payload(v);
         }
-        if let Err((e, _)) = self.producer.send(record) {
+        let Some(clients) = &self.clients else {
+            return;
+        };
+        if let Err((e, _)) = clients.producer.send(record) {
             warn!(error = %e, topic = %self.topic, "Could not announce this instance's partitions; retrying at the next heartbeat.");
         } else {
             debug!(instance = %self.advertised, partitions = ?assignment, "Announced partitions.");
@@ -349,8 +461,11 @@ impl Worker {
     }
 
     fn read_claims(&self) {
+        let Some(clients) = &self.clients else {
+            return;
+        };
         let mut owners = None;
-        while let Some(m) = self.consumer.poll(Duration::ZERO) {
+        while let Some(m) = clients.consumer.poll(Duration::ZERO) {
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {

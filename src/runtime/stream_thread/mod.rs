@@ -22,6 +22,7 @@ use crate::metrics::{GaugeShare, Metrics};
 use crate::state::{RocksResources, StateDirectory};
 
 mod commit;
+mod input_end;
 mod output;
 mod tasks;
 
@@ -715,6 +716,7 @@ pub(crate) fn run_loop(
     let mut stale: std::collections::HashSet<(usize, i32)> = std::collections::HashSet::new();
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(1024);
     let mut undecodable = super::undecodable::UndecodableWatch::default();
+    let mut input_ends = input_end::InputEnds::default();
     let result = loop {
         if shutdown.load(Ordering::Relaxed) {
             break Ok(());
@@ -863,6 +865,7 @@ pub(crate) fn run_loop(
             last_lag = Instant::now();
             shared.update_lag(&consumer, &mut shared.lock());
         }
+        input_ends.check(&shared, &consumer, &mut shared.lock());
         if let Some(e) = shared.lock().fatal.take() {
             break Err(e);
         }

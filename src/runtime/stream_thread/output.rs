@@ -16,17 +16,30 @@ impl Shared {
     /// A broker that restarted without its state refuses the producer's id forever: the
     /// producer is replaced (a new id) and the next commit rewinds, so what it had not
     /// delivered is produced again. Counted as the broker having lost state.
+    /// The same when the producer raised a fatal error (out of sequence: the broker gave
+    /// its id to another client).
     pub(super) fn renew_forgotten_producer(&self) {
-        if self.transactional || !self.producer.forgotten_by_broker() {
+        if self.transactional {
             return;
         }
+        let fatal = if self.producer.forgotten_by_broker() {
+            None
+        } else {
+            match self.producer.fatal_error() {
+                None => return,
+                some => some,
+            }
+        };
         match self.producer.replace() {
             Ok(()) => {
                 self.metrics
                     .state_ahead_of_broker
                     .with_label_values(&["producer"])
                     .inc();
-                warn!("The broker refuses this instance's producer id (it restarted without its state): producer replaced; outputs not acknowledged are produced again from the last commit.");
+                match fatal {
+                    None => warn!("The broker refuses this instance's producer id (it restarted without its state): producer replaced; outputs not acknowledged are produced again from the last commit."),
+                    Some(error) => warn!(%error, "The producer failed for good (an idempotent producer out of sequence with a broker that restarted without its state): producer replaced; outputs not acknowledged are produced again from the last commit."),
+                }
             }
             Err(e) => warn!(error = %e, "Could not create a new producer; retrying."),
         }
