@@ -38,6 +38,7 @@ pub struct Metrics {
     pub state_ahead_of_broker: IntCounterVec,
     pub broker_reachable: IntGauge,
     pub input_topics_missing: IntGauge,
+    pub topics_recreated: IntCounter,
     pub tasks_waiting: IntGauge,
     /// Input record batches the consumer could not decode (corrupt, or a codec this build
     /// lacks), and whether one was seen in the last minute (`/ready` says so).
@@ -257,6 +258,11 @@ impl Metrics {
                 &r,
                 "scorestream_input_topics_missing",
                 "Input topics the broker does not list.",
+            ),
+            topics_recreated: counter(
+                &r,
+                "scorestream_topics_recreated_total",
+                "Times topics ScoreStream owns (changelogs, repartition, outputs) were gone from the broker and created again; the stream threads then rejoin the group so that it assigns their partitions.",
             ),
             tasks_waiting: gauge(
                 &r,

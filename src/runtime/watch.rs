@@ -116,9 +116,14 @@ fn check(
     }
     let names: Vec<&str> = lost.iter().map(|p| p.name.as_str()).collect();
     warn!(topics = %names.join(","), "Topics ScoreStream created are gone from the broker (it lost its data, or they were deleted); creating them again. Local state ahead of them is detected and restored when tasks restart.");
-    if let Err(e) = runtime.block_on(admin::create(admin, config, &lost)) {
-        if let Some(repeated) = client::due(format!("recreate {}", names.join(","))) {
-            warn!(error = %e, repeated, "Could not create them yet; retrying.");
+    match runtime.block_on(admin::create(admin, config, &lost)) {
+        // The stream threads rejoin the group on this: an assignment made while the topics
+        // were missing holds none of their partitions, and nothing else asks for a new one.
+        Ok(()) => metrics.topics_recreated.inc(),
+        Err(e) => {
+            if let Some(repeated) = client::due(format!("recreate {}", names.join(","))) {
+                warn!(error = %e, repeated, "Could not create them yet; retrying.");
+            }
         }
     }
 }

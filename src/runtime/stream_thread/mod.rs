@@ -97,6 +97,8 @@ pub(crate) struct LoopState {
     create_backoff: super::retry::Backoff,
     /// The broker does not answer (`runtime::watch`): fetching is paused, no task starts.
     outage: bool,
+    /// `scorestream_topics_recreated_total` when this thread last (re)subscribed.
+    topics_recreated: u64,
 }
 
 /// The producer of outputs and changelogs, with what the loop must know about it.
@@ -313,6 +315,7 @@ impl Shared {
                 paused: false,
                 create_backoff: Default::default(),
                 outage: false,
+                topics_recreated: metrics.topics_recreated.get(),
             }),
             producer,
             topology,
@@ -538,6 +541,15 @@ impl Shared {
         consumer: &StreamConsumer,
         st: &mut LoopState,
     ) -> Result<(), RuntimeError> {
+        let recreated = self.metrics.topics_recreated.get();
+        if recreated != st.topics_recreated {
+            // An assignment made while the broker lacked them holds none of their
+            // partitions, and nothing else makes the group assign again: rejoin.
+            st.topics_recreated = recreated;
+            let topics: Vec<&str> = self.sources.iter().map(|s| &*s.name).collect();
+            info!(topics = %topics.join(","), "Topics were created again: rejoining the group so that their partitions are assigned.");
+            consumer.subscribe(&topics).map_err(RuntimeError::Client)?;
+        }
         let down = self.metrics.broker_reachable.get() == 0;
         if down == st.outage {
             return Ok(());
