@@ -7,9 +7,13 @@
 //!   [`engine::Processor`] trait with stream-time and wall-clock punctuation, the
 //!   [`engine::TopologyBuilder`] that derives sub-topologies and describes itself like Kafka
 //!   Streams' `TopologyDescription`, [`engine::StreamTask`] (one sub-topology for one partition)
-//!   and the [`engine::TopologyTestDriver`]. Knows nothing of customers or rdkafka.
+//!   and the [`engine::TopologyTestDriver`], which sends outputs through the same partition
+//!   and oversize rules as the runtime ([`engine::collector`]). Knows nothing of customers or
+//!   rdkafka.
 //! - [`runtime`]: the only code that talks to Kafka — start-up topic setup, the consumer group,
-//!   the processing loop with commit-after-acknowledgement, rebalances, backpressure, shutdown.
+//!   stream threads along Kafka Streams' seams (a loop of named phases owning a task
+//!   manager, a record collector and a checkpoint), commit-after-acknowledgement that does
+//!   not stop processing, rebalances, backpressure, shutdown.
 //! - [`ingest`]: sub-topology 0 — parse, normalize and validate every seed event shape,
 //!   dead-letter bad records, re-key good ones by customer in a compact binary form.
 //! - [`app`]: assembles the bundled topology from configuration.
