@@ -7,14 +7,16 @@
 //!   [`engine::Processor`] trait with stream-time and wall-clock punctuation, the
 //!   [`engine::TopologyBuilder`] that derives sub-topologies and describes itself like Kafka
 //!   Streams' `TopologyDescription` (`engine/describe.rs`), [`engine::StreamTask`] (one
-//!   sub-topology for one partition) and the [`engine::TopologyTestDriver`]. Knows nothing of
-//!   customers or rdkafka.
+//!   sub-topology for one partition) and the [`engine::TopologyTestDriver`], which sends
+//!   outputs through the same partition and oversize rules as the runtime
+//!   ([`engine::collector`]). Knows nothing of customers or rdkafka.
 //! - [`state`]: the stores — RocksDB and in-memory backends, codecs, the read cache, the
 //!   changelog format, and `state/store/` (typed handles, the per-task transaction, the
 //!   typed view processors use).
 //! - [`runtime`]: the only code that talks to Kafka — start-up topic setup, the consumer
-//!   group, the stream threads with commit-after-acknowledgement, rebalances, restoration,
-//!   backpressure, shutdown.
+//!   group, stream threads along Kafka Streams' seams (a loop of named phases owning a task
+//!   manager, a record collector and a checkpoint), commit-after-acknowledgement that does
+//!   not stop processing, rebalances, restoration, backpressure, shutdown.
 //! - [`topology`]: the bundled topology's processors (ingest, game with its churn branch,
 //!   leaderboards, interactive queries) and [`topology::build_topology`], the list of parts
 //!   assembled from configuration and the files under the top-level `topology/` folder.

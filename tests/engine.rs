@@ -220,6 +220,60 @@ fn named_children_and_dead_letter_suffix_sink_keep_partition() {
     assert!(d.read_output("calls-dlq").is_empty());
 }
 
+/// With a broker's size limit, the driver applies the runtime's oversize policy (the same
+/// code, `engine::collector`): a dead letter is cut to fit and marked with its original
+/// size, on its partition; any other record too large fails its delivery.
+#[test]
+fn with_a_size_limit_the_driver_cuts_dead_letters_and_fails_other_records_as_the_runtime_does() {
+    let mut b = TopologyBuilder::new();
+    b.add_source("src", &[TopicRef::external("orders")]);
+    b.add_processor("up", upper, &["src"]);
+    b.add_sink(
+        "out",
+        SinkTarget::Topic(TopicRef::external("good")),
+        Partitioning::SameAsSource,
+        &["up"],
+    );
+    b.add_sink(
+        "dlq",
+        SinkTarget::SourceSuffix("-dlq".into()),
+        Partitioning::SameAsSource,
+        &["up"],
+    );
+    let t = b.build("app").unwrap();
+    let max = 4096;
+    let mut d = TopologyTestDriver::with_partitions(t, 3, T0).with_max_message_bytes(max);
+    let bad = format!("bad {}", "x".repeat(10_000));
+    d.pipe_to_partition("orders", 2, rec("k", &bad, T0))
+        .unwrap();
+    let dead = d.read_output_with_partitions("orders-dlq");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, 2);
+    assert!(dead[0].1.size_hint() <= max, "{}", dead[0].1.size_hint());
+    assert!(text(&dead[0].1).starts_with("bad xxx"));
+    let original = bad.len().to_string();
+    assert_eq!(
+        dead[0]
+            .1
+            .headers
+            .last_str(scorestream::engine::collector::TRUNCATED_HEADER),
+        Some(original.as_str())
+    );
+    assert!(d.failed_deliveries().is_empty());
+
+    d.pipe_to_partition("orders", 1, rec("k", &"y".repeat(10_000), T0))
+        .unwrap();
+    assert!(d.read_output("good").is_empty());
+    assert_eq!(d.failed_deliveries().len(), 1);
+    // Within the limit, nothing changes.
+    d.pipe_to_partition("orders", 1, rec("k", "fine", T0))
+        .unwrap();
+    assert_eq!(
+        d.read_output("good").iter().map(text).collect::<Vec<_>>(),
+        ["FINE"]
+    );
+}
+
 #[test]
 fn unknown_child_names_processor_and_child() {
     struct Needy;

@@ -96,6 +96,58 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
     drop(s.broker);
 }
 
+/// kill -9 exactly where the asynchronous commit is most fragile, alternating between
+/// `CommitSettled` (every output and changelog record of the point acknowledged, local
+/// state not yet written, offsets not committed) and `Commit` (the point prepared, its
+/// records with the producer, none acknowledged yet), twice each. The instance stalls at the point (a
+/// test hook, `SCORESTREAM_TEST_STALL_AT`) and is killed there; each restart runs on the
+/// kept state directory. The totals, boards and results end exact.
+#[test]
+fn kill_9_exactly_at_the_commit_points_never_loses_or_double_counts() {
+    let started = std::time::Instant::now();
+    let mut s = Setup::new("50ms");
+    let state = s.state_dir("points");
+    let mut rng = rand::rng();
+    s.produce(1000);
+    for round in 0..4 {
+        let point = if round % 2 == 0 {
+            "commit_settled"
+        } else {
+            "commit"
+        };
+        // The n-th point reached after the first record was processed.
+        let stall = format!("{point}:{}", rng.random_range(1..5));
+        s.produce(300);
+        let mut inst = Instance::start_with_env(
+            &s.config,
+            &state,
+            &[("SCORESTREAM_TEST_STALL_AT", stall.as_str())],
+        );
+        let producer = s.produce_in_background(300);
+        assert!(
+            inst.wait_for_log("stalled at", Duration::from_secs(60)),
+            "round {round}: never reached {stall}:\n{}",
+            inst.log()
+        );
+        let log = inst.kill9();
+        producer.join().unwrap();
+        assert!(!log.contains("panicked"), "round {round} ({stall}):\n{log}");
+        eprintln!(
+            "round {round}: killed at {stall} after {:?}",
+            started.elapsed()
+        );
+    }
+    let inst = Instance::start(&s.config, &state);
+    let got = s.wait_exact(Duration::from_secs(60), "after kills at the commit points");
+    s.check_boards(Duration::from_secs(30));
+    let log = inst.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(got.values().map(|t| t.0).sum::<u64>(), s.next_event);
+    s.check_results();
+    eprintln!("took {:?}", started.elapsed());
+    drop(s.broker);
+}
+
 #[test]
 fn wiped_state_is_restored_from_the_changelog_exactly() {
     let mut s = Setup::new("200ms");

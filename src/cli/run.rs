@@ -47,6 +47,15 @@ async fn shutdown_signal() {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    let processed = metrics.record_process_seconds.clone();
+    if runtime::hooks::stall_from_env(move || processed.get_sample_count() > 0)
+        .map_err(anyhow::Error::msg)?
+    {
+        tracing::warn!(
+            "Test hook set: the processing thread stalls at a named point ({}).",
+            runtime::hooks::STALL_ENV
+        );
+    }
     let parts = topology::Components::load(&config)?;
     let topology = topology::build_topology(&config, &parts, Some(metrics.clone()))?;
     let listener = http::bind(&config.http_addr).await?;

@@ -94,6 +94,14 @@ pub struct RuntimeSettings {
     /// `memory_budget_bytes`.
     #[serde(with = "size::option")]
     pub max_in_flight_bytes: Option<usize>,
+    /// How long a commit point may wait with none of its outputs acknowledged before it is
+    /// abandoned as stuck and processing rewinds to the last commit (at-least-once: the
+    /// inputs are processed again). Bounds how long librdkafka's retries (up to
+    /// `message.timeout.ms`) can hold back every later commit; a point whose
+    /// acknowledgements keep coming is waited for. Never less than `commit_interval`
+    /// ([`RuntimeSettings::commit_deadline`]).
+    #[serde(with = "humantime_serde")]
+    pub commit_deadline: Duration,
     /// How long shutdown may take to flush and commit before giving up.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -122,6 +130,12 @@ pub struct RuntimeSettings {
 }
 
 impl RuntimeSettings {
+    /// How long a commit point may wait for its acknowledgements: `commit_deadline`, but
+    /// never less than the commit interval.
+    pub fn commit_deadline(&self) -> Duration {
+        self.commit_deadline.max(self.commit_interval)
+    }
+
     /// The stream threads to run: `stream_threads`, or one per core when 0.
     pub fn threads(&self) -> usize {
         match self.stream_threads {
@@ -137,6 +151,7 @@ impl Default for RuntimeSettings {
             commit_interval: Duration::from_secs(1),
             max_in_flight_records: None,
             max_in_flight_bytes: None,
+            commit_deadline: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             replication_factor: -1,
             internal_partitions: 0,

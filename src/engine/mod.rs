@@ -2,6 +2,7 @@
 //! driver. Knows nothing about customers or Kafka clients.
 
 pub mod builder;
+pub mod collector;
 mod describe;
 pub mod partitioner;
 pub mod processor;

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::collector::{self, RecordProducer, Refusal};
 use super::record::{Record, SourcePosition};
 use super::task::{SinkRecord, StreamTask, TaskError, TaskId};
 use super::topology::Topology;
@@ -36,6 +37,10 @@ pub struct TopologyTestDriver {
     commit_every: usize,
     /// Records processed since the last commit, per task.
     uncommitted: HashMap<TaskId, usize>,
+    /// Largest record the driver's topics take, as a broker's limit (`None`: any).
+    max_message_bytes: Option<usize>,
+    /// Outputs refused for good (too large), as deliveries that failed.
+    failed_deliveries: Vec<(SinkRecord, Refusal)>,
 }
 
 /// RocksDB stores for the driver's tasks, as the runtime opens them.
@@ -66,6 +71,8 @@ impl TopologyTestDriver {
             uncommitted: HashMap::new(),
             keep_outputs: true,
             spare: Vec::new(),
+            max_message_bytes: None,
+            failed_deliveries: Vec::new(),
         }
     }
 
@@ -75,6 +82,20 @@ impl TopologyTestDriver {
     pub fn discard_outputs(mut self) -> Self {
         self.keep_outputs = false;
         self
+    }
+
+    /// Refuses records larger than `bytes` (key, value and headers), as a broker whose
+    /// limit that is: a dead letter is cut to fit and marked, as the runtime does
+    /// (`engine::collector`); any other record fails (see
+    /// [`failed_deliveries`](Self::failed_deliveries)).
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = Some(bytes);
+        self
+    }
+
+    /// Outputs refused for good, with the reason: the runtime would reprocess their inputs.
+    pub fn failed_deliveries(&self) -> &[(SinkRecord, Refusal)] {
+        &self.failed_deliveries
     }
 
     /// How many records sinks have written to `topic` so far, over every partition.
@@ -321,23 +342,67 @@ impl TopologyTestDriver {
         outputs: impl IntoIterator<Item = SinkRecord>,
         queue: &mut VecDeque<(String, i32, Record)>,
     ) {
+        let mut topics = Topics {
+            topology: &self.topology,
+            written: &mut self.written,
+            outputs: &mut self.outputs,
+            keep_outputs: self.keep_outputs,
+            max_message_bytes: self.max_message_bytes,
+            queue,
+        };
         for out in outputs {
-            // The runtime's rule; where the producer would choose, the driver takes 0.
-            let partition = out.partition(Some(self.partitions)).unwrap_or(0);
-            let topic = out.topic.to_string();
-            *self.written.entry((topic.clone(), partition)).or_insert(0) += 1;
-            if self.topology.subtopology_of(&topic).is_some() {
-                let mut rec = out.record.clone();
-                rec.source = None;
-                queue.push_back((topic.clone(), partition, rec));
-            }
-            if self.keep_outputs {
-                self.outputs
-                    .entry(topic)
-                    .or_default()
-                    .push((partition, out.record));
+            // The runtime's rules (engine::collector): partition, oversized dead letters.
+            let max = self.max_message_bytes.unwrap_or(usize::MAX);
+            match collector::send(&mut topics, out, Some(self.partitions), max) {
+                collector::Sent::Taken(_) => {}
+                collector::Sent::QueueFull(_) => unreachable!("the driver's topics never fill"),
+                collector::Sent::Failed(out, why) => {
+                    self.failed_deliveries.push((out, why));
+                }
             }
         }
+    }
+}
+
+/// The driver's topics, as a producer: what a sink writes is counted, kept for
+/// `read_output` and, on the topology's own topics, fed back in. Where a real producer
+/// would choose the partition, the driver takes 0.
+struct Topics<'a> {
+    topology: &'a Topology,
+    written: &'a mut HashMap<(String, i32), i64>,
+    outputs: &'a mut HashMap<String, Vec<(i32, Record)>>,
+    keep_outputs: bool,
+    max_message_bytes: Option<usize>,
+    queue: &'a mut VecDeque<(String, i32, Record)>,
+}
+
+impl RecordProducer for Topics<'_> {
+    fn send(
+        &mut self,
+        out: SinkRecord,
+        partition: Option<i32>,
+    ) -> Result<(), (Refusal, SinkRecord)> {
+        if self
+            .max_message_bytes
+            .is_some_and(|max| out.record.size_hint() > max)
+        {
+            return Err((Refusal::TooLarge, out));
+        }
+        let partition = partition.unwrap_or(0);
+        let topic = out.topic.to_string();
+        *self.written.entry((topic.clone(), partition)).or_insert(0) += 1;
+        if self.topology.subtopology_of(&topic).is_some() {
+            let mut rec = out.record.clone();
+            rec.source = None;
+            self.queue.push_back((topic.clone(), partition, rec));
+        }
+        if self.keep_outputs {
+            self.outputs
+                .entry(topic)
+                .or_default()
+                .push((partition, out.record));
+        }
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Changelog partition → the next offset after its last acknowledged record.
 pub type Ends = HashMap<(Arc<str>, i32), i64>;
@@ -21,16 +22,24 @@ pub struct Ledger {
     /// Per open epoch from `first`: records not yet acknowledged or failed, and the
     /// changelog ends its acknowledged records reached.
     open: VecDeque<(u64, Ends)>,
+    /// Per open epoch (as `open`): when one of its records was last acknowledged or failed.
+    progress: VecDeque<Option<Instant>>,
     /// Changelog ends of every settled epoch.
     settled_ends: Ends,
 }
 
 impl Ledger {
-    fn slot(&mut self, epoch: u64) -> Option<&mut (u64, Ends)> {
+    fn index(&mut self, epoch: u64) -> Option<usize> {
         let i = usize::try_from(epoch.checked_sub(self.first)?).ok()?;
         while self.open.len() <= i {
             self.open.push_back((0, Ends::new()));
+            self.progress.push_back(None);
         }
+        Some(i)
+    }
+
+    fn slot(&mut self, epoch: u64) -> Option<&mut (u64, Ends)> {
+        let i = self.index(epoch)?;
         self.open.get_mut(i)
     }
 
@@ -44,9 +53,16 @@ impl Ledger {
     /// A record of `epoch` was acknowledged; for a changelog record, at `changelog`
     /// (topic, partition, offset). Records of abandoned epochs are ignored.
     pub fn acked(&mut self, epoch: u64, changelog: Option<(&str, i32, i64)>) {
-        let Some((n, ends)) = self.slot(epoch) else {
+        self.acked_at(epoch, changelog, Instant::now());
+    }
+
+    /// [`acked`](Self::acked), at `now`.
+    pub fn acked_at(&mut self, epoch: u64, changelog: Option<(&str, i32, i64)>, now: Instant) {
+        let Some(i) = self.index(epoch) else {
             return;
         };
+        self.progress[i] = Some(now);
+        let (n, ends) = &mut self.open[i];
         *n = n.saturating_sub(1);
         if let Some((topic, partition, offset)) = changelog {
             match ends
@@ -82,10 +98,24 @@ impl Ledger {
             .all(|(n, _)| *n == 0)
     }
 
+    /// When a record of `epoch` or of an earlier open epoch was last acknowledged (or
+    /// failed); `None` if none was since they opened. A commit point whose records keep
+    /// being acknowledged is slow, not stuck.
+    pub fn progress_through(&self, epoch: u64) -> Option<Instant> {
+        let upto = usize::try_from(epoch.checked_sub(self.first)?).unwrap_or(usize::MAX);
+        self.progress
+            .iter()
+            .take(upto.saturating_add(1))
+            .flatten()
+            .max()
+            .copied()
+    }
+
     /// Closes every epoch up to `epoch` (which must be settled), folding their changelog
     /// ends into the settled ones.
     pub fn close_through(&mut self, epoch: u64) {
         while self.first <= epoch {
+            self.progress.pop_front();
             if let Some((_, ends)) = self.open.pop_front() {
                 for (k, v) in ends {
                     let e = self.settled_ends.entry(k).or_insert(v);
@@ -100,6 +130,7 @@ impl Ledger {
     /// produced is reprocessed); late acknowledgements of theirs are ignored.
     pub fn abandon_before(&mut self, next: u64) {
         self.open.clear();
+        self.progress.clear();
         self.first = self.first.max(next);
     }
 
@@ -166,6 +197,31 @@ mod tests {
         assert_eq!(l.changelog_end("c", 0), Some(42));
         l.forget_changelog_end("c", 0);
         assert_eq!(l.changelog_end("c", 0), None);
+    }
+
+    #[test]
+    fn progress_counts_acknowledgements_of_the_epoch_and_earlier_ones_only() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+        let mut l = Ledger::default();
+        l.sent(0);
+        l.sent(0);
+        l.sent(1);
+        l.sent(2);
+        assert_eq!(l.progress_through(1), None);
+        l.acked_at(0, None, at(1));
+        l.acked_at(2, None, at(5));
+        // A later epoch's acknowledgement is no progress of the earlier ones.
+        assert_eq!(l.progress_through(1), Some(at(1)));
+        l.acked_at(1, None, at(3));
+        assert_eq!(l.progress_through(1), Some(at(3)));
+        assert_eq!(l.progress_through(2), Some(at(5)));
+        l.acked_at(0, None, at(4));
+        l.close_through(0);
+        // Closed epochs no longer count.
+        assert_eq!(l.progress_through(1), Some(at(3)));
+        l.abandon_before(3);
+        assert_eq!(l.progress_through(3), None);
     }
 
     #[test]

@@ -48,3 +48,56 @@ pub(crate) fn reach(point: Point) {
         hook(point);
     }
 }
+
+impl std::str::FromStr for Point {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Point, String> {
+        match s {
+            "create_task" => Ok(Point::CreateTask),
+            "restore" => Ok(Point::Restore),
+            "commit" => Ok(Point::Commit),
+            "commit_settled" => Ok(Point::CommitSettled),
+            other => Err(format!(
+                "unknown hook point '{other}' (create_task, restore, commit, commit_settled)"
+            )),
+        }
+    }
+}
+
+/// The variable read by [`stall_from_env`].
+pub const STALL_ENV: &str = "SCORESTREAM_TEST_STALL_AT";
+
+/// For crash tests of the binary: with `SCORESTREAM_TEST_STALL_AT=<point>:<n>` (e.g.
+/// `commit_settled:3`), the processing thread stops for good the `n`-th time it reaches
+/// `<point>` once `started()` is true (e.g. a record was processed), after writing
+/// `scorestream test hook: stalled at <point>` to stderr, so a test can kill -9 the process
+/// exactly there. Without the variable nothing is registered. Returns whether a hook was set.
+#[doc(hidden)]
+pub fn stall_from_env(started: impl Fn() -> bool + Send + 'static) -> Result<bool, String> {
+    let Ok(spec) = std::env::var(STALL_ENV) else {
+        return Ok(false);
+    };
+    let (point, n) = spec
+        .split_once(':')
+        .ok_or_else(|| format!("{STALL_ENV}={spec}: expected <point>:<n>"))?;
+    let point: Point = point.parse()?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{STALL_ENV}={spec}: <n> must be a positive number"))?;
+    let mut seen = 0u64;
+    set(move |p| {
+        if p != point || !started() {
+            return;
+        }
+        seen += 1;
+        if seen < n {
+            return;
+        }
+        eprintln!("scorestream test hook: stalled at {point:?} (reached {seen} times)");
+        loop {
+            std::thread::park();
+        }
+    });
+    Ok(true)
+}

@@ -9,8 +9,10 @@
 //! 3. **Write local state**: each task's staged set and input positions, one atomic batch.
 //! 4. **Commit offsets** of the point's positions (asynchronously; a failure is retried
 //!    with the next point).
-//! 5. **Rewind** after a failed delivery: drop uncommitted work and seek back to the last
-//!    commit, so the affected inputs are processed again.
+//! 5. **Rewind** after a failed delivery, or when none of a point's records was
+//!    acknowledged for `runtime.commit_deadline` (it is abandoned as stuck): drop
+//!    uncommitted work and seek back to the last commit, so the affected inputs are
+//!    processed again.
 //!
 //! Nothing past an unacknowledged output is ever committed. Revocation and shutdown
 //! commit synchronously (prepare, then wait for the flush), as does `exactly_once`, where
@@ -29,16 +31,6 @@ use crate::runtime::client::due;
 use crate::runtime::hooks::{self, Point};
 use crate::runtime::RuntimeError;
 
-/// A prepared commit point waiting for its outputs' acknowledgements.
-#[derive(Debug)]
-pub(super) struct CommitPoint {
-    /// Every record of this epoch and earlier ones must be acknowledged first.
-    epoch: u64,
-    /// Input positions (topic index, partition) → next offset, reached when prepared.
-    positions: Vec<((usize, i32), i64)>,
-    prepared: Instant,
-}
-
 impl Shared {
     /// Every task's buffered store writes become changelog records and a staged set; the
     /// records go to the collector with the current epoch.
@@ -46,9 +38,9 @@ impl Shared {
         let now = now_ms();
         {
             let st = &mut *st;
-            for task in st.tasks.values_mut() {
+            for task in st.tasks.running.values_mut() {
                 task.prepare_commit(now);
-                task.drain_outputs_into(&mut st.scratch);
+                task.drain_outputs_into(&mut st.collector.scratch);
             }
         }
         self.collect_scratch(st);
@@ -58,23 +50,8 @@ impl Shared {
     /// already in flight, extends it (its staged sets grow; it now covers this epoch too).
     fn prepare(&self, st: &mut LoopState) {
         self.stage_tasks(st);
-        let recommit = self.recommit.swap(false, Ordering::Relaxed);
-        let positions = st
-            .partitions
-            .iter()
-            .filter(|(_, ps)| ps.position >= 0 && (recommit || ps.position != ps.committed))
-            .map(|(&k, ps)| (k, ps.position))
-            .collect();
-        let prepared = st
-            .in_flight
-            .take()
-            .map_or_else(Instant::now, |p| p.prepared);
-        st.in_flight = Some(CommitPoint {
-            epoch: st.epoch,
-            positions,
-            prepared,
-        });
-        st.epoch += 1;
+        let all = self.recommit.swap(false, Ordering::Relaxed);
+        st.checkpoint.prepare(all, Instant::now());
     }
 
     /// The maybe-commit phase of the loop (at-least-once): completes the point in flight
@@ -88,7 +65,7 @@ impl Shared {
     ) -> Committed {
         let outcome = self.try_complete(consumer, st, CommitMode::Async);
         if due
-            && st.in_flight.is_none()
+            && st.checkpoint.in_flight.is_none()
             && matches!(outcome, Committed::Nothing | Committed::Offsets(_))
         {
             self.prepare(st);
@@ -105,40 +82,40 @@ impl Shared {
         mode: CommitMode,
     ) -> Committed {
         let failures = self.producer.context().failures.load(Ordering::Relaxed);
-        if failures != st.failures_seen {
-            st.failures_seen = failures;
+        if st.checkpoint.failed_since(failures) {
             self.rewind(consumer, st);
             return Committed::Rewound;
         }
-        let Some(point) = st.in_flight.as_ref() else {
+        let Some(epoch) = st.checkpoint.in_flight.as_ref().map(|p| p.epoch) else {
             return Committed::Nothing;
         };
         {
             let mut ledger = self.producer.context().ledger();
-            if !ledger.settled_through(point.epoch) {
+            if !ledger.settled_through(epoch) {
+                let progress = ledger.progress_through(epoch);
+                drop(ledger);
+                // A synchronous commit has its own deadline (the caller's).
+                let deadline = self.settings.commit_deadline();
+                if matches!(mode, CommitMode::Async)
+                    && st.checkpoint.overdue(Instant::now(), deadline, progress)
+                {
+                    self.abandon(consumer, st);
+                    return Committed::Rewound;
+                }
                 return Committed::Pending;
             }
-            ledger.close_through(point.epoch);
+            ledger.close_through(epoch);
         }
-        let point = st.in_flight.take().expect("checked above");
         hooks::reach(Point::CommitSettled);
         if !self.write_local_state(st) {
             return Committed::Failed;
         }
-        let mut tpl = TopicPartitionList::new();
-        let mut n = 0;
-        for &((ti, p), position) in &point.positions {
-            // A partition revoked since the point was prepared is no longer ours to commit.
-            let Some(ps) = st.partitions.get_mut(&(ti, p)) else {
-                continue;
-            };
-            let _ = tpl.add_partition_offset(&self.sources[ti].name, p, Offset::Offset(position));
-            ps.committed = position;
-            n += 1;
-        }
+        let (point, positions) = st.checkpoint.complete().expect("checked above");
+        let n = positions.len();
         if n == 0 {
             return Committed::Nothing;
         }
+        let tpl = self.offsets(&positions);
         match consumer.commit(&tpl, mode) {
             Ok(()) => {
                 self.metrics.commits.inc();
@@ -153,6 +130,28 @@ impl Shared {
                 Committed::Failed
             }
         }
+    }
+
+    /// Step 2b: a point none of whose records was acknowledged for `runtime.commit_deadline`
+    /// (librdkafka still retrying records sent while the broker was away, up to
+    /// `message.timeout.ms`) would hold back every later commit: it is abandoned, and
+    /// processing rewinds to the last committed positions as after a failed delivery.
+    /// Nothing of it is committed. A point whose acknowledgements keep coming is waited for.
+    fn abandon(&self, consumer: &StreamConsumer, st: &mut LoopState) {
+        let age = st
+            .checkpoint
+            .in_flight
+            .as_ref()
+            .map(|p| p.prepared.elapsed());
+        warn!(
+            epoch = st.checkpoint.in_flight.as_ref().map(|p| p.epoch),
+            age = ?age,
+            deadline = ?self.settings.commit_deadline(),
+            in_flight = self.producer.in_flight_count(),
+            "Commit point stuck: none of its records acknowledged within runtime.commit_deadline; abandoned, its inputs are processed again from the last commit."
+        );
+        self.metrics.commit_failures.inc();
+        self.rewind(consumer, st);
     }
 
     /// An offset commit failed (here or in the consumer's callback for an asynchronous
@@ -213,7 +212,7 @@ impl Shared {
             if Instant::now() >= deadline {
                 if let Some(repeated) = due("commit: queue full".into()) {
                     warn!(
-                        pending = st.pending.len(),
+                        pending = st.collector.pending.len(),
                         repeated, "Commit not done: the producer queue stayed full."
                     );
                 }
@@ -229,7 +228,7 @@ impl Shared {
     /// local write failed.
     fn write_local_state(&self, st: &mut LoopState) -> bool {
         let ctx = self.producer.context();
-        for task in st.tasks.values_mut() {
+        for task in st.tasks.running.values_mut() {
             if let Err(e) = task.finish_commit(&|t, p| ctx.changelog_end(t, p)) {
                 error!(task = %task.id(), error = %e, "Could not write local state; stopping without committing offsets (a restart restores from the changelog).");
                 self.metrics.commit_failures.inc();
@@ -240,29 +239,17 @@ impl Shared {
         true
     }
 
-    /// Positions processed since the last commit, and how many partitions moved.
-    fn positions_to_commit(&self, st: &LoopState) -> (TopicPartitionList, usize) {
+    /// `positions` as the consumer commits them.
+    fn offsets(&self, positions: &[((usize, i32), i64)]) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
-        let mut n = 0;
-        for (&(ti, p), ps) in &st.partitions {
-            if ps.position >= 0 && ps.position != ps.committed {
-                let _ = tpl.add_partition_offset(
-                    &self.sources[ti].name,
-                    p,
-                    Offset::Offset(ps.position),
-                );
-                n += 1;
-            }
+        for &((ti, p), position) in positions {
+            let _ = tpl.add_partition_offset(&self.sources[ti].name, p, Offset::Offset(position));
         }
-        (tpl, n)
+        tpl
     }
 
     fn mark_committed(&self, st: &mut LoopState, started: Instant, n: usize) {
-        for ps in st.partitions.values_mut() {
-            if ps.position >= 0 {
-                ps.committed = ps.position;
-            }
-        }
+        st.checkpoint.mark_all_committed();
         self.metrics.commits.inc();
         self.metrics
             .commit_duration
@@ -281,7 +268,8 @@ impl Shared {
         deadline: Instant,
         started: Instant,
     ) -> Committed {
-        let (tpl, n) = self.positions_to_commit(st);
+        let positions = st.checkpoint.uncommitted();
+        let (tpl, n) = (self.offsets(&positions), positions.len());
         let remaining = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(1));
@@ -296,14 +284,16 @@ impl Shared {
             self.producer.commit_transaction(remaining)
         })();
         let failures = self.producer.context().failures.load(Ordering::Relaxed);
-        let delivered = failures == st.failures_seen;
-        st.failures_seen = failures;
+        let delivered = !st.checkpoint.failed_since(failures);
         match result {
             Ok(()) if delivered => {
-                st.aborts_in_a_row = 0;
+                st.checkpoint.aborts_in_a_row = 0;
                 // The transaction's commit flushed it: every epoch so far is settled.
-                self.producer.context().ledger().close_through(st.epoch);
-                st.epoch += 1;
+                self.producer
+                    .context()
+                    .ledger()
+                    .close_through(st.checkpoint.epoch);
+                st.checkpoint.epoch += 1;
                 if !self.write_local_state(st) {
                     return Committed::Failed;
                 }
@@ -330,8 +320,8 @@ impl Shared {
                         return Committed::Failed;
                     }
                 }
-                st.aborts_in_a_row += 1;
-                if st.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW {
+                st.checkpoint.aborts_in_a_row += 1;
+                if st.checkpoint.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW {
                     let why = format!(
                         "{MAX_ABORTS_IN_A_ROW} transactions in a row failed to commit (last: {})",
                         other
@@ -364,8 +354,8 @@ impl Shared {
     /// last commit, so the affected inputs are processed again (at-least-once).
     fn rewind(&self, consumer: &StreamConsumer, st: &mut LoopState) {
         self.metrics.rewinds.inc();
-        st.pending.clear();
-        st.in_flight = None;
+        st.collector.pending.clear();
+        let targets = st.checkpoint.rewind();
         // Let what is still in flight land (or fail) before tasks restore from their
         // changelogs again, so no abandoned changelog record lands after a restore.
         if !self.transactional {
@@ -374,26 +364,17 @@ impl Shared {
         self.producer
             .context()
             .ledger()
-            .abandon_before(st.epoch + 1);
-        st.epoch += 1;
+            .abandon_before(st.checkpoint.epoch);
         // Dropping the tasks drops their uncommitted store writes; they are recreated (and
         // restored from what was committed) before processing goes on.
-        st.tasks.clear();
+        st.tasks.running.clear();
         self.report_tasks(st);
-        for (&(ti, p), ps) in st.partitions.iter_mut() {
-            let target = if ps.committed >= 0 {
-                ps.committed
-            } else {
-                ps.base
-            };
-            if target < 0 || ps.position == target {
-                continue;
-            }
+        for ((ti, p), target) in targets {
             let topic = &self.sources[ti].name;
             match consumer.seek(topic, p, Offset::Offset(target), Duration::from_secs(10)) {
                 Ok(()) => {
                     warn!(topic = %topic, partition = p, offset = target, "Rewound after a failed delivery.");
-                    ps.position = if ps.committed >= 0 { ps.committed } else { -1 };
+                    st.checkpoint.rewound((ti, p));
                 }
                 Err(e) => {
                     error!(topic = %topic, partition = p, offset = target, error = %e, "Seek failed; the group will redeliver from the last commit after the next rebalance.")

@@ -14,7 +14,8 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{error, warn};
 
-use super::{LoopState, PartitionState, Shared, StreamConsumer};
+use super::checkpoint::PartitionState;
+use super::{LoopState, Shared, StreamConsumer};
 use crate::engine::TaskId;
 use crate::runtime::restore::{cached_watermarks, committed_offsets};
 
@@ -61,15 +62,17 @@ impl InputEnds {
         self.last = Some(Instant::now());
         let before = self.beyond.len() as i64;
         self.fetched_since
-            .retain(|k, _| st.partitions.contains_key(k));
+            .retain(|k, _| st.checkpoint.partitions.contains_key(k));
         self.compared_at_end
-            .retain(|k, _| st.partitions.contains_key(k));
-        self.beyond.retain(|k, _| st.partitions.contains_key(k));
-        self.restarted.retain(|k| st.partitions.contains_key(k));
+            .retain(|k, _| st.checkpoint.partitions.contains_key(k));
+        self.beyond
+            .retain(|k, _| st.checkpoint.partitions.contains_key(k));
+        self.restarted
+            .retain(|k| st.checkpoint.partitions.contains_key(k));
         self.assigned_end
-            .retain(|k, _| st.partitions.contains_key(k));
+            .retain(|k, _| st.checkpoint.partitions.contains_key(k));
         let mut candidates = Vec::new();
-        for (&(ti, p), ps) in &st.partitions {
+        for (&(ti, p), ps) in &st.checkpoint.partitions {
             let topic = &*shared.sources[ti].name;
             let assigned_end = *self
                 .assigned_end
@@ -83,7 +86,7 @@ impl InputEnds {
                 subtopology: shared.sources[ti].subtopology,
                 partition: p,
             };
-            let fetching = st.tasks.contains_key(&id) && !st.paused && !st.outage;
+            let fetching = st.tasks.running.contains_key(&id) && !st.paused && !st.outage;
             if ps.position >= 0 {
                 self.restarted.remove(&(ti, p));
             }
@@ -185,12 +188,14 @@ impl InputEnds {
 /// task's stored position for it (ahead of everything the partition has now) must not make
 /// its records look like replays.
 fn forget_position(shared: &Shared, st: &mut LoopState, ti: usize, p: i32) {
-    st.partitions.insert((ti, p), PartitionState::NEW);
+    st.checkpoint
+        .partitions
+        .insert((ti, p), PartitionState::NEW);
     let id = TaskId {
         subtopology: shared.sources[ti].subtopology,
         partition: p,
     };
-    if let Some(state) = st.tasks.get_mut(&id).and_then(|t| t.state_mut()) {
+    if let Some(state) = st.tasks.running.get_mut(&id).and_then(|t| t.state_mut()) {
         state.forget_applied(&shared.sources[ti].name, p);
     }
 }

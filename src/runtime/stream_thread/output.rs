@@ -1,7 +1,9 @@
-//! The record collector: getting outputs into the producer — partition choice, headers,
-//! the commit epoch each belongs to (see `runtime::acks`), a full queue handed back for
-//! later (backpressure), and oversized dead letters truncated.
+//! The record collector: getting outputs into the producer — headers, the commit epoch
+//! each belongs to (see `runtime::acks`), a full queue handed back for later
+//! (backpressure). The partition choice and the oversize policy (dead letters truncated)
+//! are `engine::collector`'s, shared with the test driver.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -9,8 +11,23 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use tracing::{error, warn};
 
-use super::{LoopState, Shared, TRUNCATED_HEADER};
+use super::{LoopState, Shared};
+use crate::engine::collector::{self, RecordProducer, Refusal, Sent};
 use crate::engine::{Headers, SinkRecord};
+use crate::runtime::producer::ReplaceableProducer;
+
+/// Outputs on their way to the producer: those waiting for room in it, with their commit
+/// epoch, and the buffer tasks drain their outputs into. Sending them is the methods below
+/// (on `Shared`, which holds the producer, shared with its delivery callbacks); what
+/// partition an output goes to and what happens to one too large is decided in
+/// `engine::collector`, shared with the test driver.
+#[derive(Default)]
+pub(super) struct RecordCollector {
+    /// Outputs waiting for room in the producer, with their commit epoch, in order.
+    pub pending: VecDeque<(u64, SinkRecord)>,
+    /// Emptied buffer for a task's outputs, kept to reuse its allocation.
+    pub scratch: Vec<SinkRecord>,
+}
 
 impl Shared {
     /// A broker that restarted without its state refuses the producer's id forever: the
@@ -48,36 +65,101 @@ impl Shared {
     /// Takes one output of the current epoch: into the producer, or behind the outputs
     /// already waiting for room in it (order is kept).
     pub(super) fn collect(&self, st: &mut LoopState, out: SinkRecord) {
-        let epoch = st.epoch;
+        let epoch = st.checkpoint.epoch;
         self.producer.context().ledger().sent(epoch);
-        if st.pending.is_empty() {
+        if st.collector.pending.is_empty() {
             if let Some(back) = self.send(out, epoch) {
-                st.pending.push_back((epoch, back));
+                st.collector.pending.push_back((epoch, back));
             }
         } else {
-            st.pending.push_back((epoch, out));
+            st.collector.pending.push_back((epoch, out));
         }
     }
 
-    /// Collects every output drained into `st.scratch`, keeping the buffer for the next
+    /// Collects every output drained into `st.collector.scratch`, keeping the buffer for the next
     /// record.
     pub(super) fn collect_scratch(&self, st: &mut LoopState) {
-        let mut scratch = std::mem::take(&mut st.scratch);
+        let mut scratch = std::mem::take(&mut st.collector.scratch);
         for out in scratch.drain(..) {
             self.collect(st, out);
         }
-        st.scratch = scratch;
+        st.collector.scratch = scratch;
     }
 
     /// Enqueues one output of commit epoch `epoch` in the producer. Gives it back when the
-    /// queue is full.
+    /// queue is full. The partition and what happens to a record refused are decided in
+    /// `engine::collector`.
     pub(super) fn send(&self, out: SinkRecord, epoch: u64) -> Option<SinkRecord> {
-        let topic: &str = &out.topic;
-        let partition = out.partition(self.partition_counts.get(topic).copied());
+        let partitions = self.partition_counts.get(&*out.topic).copied();
+        let mut producer = EpochProducer {
+            producer: &self.producer,
+            epoch,
+        };
+        match collector::send(&mut producer, out, partitions, self.max_message_bytes) {
+            Sent::Taken(None) => None,
+            Sent::Taken(Some(t)) => {
+                self.metrics.dead_letters_truncated.inc();
+                let source = t.source.as_ref();
+                warn!(
+                    topic = %t.topic,
+                    source_topic = source.map_or("", |s| &*s.topic),
+                    partition = source.map_or(-1, |s| s.partition),
+                    offset = source.map_or(-1, |s| s.offset),
+                    original_bytes = t.original_bytes,
+                    kept_bytes = t.kept_bytes,
+                    "Dead letter too large for the broker; value truncated."
+                );
+                None
+            }
+            Sent::QueueFull(out) => Some(out),
+            Sent::Failed(out, why) => {
+                // Not retriable here: count it as a failed delivery so the next commit
+                // rewinds and reprocesses instead of committing past it.
+                let context = self.producer.context();
+                context.failures.fetch_add(1, Ordering::Relaxed);
+                context.ledger().failed(epoch);
+                let topic: &str = &out.topic;
+                self.metrics
+                    .delivery_failures
+                    .with_label_values(&[topic])
+                    .inc();
+                error!(topic, error = ?why, "Could not enqueue an output; its input will be reprocessed.");
+                None
+            }
+        }
+    }
+
+    /// Moves pending outputs into the producer until it is full. True if all went.
+    pub(super) fn send_pending(&self, st: &mut LoopState) -> bool {
+        while let Some((epoch, out)) = st.collector.pending.pop_front() {
+            if let Some(back) = self.send(out, epoch) {
+                st.collector.pending.push_front((epoch, back));
+                self.gauges.pending.set(st.collector.pending.len() as i64);
+                return false;
+            }
+        }
+        self.gauges.pending.set(0);
+        true
+    }
+}
+
+/// librdkafka's producer, tagging each record with its commit epoch (the delivery opaque).
+struct EpochProducer<'a> {
+    producer: &'a ReplaceableProducer,
+    epoch: u64,
+}
+
+impl RecordProducer for EpochProducer<'_> {
+    fn send(
+        &mut self,
+        out: SinkRecord,
+        partition: Option<i32>,
+    ) -> Result<(), (Refusal, SinkRecord)> {
         let result = {
             let headers = to_kafka_headers(&out.record.headers);
             let mut br: BaseRecord<'_, [u8], [u8], usize> =
-                BaseRecord::with_opaque_to(topic, epoch as usize).timestamp(out.record.timestamp);
+                BaseRecord::with_opaque_to(&out.topic, self.epoch as usize)
+                    .timestamp(out.record.timestamp);
             if let Some(k) = out.record.key.as_deref() {
                 br = br.key(k);
             }
@@ -93,66 +175,15 @@ impl Shared {
             self.producer.send(br)
         };
         match result {
-            Ok(()) => None,
-            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Some(out),
-            Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge))
-                if topic.ends_with("-dlq")
-                    && out.record.headers.last(TRUNCATED_HEADER).is_none() =>
-            {
-                self.send(self.truncate(out), epoch)
+            Ok(()) => Ok(()),
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                Err((Refusal::QueueFull, out))
             }
-            Err(e) => {
-                // Not retriable here: count it as a failed delivery so the next commit
-                // rewinds and reprocesses instead of committing past it.
-                let context = self.producer.context();
-                context.failures.fetch_add(1, Ordering::Relaxed);
-                context.ledger().failed(epoch);
-                self.metrics
-                    .delivery_failures
-                    .with_label_values(&[topic])
-                    .inc();
-                error!(topic, error = %e, "Could not enqueue an output; its input will be reprocessed.");
-                None
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
+                Err((Refusal::TooLarge, out))
             }
+            Err(e) => Err((Refusal::Failed(e.to_string()), out)),
         }
-    }
-
-    /// Cuts a dead letter's value to what the producer accepts and records the original size.
-    fn truncate(&self, mut out: SinkRecord) -> SinkRecord {
-        let original = out.record.value.as_ref().map_or(0, Vec::len);
-        let overhead = out.record.size_hint() - original + 1024;
-        let keep = self.max_message_bytes.saturating_sub(overhead);
-        if let Some(v) = out.record.value.as_mut() {
-            v.truncate(keep);
-        }
-        out.record
-            .headers
-            .push(TRUNCATED_HEADER, original.to_string());
-        self.metrics.dead_letters_truncated.inc();
-        let source = out.record.source.as_ref();
-        warn!(
-            topic = %out.topic,
-            source_topic = source.map_or("", |s| &*s.topic),
-            partition = source.map_or(-1, |s| s.partition),
-            offset = source.map_or(-1, |s| s.offset),
-            original_bytes = original,
-            kept_bytes = keep,
-            "Dead letter too large for the broker; value truncated."
-        );
-        out
-    }
-
-    /// Moves pending outputs into the producer until it is full. True if all went.
-    pub(super) fn send_pending(&self, st: &mut LoopState) -> bool {
-        while let Some((epoch, out)) = st.pending.pop_front() {
-            if let Some(back) = self.send(out, epoch) {
-                st.pending.push_front((epoch, back));
-                self.gauges.pending.set(st.pending.len() as i64);
-                return false;
-            }
-        }
-        self.gauges.pending.set(0);
-        true
     }
 }
 

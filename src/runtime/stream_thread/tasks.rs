@@ -1,7 +1,7 @@
 //! Task lifecycle: creating tasks for assigned partitions, restoring stateful ones before
 //! they run, and periodic housekeeping of their stores.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +14,40 @@ use crate::config::StoreBackend;
 use crate::engine::{StreamTask, TaskId};
 use crate::runtime::hooks::{self, Point};
 use crate::runtime::restore::committed_offsets;
-use crate::runtime::retry::{is_transient, MAX_DELAY};
+use crate::runtime::restore::Restorer;
+use crate::runtime::retry::{is_transient, Backoff, MAX_DELAY};
 use crate::runtime::RuntimeError;
 use crate::state::{Backend, MemoryBackend, RocksBackend, TaskState};
+
+/// The tasks of one stream thread (the data of Kafka Streams' `TaskManager`; creating,
+/// restoring and closing them are the methods below and the rebalance callbacks).
+pub(super) struct TaskManager {
+    /// Running tasks (restored and initialised).
+    pub running: BTreeMap<TaskId, StreamTask>,
+    /// Tasks whose stores are being restored; their inputs are paused.
+    pub restorer: Option<Restorer>,
+    /// First offset fetched for a partition while its task was restoring; the partition is
+    /// sought back there when the task starts.
+    pub held: HashMap<(usize, i32), i64>,
+    /// Creating tasks failed on a transient client error: when to try again.
+    pub create_backoff: Backoff,
+}
+
+impl TaskManager {
+    pub fn new(restorer: Option<Restorer>) -> TaskManager {
+        TaskManager {
+            running: BTreeMap::new(),
+            restorer,
+            held: HashMap::new(),
+            create_backoff: Backoff::default(),
+        }
+    }
+
+    /// Whether task `id` is assigned here and runs or restores.
+    pub fn owns(&self, id: &TaskId) -> bool {
+        self.running.contains_key(id) || self.restorer.as_ref().is_some_and(|r| r.contains(id))
+    }
+}
 
 impl Shared {
     /// The input partitions (topic index, partition) of task `id`.
@@ -46,10 +77,11 @@ impl Shared {
         st: &mut LoopState,
         now: i64,
     ) -> Result<(), RuntimeError> {
-        if !st.create_backoff.due() || st.outage {
+        if !st.tasks.create_backoff.due() || st.outage {
             return Ok(());
         }
         let wanted: std::collections::BTreeSet<TaskId> = st
+            .checkpoint
             .partitions
             .keys()
             .map(|&(i, p)| TaskId {
@@ -58,8 +90,7 @@ impl Shared {
             })
             .collect();
         for id in wanted {
-            let restoring = st.restorer.as_ref().is_some_and(|r| r.contains(&id));
-            if st.tasks.contains_key(&id) || restoring {
+            if st.tasks.owns(&id) {
                 continue;
             }
             let mut task = StreamTask::new(&self.topology, id.subtopology, id.partition);
@@ -68,7 +99,7 @@ impl Shared {
             let specs = self.topology.store_specs(id.subtopology);
             if specs.is_empty() {
                 task.init(now)?;
-                st.tasks.insert(id, task);
+                st.tasks.running.insert(id, task);
                 info!(task = %id, "Task created.");
                 continue;
             }
@@ -93,9 +124,9 @@ impl Shared {
             .map_err(RuntimeError::State)?;
             task.attach_state(state);
             let logged = specs.iter().any(|s| s.changelog.is_some());
-            if st.restorer.is_none() || !logged {
+            if st.tasks.restorer.is_none() || !logged {
                 task.init(now)?;
-                st.tasks.insert(id, task);
+                st.tasks.running.insert(id, task);
                 info!(task = %id, "Task created (stores not logged).");
                 continue;
             }
@@ -115,9 +146,9 @@ impl Shared {
             let committed = match committed_offsets(consumer, tpl, Duration::from_secs(5)) {
                 Ok(c) => c,
                 Err(RuntimeError::Client(e)) if is_transient(&e) => {
-                    let wait = st.create_backoff.failed();
-                    if st.create_backoff.failures() == 1 || wait == MAX_DELAY {
-                        warn!(task = %id, error = %e, failures = st.create_backoff.failures(), retry_in = ?wait, "Could not read the committed offsets of a new task; retrying.");
+                    let wait = st.tasks.create_backoff.failed();
+                    if st.tasks.create_backoff.failures() == 1 || wait == MAX_DELAY {
+                        warn!(task = %id, error = %e, failures = st.tasks.create_backoff.failures(), retry_in = ?wait, "Could not read the committed offsets of a new task; retrying.");
                     }
                     break;
                 }
@@ -134,20 +165,20 @@ impl Shared {
             match missing_topics(consumer, &changelogs) {
                 Ok(missing) if missing.is_empty() => {}
                 Ok(missing) => {
-                    let wait = st.create_backoff.failed();
-                    if st.create_backoff.failures() == 1 || wait == MAX_DELAY {
+                    let wait = st.tasks.create_backoff.failed();
+                    if st.tasks.create_backoff.failures() == 1 || wait == MAX_DELAY {
                         warn!(task = %id, topics = %missing.join(","), retry_in = ?wait, "The changelog topics of a new task do not exist; waiting for them before restoring.");
                     }
                     break;
                 }
                 Err(e) if is_transient(&e) => {
-                    st.create_backoff.failed();
+                    st.tasks.create_backoff.failed();
                     break;
                 }
                 Err(e) => return Err(RuntimeError::Client(e)),
             }
-            st.create_backoff.succeeded();
-            if let Some(restorer) = st.restorer.as_mut() {
+            st.tasks.create_backoff.succeeded();
+            if let Some(restorer) = st.tasks.restorer.as_mut() {
                 restorer.add(task, committed)?;
             }
         }
@@ -159,15 +190,14 @@ impl Shared {
     /// being retried): `/ready` is not ready while there are any.
     pub(super) fn update_waiting(&self, st: &LoopState) {
         let waiting: std::collections::BTreeSet<TaskId> = st
+            .checkpoint
             .partitions
             .keys()
             .map(|&(i, p)| TaskId {
                 subtopology: self.sources[i].subtopology,
                 partition: p,
             })
-            .filter(|id| {
-                !st.tasks.contains_key(id) && !st.restorer.as_ref().is_some_and(|r| r.contains(id))
-            })
+            .filter(|id| !st.tasks.owns(id))
             .collect();
         self.gauges.waiting.set(waiting.len() as i64);
     }
@@ -183,7 +213,7 @@ impl Shared {
         budget: Duration,
     ) -> Result<Vec<(usize, i32)>, RuntimeError> {
         let mut sought = Vec::new();
-        let Some(restorer) = st.restorer.as_mut() else {
+        let Some(restorer) = st.tasks.restorer.as_mut() else {
             return Ok(sought);
         };
         if restorer.is_idle() {
@@ -208,10 +238,10 @@ impl Shared {
         for mut task in done {
             let id = task.id();
             task.init(now)?;
-            st.tasks.insert(id, task);
+            st.tasks.running.insert(id, task);
             let inputs = self.task_inputs(id);
             for &(i, p) in &inputs {
-                if let Some(offset) = st.held.remove(&(i, p)) {
+                if let Some(offset) = st.tasks.held.remove(&(i, p)) {
                     sought.push((i, p));
                     if let Err(e) = consumer.seek(
                         &self.sources[i].name,
@@ -247,19 +277,19 @@ pub(crate) fn housekeeping(threads: &[Arc<Shared>]) {
     let mut owned: HashSet<TaskId> = HashSet::new();
     for shared in threads {
         let st = shared.lock();
-        for task in st.tasks.values() {
+        for task in st.tasks.running.values() {
             if let Some(state) = task.state() {
                 for (name, n) in state.approximate_sizes() {
                     *sizes.entry(name.to_string()).or_default() += n;
                 }
             }
         }
-        owned.extend(st.tasks.keys().copied());
-        if let Some(r) = &st.restorer {
+        owned.extend(st.tasks.running.keys().copied());
+        if let Some(r) = &st.tasks.restorer {
             owned.extend(r.task_ids());
         }
         // A task between assignment and creation is owned too.
-        owned.extend(st.partitions.keys().map(|&(i, p)| TaskId {
+        owned.extend(st.checkpoint.partitions.keys().map(|&(i, p)| TaskId {
             subtopology: shared.sources[i].subtopology,
             partition: p,
         }));
