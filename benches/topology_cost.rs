@@ -17,6 +17,13 @@
 //! Environment: `SCORESTREAM_BENCH_EVENTS` (measured events, default 200,000, after as
 //! many not counted), `SCORESTREAM_BENCH_ROUNDS` (3), `SCORESTREAM_BENCH_WORKLOAD`
 //! (`minimal` or `full`: only that one), `SCORESTREAM_BENCH_COMMIT_EVERY` (2,000).
+//!
+//! `SCORESTREAM_BENCH_THREADS=1,2` instead compares thread counts (issue 15's
+//! `stream_threads` scaling where a broker on the same two cores would be the limit): with
+//! k threads, each runs its own driver over the events of 1/k of the customers (as k stream
+//! threads own disjoint tasks), with 1/k of the memory budget each (the runtime's threads
+//! share one), all started together; the number is events per **wall-clock** second of the
+//! measured part, beside the process CPU per event. Bad records are spread round-robin.
 
 /// CPU time of the whole process (every thread, RocksDB's background jobs included), in
 /// seconds, from `/proc/self/stat` (user + system, in clock ticks of 1/100 s): the box is
@@ -156,6 +163,111 @@ fn run(
     (secs, driver.written(results_topic) - results_before)
 }
 
+/// Wall-clock seconds and process CPU seconds for `events` split over `groups.len()`
+/// threads, each with its own driver, after each has piped its share of `warm_up`.
+fn run_threads(
+    setup: &Setup,
+    warm_up: &[Vec<(&'static str, Vec<u8>)>],
+    events: &[Vec<(&'static str, Vec<u8>)>],
+    commit_every: usize,
+) -> (f64, f64) {
+    let k = events.len();
+    let mut config = setup.config.clone();
+    config.memory_budget_bytes /= k;
+    let ready = std::sync::Barrier::new(k + 1);
+    let done = std::sync::Barrier::new(k + 1);
+    std::thread::scope(|scope| {
+        for (warm, mine) in warm_up.iter().zip(events) {
+            let (config, ready, done) = (&config, &ready, &done);
+            scope.spawn(move || {
+                let state_dir = tempfile::tempdir().unwrap();
+                let topology = app::build_topology(config, &setup.parts, None).unwrap();
+                let mut driver =
+                    TopologyTestDriver::with_partitions(topology, PARTITIONS, WALL_CLOCK)
+                        .with_rocksdb(state_dir.path(), config)
+                        .with_commit_every(commit_every)
+                        .discard_outputs();
+                let pipe = |driver: &mut TopologyTestDriver, batch: &[(&'static str, Vec<u8>)]| {
+                    for (i, (topic, value)) in batch.iter().enumerate() {
+                        driver
+                            .pipe_to_partition(
+                                topic,
+                                i as i32 % PARTITIONS,
+                                Record::new(value.clone(), WALL_CLOCK),
+                            )
+                            .unwrap();
+                    }
+                    driver.commit().unwrap();
+                };
+                pipe(&mut driver, warm);
+                ready.wait();
+                pipe(&mut driver, mine);
+                done.wait();
+            });
+        }
+        ready.wait();
+        let (wall, cpu) = (std::time::Instant::now(), process_cpu_seconds());
+        done.wait();
+        (wall.elapsed().as_secs_f64(), process_cpu_seconds() - cpu)
+    })
+}
+
+/// Splits `events` into `k` groups by customer (bad records round-robin).
+fn by_customer(
+    events: &[(&'static str, Vec<u8>, Option<String>)],
+    k: usize,
+) -> Vec<Vec<(&'static str, Vec<u8>)>> {
+    let mut groups = vec![Vec::new(); k];
+    for (i, (topic, value, customer)) in events.iter().enumerate() {
+        let g = match customer {
+            Some(c) => xxhash_rust::xxh3::xxh3_64(c.as_bytes()) as usize % k,
+            None => i % k,
+        };
+        groups[g].push((*topic, value.clone()));
+    }
+    groups
+}
+
+fn thread_scaling(
+    setups: &[(Workload, Setup)],
+    generated: &[(&'static str, Vec<u8>, Option<String>)],
+    n: usize,
+    rounds: usize,
+    commit_every: usize,
+    threads: &[usize],
+) {
+    let (warm_up, events) = generated.split_at(n);
+    for (w, s) in setups {
+        let mut best: Vec<Vec<f64>> = vec![Vec::new(); threads.len()];
+        for round in 0..rounds {
+            for (t, &k) in threads.iter().enumerate() {
+                let (wall, cpu) = run_threads(
+                    s,
+                    &by_customer(warm_up, k),
+                    &by_customer(events, k),
+                    commit_every,
+                );
+                println!(
+                    "  round {round}: {:<7} threads {k}: {:.0} events per wall-second, {:.2} µs CPU/event",
+                    w.name(),
+                    n as f64 / wall,
+                    1e6 * cpu / n as f64
+                );
+                best[t].push(n as f64 / wall);
+            }
+        }
+        let medians: Vec<f64> = best.iter_mut().map(|r| median(r)).collect();
+        for (k, m) in threads.iter().zip(&medians) {
+            println!(
+                "{} threads {k}: median {m:.0} events per wall-second ({:.2}x threads {})",
+                w.name(),
+                m / medians[0],
+                threads[0]
+            );
+        }
+    }
+}
+
 fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
@@ -185,11 +297,28 @@ fn main() {
         ..GeneratorConfig::default()
     });
     // Spread over the 10 minutes before the wall clock: `n` to warm up, `n` measured.
-    let events: Vec<(&'static str, Vec<u8>)> = (0..2 * n)
+    let generated: Vec<(&'static str, Vec<u8>, Option<String>)> = (0..2 * n)
         .map(|i| {
             let e = g.next_event(WALL_CLOCK - 600_000 + (i as i64 * 300_000 / n as i64));
-            (e.topic, e.value)
+            (e.topic, e.value, e.customer_id)
         })
+        .collect();
+    if let Ok(threads) = std::env::var("SCORESTREAM_BENCH_THREADS") {
+        let threads: Vec<usize> = threads
+            .split(',')
+            .map(|t| t.trim().parse().expect("thread counts, e.g. 1,2"))
+            .collect();
+        println!(
+            "{n} seed-shaped events after {n} not counted, {CUSTOMERS} customers split by customer over \
+             {threads:?} threads, one driver each, RocksDB, commit every {commit_every} records per task:"
+        );
+        let setups: Vec<(Workload, Setup)> = workloads.iter().map(|&w| (w, setup(w))).collect();
+        thread_scaling(&setups, &generated, n, rounds, commit_every, &threads);
+        return;
+    }
+    let events: Vec<(&'static str, Vec<u8>)> = generated
+        .into_iter()
+        .map(|(topic, value, _)| (topic, value))
         .collect();
     let (warm_up, events) = events.split_at(n);
     println!(

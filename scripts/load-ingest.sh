@@ -16,6 +16,10 @@
 #   SCORESTREAM_BENCH_PERF_DIR     perf record the ScoreStream modes into this directory
 #   SCORESTREAM_BENCH_PROFILE      cargo profile of both binaries (default release; "dev"
 #                                  for a quick check of the harness, not for numbers)
+#   SCORESTREAM_BENCH_CARGO_ARGS   extra arguments to both cargo commands, e.g. the optimised
+#                                  dev build when release (RocksDB's C++ at -O3) cannot be
+#                                  built in time: SCORESTREAM_BENCH_PROFILE=dev and
+#                                  "--config profile.dev.package.scorestream.opt-level=3"
 #
 # BENCH=e2e_restore instead writes EVENTS changelog records and times a full restore into
 # RocksDB, with the process's peak RSS.
@@ -51,8 +55,9 @@ echo "Tansu $("$TANSU" --version | awk '{print $2}') on 127.0.0.1:$PORT (pid $BR
 # The binary the ScoreStream modes run, built with the same profile as the bench.
 PROFILE="${SCORESTREAM_BENCH_PROFILE:-release}"
 if [ "$PROFILE" = release ]; then BENCH_PROFILE=(); else BENCH_PROFILE=(--profile "$PROFILE"); fi
-cargo build --profile "$PROFILE" --bin scorestream
+read -r -a CARGO_ARGS <<<"${SCORESTREAM_BENCH_CARGO_ARGS:-}"
+cargo build --profile "$PROFILE" "${CARGO_ARGS[@]}" --bin scorestream
 if [ "$PROFILE" = dev ]; then OUT=debug; else OUT="$PROFILE"; fi
 SCORESTREAM_BENCH_BIN="$CARGO_TARGET_DIR/$OUT/scorestream" SCORESTREAM_BENCH_BROKER_PID="$BROKER_PID" \
   SCORESTREAM_BENCH_BOOTSTRAP="127.0.0.1:$PORT" SCORESTREAM_BENCH_EVENTS="$EVENTS" RUST_LOG=warn \
-  cargo bench "${BENCH_PROFILE[@]}" --bench "$BENCH"
+  cargo bench "${BENCH_PROFILE[@]}" "${CARGO_ARGS[@]}" --bench "$BENCH"
