@@ -181,7 +181,7 @@ fn run_threads(
             let (config, ready, done) = (&config, &ready, &done);
             scope.spawn(move || {
                 let state_dir = tempfile::tempdir().unwrap();
-                let topology = app::build_topology(config, &setup.parts, None).unwrap();
+                let topology = topology::build_topology(config, &setup.parts, None).unwrap();
                 let mut driver =
                     TopologyTestDriver::with_partitions(topology, PARTITIONS, WALL_CLOCK)
                         .with_rocksdb(state_dir.path(), config)
