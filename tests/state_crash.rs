@@ -35,7 +35,6 @@ fn classify(log: &str) -> &'static str {
 #[test]
 fn kill_9_at_random_moments_never_loses_or_double_counts() {
     let mut s = Setup::new("50ms");
-    s.stream_threads(2);
     let state = s.state_dir("crash");
     let mut rng = rand::rng();
     let mut landed: BTreeMap<&str, u32> = BTreeMap::new();
@@ -151,7 +150,6 @@ fn kill_9_exactly_at_the_commit_points_never_loses_or_double_counts() {
 #[test]
 fn wiped_state_is_restored_from_the_changelog_exactly() {
     let mut s = Setup::new("200ms");
-    s.stream_threads(2);
     let state = s.state_dir("wipe");
     s.produce(3000);
     let mut inst = Instance::start(&s.config, &state);
@@ -180,7 +178,6 @@ fn wiped_state_is_restored_from_the_changelog_exactly() {
 #[test]
 fn tasks_migrate_between_instances_with_exact_totals() {
     let mut s = Setup::new("200ms");
-    s.stream_threads(2);
     s.produce(2000);
     let mut a = Instance::start(&s.config, &s.state_dir("a"));
     assert!(a.wait_for_log("Task running", Duration::from_secs(60)));

@@ -41,6 +41,20 @@ impl Setup {
         Self::with_broker(super::tansu::Tansu::start(), commit)
     }
 
+    /// [`new`](Self::new) with `runtime.stream_threads = threads`; with more than one, on
+    /// the patched broker ([`super::tansu::Tansu::start_patched`]): stock Tansu 0.6.0 can
+    /// wedge the group when the threads of one instance leave together.
+    pub fn with_threads(commit: &str, threads: usize) -> Setup {
+        let broker = if threads > 1 {
+            super::tansu::Tansu::start_patched()
+        } else {
+            super::tansu::Tansu::start()
+        };
+        let s = Self::with_broker(broker, commit);
+        s.stream_threads(threads);
+        s
+    }
+
     /// [`new`](Self::new) on a broker of the caller's.
     pub fn with_broker(broker: super::tansu::Tansu, commit: &str) -> Setup {
         let bootstrap = broker.bootstrap();

@@ -39,9 +39,13 @@ pub fn binary() -> PathBuf {
     panic!("no Tansu broker binary found: run scripts/install-deps.sh (or set TANSU_BIN)");
 }
 
-/// The Tansu with SQLite storage: `$TANSU_SQLITE_BIN`, else the one
-/// `scripts/install-deps.sh` builds (Tansu 0.6.0 with `libsql`, patched; the same binary
-/// serves memory storage).
+/// The Tansu that `scripts/install-deps.sh` builds from the crates.io sources of 0.6.0
+/// with SQLite storage and our fix for its group coordinator
+/// (`scripts/tansu-leader-on-leave.patch`): `$TANSU_SQLITE_BIN`, else its place in the cache.
+/// Used for SQLite storage and for groups where several members of one process leave
+/// together (several stream threads), which stock Tansu 0.6.0 can wedge. It differs from
+/// the stock binary in other ways too (it does not advertise EndTxn), so the other tests
+/// keep the stock one.
 pub fn sqlite_binary() -> PathBuf {
     if let Ok(p) = std::env::var("TANSU_SQLITE_BIN") {
         return PathBuf::from(p);
@@ -60,6 +64,12 @@ impl Tansu {
     /// Starts a memory-storage broker and waits (at most 20 s) until it answers metadata.
     pub fn start() -> Tansu {
         Self::launch(binary(), |_| "memory://tansu/".to_string())
+    }
+
+    /// Starts a memory-storage broker on the patched build ([`sqlite_binary`]): for tests
+    /// whose instances run several stream threads and leave the group cleanly.
+    pub fn start_patched() -> Tansu {
+        Self::launch(sqlite_binary(), |_| "memory://tansu/".to_string())
     }
 
     /// Starts a broker keeping its data in a SQLite file, which outlives a restart.
