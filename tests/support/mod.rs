@@ -9,6 +9,7 @@ pub mod instance;
 pub mod mock;
 pub mod tansu;
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -165,35 +166,68 @@ pub type Outgoing = (String, Option<Vec<u8>>, Vec<u8>, Option<i32>);
 
 /// Produces records and waits for every acknowledgement.
 pub fn produce_many(bootstrap: &str, records: &[Outgoing]) {
-    let producer: BaseProducer = ClientConfig::new()
+    let producer: BaseProducer<FailedDeliveries> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
-        .create()
+        .create_with_context(FailedDeliveries::default())
         .expect("producer");
-    for (topic, key, value, partition) in records {
-        let mut rec = BaseRecord::<[u8], [u8]>::to(topic).payload(value.as_slice());
-        if let Some(k) = key {
-            rec = rec.key(k.as_slice());
-        }
-        if let Some(p) = partition {
-            rec = rec.partition(*p);
-        }
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(_), back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => panic!("produce failed: {e}"),
+    // A flush only empties the queue: a record the broker refused (e.g. just after it
+    // restarted) is reported failed and would be missing from the test's input. Send
+    // those again, a bounded number of times, and say so.
+    let mut pending: Vec<usize> = (0..records.len()).collect();
+    for round in 0..5 {
+        for &i in &pending {
+            let (topic, key, value, partition) = &records[i];
+            let mut rec =
+                BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, i).payload(value.as_slice());
+            if let Some(k) = key {
+                rec = rec.key(k.as_slice());
             }
+            if let Some(p) = partition {
+                rec = rec.partition(*p);
+            }
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(_), back)) => {
+                        rec = back;
+                        producer.poll(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => panic!("produce failed: {e}"),
+                }
+            }
+            producer.poll(Duration::ZERO);
         }
-        producer.poll(Duration::ZERO);
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("every record acknowledged or failed");
+        pending = std::mem::take(&mut *producer.context().0.lock().unwrap());
+        if pending.is_empty() {
+            return;
+        }
+        eprintln!(
+            "produce_many: {} record(s) not delivered (round {round}); sending them again",
+            pending.len()
+        );
+        std::thread::sleep(Duration::from_secs(1));
     }
-    producer
-        .flush(Duration::from_secs(30))
-        .expect("every record acknowledged");
+    panic!("{} record(s) never delivered", pending.len());
+}
+
+/// Records (by index) whose delivery failed.
+#[derive(Default)]
+pub struct FailedDeliveries(Mutex<Vec<usize>>);
+
+impl rdkafka::ClientContext for FailedDeliveries {}
+
+impl rdkafka::producer::ProducerContext for FailedDeliveries {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, index: usize) {
+        if result.is_err() {
+            self.0.lock().unwrap().push(index);
+        }
+    }
 }
 
 /// Reads every partition of `topic` from the beginning until partition EOF on all of them
