@@ -126,6 +126,35 @@ fn setup(workload: Workload) -> Setup {
     }
 }
 
+/// The bundled topology over RocksDB in `dir`. Outputs are counted and dropped, as the
+/// runtime's producer hands them on.
+fn driver(
+    setup: &Setup,
+    config: &Config,
+    dir: &std::path::Path,
+    commit_every: usize,
+) -> TopologyTestDriver {
+    let topology = topology::build_topology(config, &setup.parts, None).unwrap();
+    TopologyTestDriver::with_partitions(topology, PARTITIONS, WALL_CLOCK)
+        .with_rocksdb(dir, config)
+        .with_commit_every(commit_every)
+        .discard_outputs()
+}
+
+/// Pipes `batch` round-robin over the partitions, then commits.
+fn pipe(driver: &mut TopologyTestDriver, batch: &[(&'static str, Vec<u8>)]) {
+    for (i, (topic, value)) in batch.iter().enumerate() {
+        driver
+            .pipe_to_partition(
+                topic,
+                i as i32 % PARTITIONS,
+                Record::new(value.clone(), WALL_CLOCK),
+            )
+            .unwrap();
+    }
+    driver.commit().unwrap();
+}
+
 /// CPU seconds for `events`, piped after `warm_up` (not counted: the customers' state is
 /// stored and the read cache filled, as in a running instance), and result records
 /// written to the results topic by `events`.
@@ -136,25 +165,8 @@ fn run(
     commit_every: usize,
 ) -> (f64, i64) {
     let state_dir = tempfile::tempdir().unwrap();
-    let topology = topology::build_topology(&setup.config, &setup.parts, None).unwrap();
-    // Outputs are counted and dropped, as the runtime's producer hands them on.
-    let mut driver = TopologyTestDriver::with_partitions(topology, PARTITIONS, WALL_CLOCK)
-        .with_rocksdb(state_dir.path(), &setup.config)
-        .with_commit_every(commit_every)
-        .discard_outputs();
+    let mut driver = driver(setup, &setup.config, state_dir.path(), commit_every);
     let results_topic = &setup.config.gamification.results_topic;
-    let pipe = |driver: &mut TopologyTestDriver, batch: &[(&'static str, Vec<u8>)]| {
-        for (i, (topic, value)) in batch.iter().enumerate() {
-            driver
-                .pipe_to_partition(
-                    topic,
-                    i as i32 % PARTITIONS,
-                    Record::new(value.clone(), WALL_CLOCK),
-                )
-                .unwrap();
-        }
-        driver.commit().unwrap();
-    };
     pipe(&mut driver, warm_up);
     let results_before = driver.written(results_topic);
     let started = process_cpu_seconds();
@@ -181,24 +193,7 @@ fn run_threads(
             let (config, ready, done) = (&config, &ready, &done);
             scope.spawn(move || {
                 let state_dir = tempfile::tempdir().unwrap();
-                let topology = topology::build_topology(config, &setup.parts, None).unwrap();
-                let mut driver =
-                    TopologyTestDriver::with_partitions(topology, PARTITIONS, WALL_CLOCK)
-                        .with_rocksdb(state_dir.path(), config)
-                        .with_commit_every(commit_every)
-                        .discard_outputs();
-                let pipe = |driver: &mut TopologyTestDriver, batch: &[(&'static str, Vec<u8>)]| {
-                    for (i, (topic, value)) in batch.iter().enumerate() {
-                        driver
-                            .pipe_to_partition(
-                                topic,
-                                i as i32 % PARTITIONS,
-                                Record::new(value.clone(), WALL_CLOCK),
-                            )
-                            .unwrap();
-                    }
-                    driver.commit().unwrap();
-                };
+                let mut driver = driver(setup, config, state_dir.path(), commit_every);
                 pipe(&mut driver, warm);
                 ready.wait();
                 pipe(&mut driver, mine);
