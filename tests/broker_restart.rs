@@ -89,15 +89,22 @@ fn broker_restarts_empty(s: &mut Setup) -> support::exact::Totals {
     std::mem::take(&mut s.expected)
 }
 
-#[test]
-fn an_instance_restarted_on_state_the_broker_lost_restores_what_it_has_and_processes_new_events() {
-    let mut s = Setup::new("200ms");
+/// 300 events, processed exactly by an instance on the `state` directory, which is
+/// left running and ready.
+fn first_run(s: &mut Setup) -> (Instance, u16) {
     s.produce(300);
-    let (mut inst, port) = start(&s, "state");
+    let (mut inst, port) = start(s, "state");
     wait_ready(&mut inst, port, 200, Duration::from_secs(60));
     with_log(&mut inst, || {
         s.wait_exact(Duration::from_secs(60), "first run")
     });
+    (inst, port)
+}
+
+#[test]
+fn an_instance_restarted_on_state_the_broker_lost_restores_what_it_has_and_processes_new_events() {
+    let mut s = Setup::new("200ms");
+    let (inst, _) = first_run(&mut s);
     inst.stop();
 
     // Stopped, the broker restarts empty; the instance starts again on its state
@@ -128,12 +135,7 @@ fn an_instance_restarted_on_state_the_broker_lost_restores_what_it_has_and_proce
 fn a_broker_that_lost_everything_under_a_running_instance_is_detected_and_new_events_are_processed()
 {
     let mut s = Setup::new("200ms");
-    s.produce(300);
-    let (mut inst, port) = start(&s, "state");
-    wait_ready(&mut inst, port, 200, Duration::from_secs(60));
-    with_log(&mut inst, || {
-        s.wait_exact(Duration::from_secs(60), "first run")
-    });
+    let (mut inst, port) = first_run(&mut s);
 
     // The broker restarts empty under the running instance, after an outage longer than
     // the group session (as a compose stack restarting). A broker back at once can crash
@@ -199,14 +201,20 @@ fn a_broker_that_lost_everything_under_a_running_instance_is_detected_and_new_ev
     assert!(!log.contains("panicked"), "{log}");
 }
 
-/// The consumer group's committed offsets of `topic` (partition → next offset).
-fn group_offsets(s: &Setup, group: &str) -> Vec<(i32, i64)> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+/// A client of the consumer group `group` that never subscribes: it reads and writes the
+/// group's committed offsets.
+fn group_client(s: &Setup, group: &str) -> rdkafka::consumer::BaseConsumer {
+    rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &s.bootstrap)
         .set("group.id", group)
         .create()
-        .unwrap();
+        .unwrap()
+}
+
+/// The consumer group's committed offsets of `topic` (partition → next offset).
+fn group_offsets(s: &Setup, group: &str) -> Vec<(i32, i64)> {
+    use rdkafka::consumer::Consumer;
+    let consumer = group_client(s, group);
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition(&s.input, p);
@@ -225,12 +233,8 @@ fn group_offsets(s: &Setup, group: &str) -> Vec<(i32, i64)> {
 
 /// Commits `offsets` of `topic` for `group` (as a group whose offsets outlived the topic).
 fn commit_group_offsets(s: &Setup, group: &str, offsets: &[(i32, i64)]) {
-    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &s.bootstrap)
-        .set("group.id", group)
-        .create()
-        .unwrap();
+    use rdkafka::consumer::{CommitMode, Consumer};
+    let consumer = group_client(s, group);
     let mut tpl = rdkafka::TopicPartitionList::new();
     for &(p, o) in offsets {
         tpl.add_partition_offset(&s.input, p, rdkafka::Offset::Offset(o))
@@ -278,12 +282,7 @@ fn recreate_input(s: &Setup) {
 #[test]
 fn an_input_re_created_with_the_group_offsets_kept_is_read_again_from_its_beginning() {
     let mut s = Setup::new("200ms");
-    s.produce(300);
-    let (mut inst, port) = start(&s, "state");
-    wait_ready(&mut inst, port, 200, Duration::from_secs(60));
-    with_log(&mut inst, || {
-        s.wait_exact(Duration::from_secs(60), "first run")
-    });
+    let (inst, _) = first_run(&mut s);
     inst.stop();
     let text = std::fs::read_to_string(&s.config).unwrap();
     let group = text
