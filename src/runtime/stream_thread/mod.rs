@@ -364,6 +364,11 @@ impl Shared {
         self.sources.iter().position(|s| &*s.name == topic)
     }
 
+    /// The topics this thread's consumer subscribes to.
+    fn source_names(&self) -> Vec<&str> {
+        self.sources.iter().map(|s| &*s.name).collect()
+    }
+
     /// While the broker does not answer, nothing is fetched and no restore runs: a broker
     /// that comes back without its data must not be asked for partitions it lost (Tansu
     /// answers with a leader hint that crashes librdkafka 2.12), and the group re-assigns
@@ -378,7 +383,7 @@ impl Shared {
             // An assignment made while the broker lacked them holds none of their
             // partitions, and nothing else makes the group assign again: rejoin.
             st.topics_recreated = recreated;
-            let topics: Vec<&str> = self.sources.iter().map(|s| &*s.name).collect();
+            let topics = self.source_names();
             info!(topics = %topics.join(","), "Topics were created again: rejoining the group so that their partitions are assigned.");
             consumer.subscribe(&topics).map_err(RuntimeError::Client)?;
         }

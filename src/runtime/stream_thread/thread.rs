@@ -34,7 +34,7 @@ pub(crate) fn run_loop(
     let consumer: StreamConsumer = consumer_config
         .create_with_context(StreamContext::new(shared.clone()))
         .map_err(RuntimeError::Client)?;
-    let topics: Vec<&str> = shared.sources.iter().map(|s| &*s.name).collect();
+    let topics = shared.source_names();
     consumer.subscribe(&topics).map_err(RuntimeError::Client)?;
     info!(topics = %topics.join(","), "Subscribed; waiting for partitions.");
 
