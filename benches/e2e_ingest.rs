@@ -22,10 +22,13 @@
 //!   partitions, 2 % bad;
 //! - `SCORESTREAM_BENCH_MODES`: comma-separated, in order (default
 //!   `passthrough,minimal,full`; also `full-nochurn`; `<mode>@<n>` runs a mode with
-//!   `runtime.stream_threads = n`, e.g. `minimal@1,minimal@2`); `SCORESTREAM_BENCH_ROUNDS` repeats
+//!   `runtime.stream_threads = n`, e.g. `minimal@1,minimal@2`; `<mode>#<name>` merges the TOML of
+//!   `SCORESTREAM_BENCH_VARIANT_<name>` over it, e.g. `minimal,minimal#big`); `SCORESTREAM_BENCH_ROUNDS` repeats
 //!   the sequence (default 1);
 //! - `SCORESTREAM_BENCH_EXTRA_TOML`: TOML merged over every ScoreStream mode's generated
 //!   configuration, winning over it (e.g. `runtime.commit_interval = "500ms"`);
+//! - `SCORESTREAM_BENCH_RUST_LOG` (default `warn`): the ScoreStream modes' `RUST_LOG`;
+//!   `SCORESTREAM_BENCH_KEEP_LOGS`: a directory to copy each ScoreStream mode's log into;
 //! - `SCORESTREAM_BENCH_PERF_DIR`: record `perf record --call-graph dwarf` of the ScoreStream
 //!   modes' processing windows into `<dir>/<mode>.data` (slows them: profile in a separate
 //!   run from the one you quote rates from); `SCORESTREAM_BENCH_BROKER_PID`: the broker's pid,
@@ -384,6 +387,13 @@ fn wait_bounded(child: &mut Child, within: Duration) -> bool {
     false
 }
 
+/// The TOML of `SCORESTREAM_BENCH_VARIANT_<name>`, for a mode `<mode>#<name>`.
+fn variant_toml(name: &str) -> toml::Table {
+    let var = format!("SCORESTREAM_BENCH_VARIANT_{name}");
+    let text = env_str(&var).unwrap_or_else(|| panic!("mode variant #{name}: set {var}"));
+    toml::from_str(&text).unwrap_or_else(|e| panic!("{var} is not TOML: {e}"))
+}
+
 /// (b), (c): the real binary with a generated configuration.
 fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
     let bin = run
@@ -391,7 +401,11 @@ fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
         .as_ref()
         .expect("SCORESTREAM_BENCH_BIN: the scorestream binary (scripts/load-ingest.sh sets it)");
     let dir = tempfile::tempdir().expect("a directory for the run");
-    let app_id = format!("bench-{}-{}-{round}", run.run_id, mode.replace('@', "-t"));
+    let app_id = format!(
+        "bench-{}-{}-{round}",
+        run.run_id,
+        mode.replace('@', "-t").replace('#', "-v")
+    );
     let port = free_port();
     let results = format!("{app_id}-results");
     let mut config: toml::Table = toml::from_str(&format!(
@@ -415,9 +429,15 @@ fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
         state = dir.path().join("state").display(),
     ))
     .expect("generated configuration");
+    // `<mode>#<variant>`: the mode with the TOML of `SCORESTREAM_BENCH_VARIANT_<variant>`
+    // merged over it, to compare settings side by side in one run.
+    let label = mode;
+    let (mode, variant) = match mode.split_once('#') {
+        Some((m, v)) => (m, Some(variant_toml(v))),
+        None => (mode, None),
+    };
     // `<mode>@<n>`: the mode with `runtime.stream_threads = n`, to compare thread counts
     // side by side in one run.
-    let label = mode;
     let (mode, threads) = match mode.split_once('@') {
         Some((m, n)) => (m, Some(n.parse::<i64>().expect("threads after '@'"))),
         None => (mode, None),
@@ -446,13 +466,19 @@ fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
     if let Some(extra) = &run.extra {
         merge(&mut config, extra);
     }
+    if let Some(variant) = &variant {
+        merge(&mut config, variant);
+    }
     let config_path = dir.path().join("scorestream.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
     let log_path = dir.path().join("scorestream.log");
     let mut child = Command::new(bin)
         .args(["run", "--config"])
         .arg(&config_path)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            env_str("SCORESTREAM_BENCH_RUST_LOG").unwrap_or_else(|| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
@@ -582,6 +608,14 @@ fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
         let _ = child.kill();
         let _ = child.wait();
     }
+    if let Some(keep) = env_str("SCORESTREAM_BENCH_KEEP_LOGS") {
+        let to = Path::new(&keep).join(format!("{app_id}.log"));
+        let _ = std::fs::create_dir_all(&keep);
+        match std::fs::copy(&log_path, &to) {
+            Ok(_) => println!("    log kept: {}", to.display()),
+            Err(e) => eprintln!("    could not keep the log at {}: {e}", to.display()),
+        }
+    }
     Measured {
         mode: label.to_string(),
         secs,
@@ -631,7 +665,11 @@ fn main() {
         .map(|m| m.trim().to_string())
         .collect();
     for m in &modes {
-        let base = m.split_once('@').map_or(m.as_str(), |(b, _)| b);
+        let m = m.split_once('#').map_or(m.as_str(), |(b, v)| {
+            variant_toml(v);
+            b
+        });
+        let base = m.split_once('@').map_or(m, |(b, _)| b);
         assert!(
             ["passthrough", "minimal", "full", "full-nochurn"].contains(&base),
             "unknown mode {m}"
