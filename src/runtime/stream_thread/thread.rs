@@ -236,7 +236,7 @@ impl<'c> StreamThread<'c> {
         }
         // Only the batch polled before a seek is stale; later polls come after it.
         self.stale.clear();
-        shared.producer.poll(Duration::ZERO);
+        shared.producer.serve_reports();
         Ok(())
     }
 
