@@ -23,7 +23,8 @@
 //! - `SCORESTREAM_BENCH_MODES`: comma-separated, in order (default
 //!   `passthrough,minimal,full`; also `full-nochurn`; `<mode>@<n>` runs a mode with
 //!   `runtime.stream_threads = n`, e.g. `minimal@1,minimal@2`; `<mode>#<name>` merges the TOML of
-//!   `SCORESTREAM_BENCH_VARIANT_<name>` over it, e.g. `minimal,minimal#big`); `SCORESTREAM_BENCH_ROUNDS` repeats
+//!   `SCORESTREAM_BENCH_VARIANT_<name>` over it, e.g. `minimal,minimal#big`, and runs the binary
+//!   `SCORESTREAM_BENCH_VARIANT_<name>_BIN` if that is set); `SCORESTREAM_BENCH_ROUNDS` repeats
 //!   the sequence (default 1);
 //! - `SCORESTREAM_BENCH_EXTRA_TOML`: TOML merged over every ScoreStream mode's generated
 //!   configuration, winning over it (e.g. `runtime.commit_interval = "500ms"`);
@@ -390,15 +391,23 @@ fn wait_bounded(child: &mut Child, within: Duration) -> bool {
 /// The TOML of `SCORESTREAM_BENCH_VARIANT_<name>`, for a mode `<mode>#<name>`.
 fn variant_toml(name: &str) -> toml::Table {
     let var = format!("SCORESTREAM_BENCH_VARIANT_{name}");
-    let text = env_str(&var).unwrap_or_else(|| panic!("mode variant #{name}: set {var}"));
+    let text = env_str(&var)
+        .or_else(|| env_str(&format!("{var}_BIN")).map(|_| String::new()))
+        .unwrap_or_else(|| panic!("mode variant #{name}: set {var} or {var}_BIN"));
     toml::from_str(&text).unwrap_or_else(|e| panic!("{var} is not TOML: {e}"))
 }
 
 /// (b), (c): the real binary with a generated configuration.
 fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
-    let bin = run
-        .bin
+    // `<mode>#<variant>` runs `SCORESTREAM_BENCH_VARIANT_<variant>_BIN` if set: another build,
+    // for before/after in one run.
+    let variant_bin = mode
+        .split_once('#')
+        .and_then(|(_, v)| env_str(&format!("SCORESTREAM_BENCH_VARIANT_{v}_BIN")))
+        .map(PathBuf::from);
+    let bin = variant_bin
         .as_ref()
+        .or(run.bin.as_ref())
         .expect("SCORESTREAM_BENCH_BIN: the scorestream binary (scripts/load-ingest.sh sets it)");
     let dir = tempfile::tempdir().expect("a directory for the run");
     let app_id = format!(
