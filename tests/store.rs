@@ -304,6 +304,42 @@ fn processing_goes_on_while_a_commit_point_waits_for_its_acknowledgements() {
     }
 }
 
+/// A commit point prepared again before the first settled (its changelog records failed):
+/// the second preparation adds to the staged set, later writes win, and nothing of the
+/// first is lost.
+#[test]
+fn preparing_again_before_finishing_merges_the_staged_writes() {
+    let f = fixture();
+    for (name, kind) in kinds() {
+        let specs = f.specs.clone();
+        let mut s = TaskState::open(kind.backend(&specs), &specs, 0).unwrap();
+        s.view(&f.a).unwrap().put(&"k".into(), &1).unwrap();
+        s.view(&f.a).unwrap().put(&"first".into(), &10).unwrap();
+        s.view(&f.a).unwrap().put(&"gone".into(), &5).unwrap();
+        let mut out = Vec::new();
+        s.prepare_commit(0, &mut out);
+        s.view(&f.a).unwrap().put(&"k".into(), &2).unwrap();
+        s.view(&f.a).unwrap().put(&"second".into(), &20).unwrap();
+        s.view(&f.a).unwrap().delete(&"gone".into()).unwrap();
+        s.prepare_commit(0, &mut out);
+        assert_eq!(out.len(), 6, "{name}: each preparation logs its own writes");
+        // In key order: keys are length-prefixed.
+        let expected = vec![
+            ("k".to_string(), 2),
+            ("first".to_string(), 10),
+            ("second".to_string(), 20),
+        ];
+        assert_eq!(s.view(&f.a).unwrap().all().unwrap(), expected, "{name}");
+        s.finish_commit(&|_, _| Some(6)).unwrap();
+        assert_eq!(
+            s.raw_entries(0).unwrap().len(),
+            3,
+            "{name}: gone is deleted"
+        );
+        assert_eq!(s.view(&f.a).unwrap().all().unwrap(), expected, "{name}");
+    }
+}
+
 #[test]
 fn rocksdb_state_survives_reopen_with_positions() {
     let f = fixture();

@@ -6,7 +6,8 @@
 
 use std::borrow::Cow;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use xxhash_rust::xxh3::Xxh3;
 
 /// The version of every output record's layout (the JSON Schemas under `schemas/`).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -54,16 +55,49 @@ pub fn result_id(
     output_type: &str,
     discriminator: &str,
 ) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for part in [customer_id, event_id, output_type, discriminator] {
+    let mut h = result_id_hasher(customer_id, event_id, output_type);
+    h.update(discriminator.as_bytes());
+    ResultId::finish(h).as_str().to_string()
+}
+
+/// [`result_id`]'s hash up to the discriminator, for a caller that feeds the discriminator
+/// in pieces (whose concatenation is its text) and then calls [`ResultId::finish`]: the same
+/// id without building the discriminator string.
+pub fn result_id_hasher(customer_id: &str, event_id: &str, output_type: &str) -> Xxh3 {
+    let mut h = Xxh3::new();
+    for part in [customer_id, event_id, output_type] {
         h.update(part.as_bytes());
         h.update(&[0]);
     }
-    let digest = h.digest();
-    // As `format!("{:016x}")`, without the formatting machinery (one per result).
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits: Vec<u8> = (0..16)
-        .map(|i| HEX[((digest >> (60 - 4 * i)) & 0xf) as usize])
-        .collect();
-    String::from_utf8(digits).expect("hex digits")
+    h
+}
+
+/// A result id: 16 lower-case hex digits, held inline (no allocation per result).
+/// Serializes as a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResultId([u8; 16]);
+
+impl ResultId {
+    /// The id of a [`result_id_hasher`] that has been fed the discriminator.
+    pub fn finish(mut h: Xxh3) -> ResultId {
+        h.update(&[0]);
+        let digest = h.digest();
+        // As `format!("{:016x}")`, without the formatting machinery (one per result).
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut digits = [0u8; 16];
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = HEX[((digest >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        ResultId(digits)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits")
+    }
+}
+
+impl Serialize for ResultId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::output::{GameOutput, LeaderboardUpdate, OutputBody, Trigger};
+use super::output::{GameOutput, LeaderboardUpdate, OutputBody, Trigger, TriggerFields};
 use super::rules::Rules;
 use super::state::CustomerGameState;
 use super::time::LocalDay;
@@ -31,6 +31,9 @@ pub(super) struct Ctx<'a> {
     /// Stream time minus the grace period: no event older than this can still arrive.
     pub settle_before: i64,
     trigger: Trigger<'a>,
+    /// The trigger's fields as results carry them, made at the first result: one
+    /// allocation each per event, shared by all its results.
+    fields: Option<TriggerFields>,
     outputs: Vec<GameOutput>,
     /// (board, period key) → (period end, the customer's new total, when it was reached).
     boards: BTreeMap<(String, String), (i64, i64, i64)>,
@@ -56,13 +59,18 @@ impl<'a> Ctx<'a> {
                 occurred_at: event.occurred_at,
                 rules_version: &rules.version,
             },
+            fields: None,
             outputs: Vec::new(),
             boards: BTreeMap::new(),
         }
     }
 
     pub fn emit(&mut self, body: OutputBody) {
-        self.outputs.push(GameOutput::new(self.trigger, body));
+        let trigger = self.trigger;
+        let fields = self
+            .fields
+            .get_or_insert_with(|| TriggerFields::new(trigger));
+        self.outputs.push(GameOutput::with_fields(fields, body));
     }
 
     /// Adds to the event's day bucket.

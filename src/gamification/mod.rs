@@ -24,6 +24,7 @@ pub mod eval;
 pub mod leaderboard;
 mod missions;
 pub mod output;
+mod output_json;
 mod points;
 pub mod rounds;
 pub mod rules;

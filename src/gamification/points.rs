@@ -4,13 +4,13 @@
 use super::ctx::Ctx;
 use super::output::{OutputBody, PointsSource};
 use super::rules::{all_match, PointsRule};
-use super::state::{points_key, rule_key, CustomerGameState};
+use super::state::{points_key, rule_key, BucketKey, CustomerGameState};
 use super::time::{period_span, week_start, Period};
 
 /// Bucket key for points of a type earned from rules (what point-type caps limit;
 /// mission rewards are not capped).
-fn earned_key(point_type: &str) -> String {
-    format!("e:{point_type}")
+fn earned_key(point_type: &str) -> BucketKey {
+    BucketKey::new("e:", point_type)
 }
 
 /// Applies every points rule matching the event, in rule id order.

@@ -126,18 +126,60 @@ struct DayBucket {
 }
 
 /// Bucket key for points of a type.
-pub fn points_key(point_type: &str) -> String {
-    format!("p:{point_type}")
+pub fn points_key(point_type: &str) -> BucketKey {
+    BucketKey::new("p:", point_type)
 }
 
 /// Bucket key for points of a rule (rule caps).
-pub fn rule_key(rule: &str) -> String {
-    format!("r:{rule}")
+pub fn rule_key(rule: &str) -> BucketKey {
+    BucketKey::new("r:", rule)
 }
 
 /// Bucket key for a score's input (thousandths).
-pub fn score_key(score: &str) -> String {
-    format!("s:{score}")
+pub fn score_key(score: &str) -> BucketKey {
+    BucketKey::new("s:", score)
+}
+
+/// A day-bucket key, `prefix` then an id (`p:<point type>`, `r:<rule>`...), held on the
+/// stack when it fits: several are looked up per event, and `format!` allocated each
+/// (issue 15 item 5). Dereferences to the key text.
+pub struct BucketKey {
+    inline: [u8; BucketKey::INLINE],
+    len: usize,
+    /// Keys longer than `INLINE` bytes.
+    heap: Option<String>,
+}
+
+impl BucketKey {
+    const INLINE: usize = 64;
+
+    pub fn new(prefix: &str, id: &str) -> BucketKey {
+        let len = prefix.len() + id.len();
+        let mut key = BucketKey {
+            inline: [0; Self::INLINE],
+            len,
+            heap: None,
+        };
+        if len <= Self::INLINE {
+            key.inline[..prefix.len()].copy_from_slice(prefix.as_bytes());
+            key.inline[prefix.len()..len].copy_from_slice(id.as_bytes());
+        } else {
+            key.heap = Some(format!("{prefix}{id}"));
+        }
+        key
+    }
+}
+
+impl std::ops::Deref for BucketKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match &self.heap {
+            Some(s) => s,
+            // Two whole `str`s copied end to end: valid UTF-8.
+            None => std::str::from_utf8(&self.inline[..self.len]).expect("two str"),
+        }
+    }
 }
 
 impl DayBuckets {
@@ -307,6 +349,25 @@ impl CustomerGameState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bucket keys are stored in customer state: they must stay `prefix` + id, whether held
+    /// inline or (over 64 bytes) on the heap, multi-byte characters included.
+    #[test]
+    fn bucket_keys_are_the_prefix_and_the_id() {
+        let long = "é".repeat(40);
+        for id in [
+            "",
+            "xp",
+            "data_usage-ü",
+            "x".repeat(62).as_str(),
+            "y".repeat(63).as_str(),
+            &long,
+        ] {
+            assert_eq!(&*points_key(id), format!("p:{id}"));
+            assert_eq!(&*rule_key(id), format!("r:{id}"));
+            assert_eq!(&*score_key(id), format!("s:{id}"));
+        }
+    }
 
     #[test]
     fn seen_events_find_insert_and_forget() {

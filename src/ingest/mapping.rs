@@ -1,6 +1,6 @@
 //! Field mapping per source topic and per event type, declared in `topology/sources.toml`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
@@ -75,8 +75,11 @@ pub struct MappingError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourceMappings {
     defaults: FieldAliases,
-    per_source: HashMap<String, FieldAliases>,
-    value_fields: HashMap<String, String>,
+    /// Looked up for every record: ordered maps, because for a handful of short keys a
+    /// few comparisons cost less than hashing the key with SipHash (two lookups were
+    /// ~3 % of normalize's instructions).
+    per_source: BTreeMap<String, FieldAliases>,
+    value_fields: BTreeMap<String, String>,
 }
 
 fn merge(
@@ -150,7 +153,7 @@ impl SourceMappings {
                 (topic.clone(), merge(&defaults, f, &path, &mut errors))
             })
             .collect();
-        let mut value_fields = HashMap::new();
+        let mut value_fields = BTreeMap::new();
         for (t, rule) in &file.event_types {
             let normalized = normalize_event_type(t);
             if normalized != *t {

@@ -206,8 +206,9 @@ impl TaskState {
         let dirty: usize = self.stores.iter().map(|s| s.dirty.len()).sum();
         out.reserve(dirty);
         for store in self.stores.iter_mut() {
-            for (key, value) in std::mem::take(&mut store.dirty) {
-                if let Some(topic) = &store.changelog {
+            let dirty = std::mem::take(&mut store.dirty);
+            if let Some(topic) = &store.changelog {
+                for (key, value) in &dirty {
                     let mut headers = Headers::new();
                     if let Some(h) = &header {
                         headers.push_shared(POSITIONS_HEADER, h.clone());
@@ -224,7 +225,14 @@ impl TaskState {
                         },
                     });
                 }
-                store.staged.insert(key, value);
+            }
+            if store.staged.is_empty() {
+                // No commit in flight (the usual case): the dirty map becomes the staged
+                // one whole, instead of being rebuilt entry by entry.
+                store.staged = dirty;
+            } else {
+                // Later writes win, as they do in `dirty`.
+                store.staged.extend(dirty);
             }
         }
         for (topic, p, next) in std::mem::take(&mut self.positions) {
