@@ -132,7 +132,7 @@ fn passthrough_topology(
     );
     b.add_sink(
         "dlq",
-        SinkTarget::SourceSuffix("-dlq".into()),
+        SinkTarget::dead_letter(dead_letter_sink()),
         Partitioning::SameAsSource,
         &["upper"],
     );
@@ -443,4 +443,13 @@ async fn exactly_once_commits_transactions_on_the_mock_cluster() {
     assert!(seen.values().all(|&c| c == 1), "no output twice");
     assert!(metrics.commits.get() > 0, "transactions committed");
     assert_eq!(metrics.commit_failures.get(), 0);
+}
+
+/// `<source topic>-dlq`, sized as the bundled topology's by default.
+fn dead_letter_sink() -> scorestream::engine::DeadLetter {
+    scorestream::engine::DeadLetter {
+        suffix: "-dlq".into(),
+        max_bytes: (1 << 20) + 64 * 1024,
+        on_too_large: scorestream::engine::OnTooLarge::Truncate,
+    }
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::dead_letter::{DeadLetter, ErrorPolicy};
 use super::processor::Processor;
 use super::topology::{
     Node, NodeKind, Partitioning, ProcessorSupplier, SinkTopic, StoreDecl, TopicRef, Topology,
@@ -20,6 +21,8 @@ pub struct TopologyBuilder {
     /// `(processor, child)`: the children a processor says it forwards to, checked at build
     /// time instead of when a task first looks them up.
     outputs: Vec<(String, String)>,
+    /// What the record collector does with an output (not a dead letter) too large.
+    oversize_output: Option<ErrorPolicy>,
 }
 
 enum PendingKind {
@@ -32,15 +35,25 @@ enum PendingKind {
 #[derive(Clone, Debug)]
 pub enum SinkTarget {
     Topic(TopicRef),
-    /// The record's source topic plus a suffix (dead letters next to their input).
-    SourceSuffix(String),
-    /// Like `SourceSuffix`, for records that carry the position they *originally* came
-    /// from (a dead letter raised after a repartition hop); `origins` lists the topics they
-    /// can come from, so the suffixed topics can be planned.
-    OriginSuffix {
-        suffix: String,
+    /// Dead letters next to their input: the record's source topic plus the sink's suffix.
+    /// `origins`: the topics its records can come from when that is not this
+    /// sub-topology's sources (a dead letter raised after a repartition hop carries the
+    /// position it *originally* came from), so the dead-letter topics can be planned; empty
+    /// for the sub-topology's own sources.
+    DeadLetter {
+        sink: DeadLetter,
         origins: Vec<TopicRef>,
     },
+}
+
+impl SinkTarget {
+    /// A dead-letter sink for records of this sub-topology's own sources.
+    pub fn dead_letter(sink: DeadLetter) -> Self {
+        SinkTarget::DeadLetter {
+            sink,
+            origins: Vec::new(),
+        }
+    }
 }
 
 impl TopologyBuilder {
@@ -93,6 +106,13 @@ impl TopologyBuilder {
         for c in children {
             self.outputs.push((processor.to_string(), c.to_string()));
         }
+        self
+    }
+
+    /// What the record collector does with an output, other than a dead letter, that the
+    /// broker refuses as too large (default [`ErrorPolicy::Fail`]: a failed delivery).
+    pub fn on_oversize_output(&mut self, policy: ErrorPolicy) -> &mut Self {
+        self.oversize_output = Some(policy);
         self
     }
 
@@ -149,9 +169,8 @@ impl TopologyBuilder {
                 PendingKind::Sink(target, partitioning) => NodeKind::Sink {
                     topic: match target {
                         SinkTarget::Topic(t) => SinkTopic::Fixed(t.resolve(app_id)),
-                        SinkTarget::SourceSuffix(s) => SinkTopic::SourceSuffix(s.clone()),
-                        SinkTarget::OriginSuffix { suffix, origins } => SinkTopic::OriginSuffix {
-                            suffix: suffix.clone(),
+                        SinkTarget::DeadLetter { sink, origins } => SinkTopic::DeadLetter {
+                            sink: sink.clone(),
                             origins: origins.iter().map(|t| t.resolve(app_id)).collect(),
                         },
                     },
@@ -195,13 +214,17 @@ impl TopologyBuilder {
             }
         }
         let (internal_sources, internal_sinks) = self.internal_topics(app_id);
-        Ok(Topology::derive(
+        let mut topology = Topology::derive(
             app_id,
             nodes,
             self.stores.clone(),
             &internal_sources,
             &internal_sinks,
-        ))
+        );
+        if let Some(policy) = self.oversize_output {
+            topology.set_oversize_output(policy);
+        }
+        Ok(topology)
     }
 
     /// Node names are unique, store names too, store connections name processors and every

@@ -175,17 +175,16 @@ pub fn plan_topics(
         configs,
         exact: false,
     });
-    let dlq_bytes = (config.ingest.max_record_bytes + 64 * 1024).to_string();
-    for (dlq, source) in topology.derived_sink_topics() {
+    for dlq in topology.dead_letter_topics() {
         let partitions = existing
-            .get(&source)
+            .get(&dlq.source)
             .copied()
             .unwrap_or(internal_partitions);
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".into(), "delete".into());
-        configs.insert("max.message.bytes".into(), dlq_bytes.clone());
+        configs.insert("max.message.bytes".into(), dlq.max_bytes.to_string());
         plans.push(TopicPlan {
-            name: dlq,
+            name: dlq.name,
             partitions,
             configs,
             exact: true,

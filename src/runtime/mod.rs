@@ -282,7 +282,7 @@ pub async fn start_with(
             config.runtime.clone(),
             stream_thread::OutputProducer {
                 producer,
-                max_message_bytes: config.ingest.max_record_bytes + 64 * 1024,
+                max_message_bytes: config.dead_letter_max_bytes(),
                 transactional,
             },
             counts.clone(),

@@ -222,6 +222,7 @@ impl TaskState {
                             timestamp,
                             source: None,
                         },
+                        dead_letter: None,
                     });
                 }
                 store.staged.insert(key, value);
