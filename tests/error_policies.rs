@@ -4,43 +4,27 @@
 //! and `fail` (the task stops with an error naming the reason and the record's topic,
 //! partition and offset).
 
+mod support;
+
 use scorestream::config::Config;
 use scorestream::engine::{ErrorPolicy, Record, TopologyTestDriver};
 use scorestream::metrics::Metrics;
-use scorestream::topology;
 
 /// 2030-01-01T00:00:00Z: no event of the test is in the future.
 const WALL_CLOCK: i64 = 1_893_456_000_000;
 const APP: &str = "policies";
 const DLQ: &str = "customer-events-dlq";
 
-const RULES: &str = r#"
-[settings]
-time_zone = "UTC"
-lateness_grace = "1h"
-late_policy = "dead_letter"
-strict_event_types = true
-[point_types.xp]
-[points.buy]
-event_type = "purchase"
-point_type = "xp"
-per_unit = 1
-"#;
-
 fn driver(errors: impl FnOnce(&mut Config)) -> (TopologyTestDriver, Metrics) {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
     let mut config = Config {
         application_id: APP.into(),
         ..Config::default()
     };
-    config.gamification.rules_file = Some(rules);
     errors(&mut config);
     let metrics = Metrics::new();
-    let parts = topology::Components::load(&config).unwrap();
-    let topology = topology::build_topology(&config, &parts, Some(metrics.clone())).unwrap();
-    (TopologyTestDriver::new(topology, WALL_CLOCK), metrics)
+    let rules = support::driver::STRICT_RULES;
+    let driver = support::driver::with_config(config, rules, Some(metrics.clone()), WALL_CLOCK);
+    (driver, metrics)
 }
 
 fn event(id: &str, kind: &str, at: &str) -> Record {

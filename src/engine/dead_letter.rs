@@ -228,36 +228,17 @@ impl BadRecords {
             offset,
         } = at;
         let action = policy.action();
+        macro_rules! log {
+            ($level:ident, $text:literal) => {
+                tracing::$level!(topic, partition, offset, reason, action, message, $text)
+            };
+        }
         match policy {
-            ErrorPolicy::Fail => tracing::error!(
-                topic,
-                partition,
-                offset,
-                reason,
-                action,
-                message,
-                "Bad record; failing the task."
-            ),
+            ErrorPolicy::Fail => log!(error, "Bad record; failing the task."),
             // Nothing else keeps a dropped record: the log says it was there.
-            ErrorPolicy::Drop => tracing::warn!(
-                topic,
-                partition,
-                offset,
-                reason,
-                action,
-                message,
-                "Bad record dropped."
-            ),
+            ErrorPolicy::Drop => log!(warn, "Bad record dropped."),
             // The dead letter itself keeps it (bad input can be a large share of traffic).
-            ErrorPolicy::DeadLetter => tracing::debug!(
-                topic,
-                partition,
-                offset,
-                reason,
-                action,
-                message,
-                "Record dead-lettered."
-            ),
+            ErrorPolicy::DeadLetter => log!(debug, "Record dead-lettered."),
         }
         if let Some(c) = &self.counters {
             if policy == ErrorPolicy::DeadLetter {
