@@ -153,19 +153,10 @@ impl TopologyBuilder {
                     }
                     NodeKind::Source { topics }
                 }
-                PendingKind::Processor(supplier) => {
-                    // Connections name declared stores only (add_state_store makes both).
-                    let mut stores: Vec<String> = Vec::new();
-                    for (store, user) in &self.store_users {
-                        if user == name && !stores.contains(store) {
-                            stores.push(store.clone());
-                        }
-                    }
-                    NodeKind::Processor {
-                        supplier: supplier.clone(),
-                        stores,
-                    }
-                }
+                PendingKind::Processor(supplier) => NodeKind::Processor {
+                    supplier: supplier.clone(),
+                    stores: self.stores_of(name),
+                },
                 PendingKind::Sink(target, partitioning) => NodeKind::Sink {
                     topic: match target {
                         SinkTarget::Topic(t) => SinkTopic::Fixed(t.resolve(app_id)),
@@ -177,25 +168,7 @@ impl TopologyBuilder {
                     partitioning: *partitioning,
                 },
             };
-            let mut parent_ids = Vec::new();
-            for p in parents {
-                match index.get(p.as_str()) {
-                    None => errors.push(TopologyError::UnknownParent {
-                        node: name.clone(),
-                        parent: p.clone(),
-                    }),
-                    Some(&pi) => {
-                        if matches!(self.nodes[pi].1, PendingKind::Sink(..)) {
-                            errors.push(TopologyError::ParentIsSink {
-                                node: name.clone(),
-                                parent: p.clone(),
-                            });
-                        } else {
-                            parent_ids.push(pi);
-                        }
-                    }
-                }
-            }
+            let parent_ids = self.parent_indexes(name, parents, &index, &mut errors);
             nodes.push(Node {
                 name: name.clone(),
                 kind,
@@ -225,6 +198,49 @@ impl TopologyBuilder {
             topology.set_oversize_output(policy);
         }
         Ok(topology)
+    }
+
+    /// The stores connected to processor `name`, each once. Connections name declared
+    /// stores only (add_state_store makes both).
+    fn stores_of(&self, name: &str) -> Vec<String> {
+        let mut stores: Vec<String> = Vec::new();
+        for (store, user) in &self.store_users {
+            if user == name && !stores.contains(store) {
+                stores.push(store.clone());
+            }
+        }
+        stores
+    }
+
+    /// The indexes of node `name`'s `parents`; a parent that does not exist or is a sink
+    /// is an error.
+    fn parent_indexes(
+        &self,
+        name: &str,
+        parents: &[String],
+        index: &HashMap<&str, usize>,
+        errors: &mut Vec<TopologyError>,
+    ) -> Vec<usize> {
+        let mut parent_ids = Vec::new();
+        for p in parents {
+            match index.get(p.as_str()) {
+                None => errors.push(TopologyError::UnknownParent {
+                    node: name.to_string(),
+                    parent: p.clone(),
+                }),
+                Some(&pi) => {
+                    if matches!(self.nodes[pi].1, PendingKind::Sink(..)) {
+                        errors.push(TopologyError::ParentIsSink {
+                            node: name.to_string(),
+                            parent: p.clone(),
+                        });
+                    } else {
+                        parent_ids.push(pi);
+                    }
+                }
+            }
+        }
+        parent_ids
     }
 
     /// Node names are unique, store names too, store connections name processors and every
