@@ -28,7 +28,7 @@ use crate::engine::{
     Punctuation, PunctuationType, Record, SourcePosition,
 };
 use crate::gamification::rules::LatePolicy;
-use crate::gamification::{apply, Applied, Rules};
+use crate::gamification::{apply, Applied, Effects, Rules};
 use crate::ingest::event::CanonicalEvent;
 use crate::ingest::normalize::RejectReason;
 use crate::metrics::Metrics;
@@ -165,6 +165,47 @@ impl GameProcessor {
         Ok(())
     }
 
+    /// Sends an event's effects: its results to `gamification-results`, and the leaderboard
+    /// totals that change this task's partial rankings to `<app-id>-leaderboard-points`.
+    fn forward_effects(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+        (results, boards): (Child, Child),
+        event: &CanonicalEvent,
+        effects: &Effects,
+        source: Option<&SourcePosition>,
+    ) {
+        for out in &effects.outputs {
+            if let Some(m) = &self.metrics {
+                self.counters.result(m, out.output_type);
+            }
+            let rec = Record {
+                key: Some(event.customer_id.as_bytes().to_vec()),
+                value: Some(out.to_json_bytes()),
+                headers: Default::default(),
+                timestamp: event.occurred_at,
+                source: source.cloned(),
+            };
+            ctx.forward_to(results, rec);
+        }
+        for update in &effects.leaderboard {
+            let admitted = self.partials.admit(update);
+            if let Some(m) = &self.metrics {
+                self.counters.leaderboard(m, admitted);
+            }
+            if admitted {
+                let rec = Record {
+                    key: Some(update.key().into_bytes()),
+                    value: Some(encode_update(update)),
+                    headers: Default::default(),
+                    timestamp: event.occurred_at,
+                    source: source.cloned(),
+                };
+                ctx.forward_to(boards, rec);
+            }
+        }
+    }
+
     fn late(
         &self,
         ctx: &mut ProcessorContext<'_>,
@@ -285,35 +326,7 @@ impl Processor for GameProcessor {
             None => StoredGameState::new(state, None),
         };
         ctx.store(&self.store)?.put(&event.customer_id, &stored)?;
-        for out in &effects.outputs {
-            if let Some(m) = &self.metrics {
-                self.counters.result(m, out.output_type);
-            }
-            let rec = Record {
-                key: Some(event.customer_id.as_bytes().to_vec()),
-                value: Some(out.to_json_bytes()),
-                headers: Default::default(),
-                timestamp: event.occurred_at,
-                source: r.source.clone(),
-            };
-            ctx.forward_to(results, rec);
-        }
-        for update in &effects.leaderboard {
-            let admitted = self.partials.admit(update);
-            if let Some(m) = &self.metrics {
-                self.counters.leaderboard(m, admitted);
-            }
-            if admitted {
-                let rec = Record {
-                    key: Some(update.key().into_bytes()),
-                    value: Some(encode_update(update)),
-                    headers: Default::default(),
-                    timestamp: event.occurred_at,
-                    source: r.source.clone(),
-                };
-                ctx.forward_to(boards, rec);
-            }
-        }
+        self.forward_effects(ctx, (results, boards), &event, &effects, r.source.as_ref());
         Ok(())
     }
 
