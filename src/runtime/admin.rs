@@ -175,6 +175,41 @@ pub fn plan_topics(
         configs,
         exact: false,
     });
+    plans.extend(dead_letter_plans(topology, existing, internal_partitions));
+    let outputs = output_plans(config, topology, &plans);
+    plans.extend(outputs);
+    plans
+}
+
+/// The output topics (written, not read, by the topology) not already in `planned`, each
+/// once, created with `runtime.output_partitions` when missing.
+fn output_plans(config: &Config, topology: &Topology, planned: &[TopicPlan]) -> Vec<TopicPlan> {
+    let internal: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect::<Vec<_>>();
+    let mut outputs = Vec::new();
+    for st in topology.subtopologies() {
+        for t in &st.sink_topics {
+            let planned = outputs.iter().any(|p: &TopicPlan| &p.name == t);
+            if !planned && !internal.contains(&t.as_str()) && topology.subtopology_of(t).is_none() {
+                outputs.push(TopicPlan {
+                    name: t.clone(),
+                    partitions: config.runtime.output_partitions,
+                    configs: BTreeMap::new(),
+                    exact: false,
+                });
+            }
+        }
+    }
+    outputs
+}
+
+/// One dead-letter topic per topic its sinks mirror, with that topic's partition count
+/// (`internal_partitions` when it is not known) and the sink's largest dead letter.
+fn dead_letter_plans(
+    topology: &Topology,
+    existing: &PartitionCounts,
+    internal_partitions: i32,
+) -> Vec<TopicPlan> {
+    let mut plans = Vec::new();
     for dlq in topology.dead_letter_topics() {
         let partitions = existing
             .get(&dlq.source)
@@ -190,22 +225,6 @@ pub fn plan_topics(
             exact: true,
         });
     }
-    let internal: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>();
-    let mut outputs = Vec::new();
-    for st in topology.subtopologies() {
-        for t in &st.sink_topics {
-            let planned = outputs.iter().any(|p: &TopicPlan| &p.name == t);
-            if !planned && !internal.contains(&t.as_str()) && topology.subtopology_of(t).is_none() {
-                outputs.push(TopicPlan {
-                    name: t.clone(),
-                    partitions: config.runtime.output_partitions,
-                    configs: BTreeMap::new(),
-                    exact: false,
-                });
-            }
-        }
-    }
-    plans.extend(outputs);
     plans
 }
 
