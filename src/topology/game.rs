@@ -179,13 +179,9 @@ impl GameProcessor {
             if let Some(m) = &self.metrics {
                 self.counters.result(m, out.output_type);
             }
-            let rec = Record {
-                key: Some(event.customer_id.as_bytes().to_vec()),
-                value: Some(out.to_json_bytes()),
-                headers: Default::default(),
-                timestamp: event.occurred_at,
-                source: source.cloned(),
-            };
+            let rec = Record::new(out.to_json_bytes(), event.occurred_at)
+                .with_key(event.customer_id.as_bytes())
+                .with_source(source.cloned());
             ctx.forward_to(results, rec);
         }
         for update in &effects.leaderboard {
@@ -194,13 +190,9 @@ impl GameProcessor {
                 self.counters.leaderboard(m, admitted);
             }
             if admitted {
-                let rec = Record {
-                    key: Some(update.key().into_bytes()),
-                    value: Some(encode_update(update)),
-                    headers: Default::default(),
-                    timestamp: event.occurred_at,
-                    source: source.cloned(),
-                };
+                let rec = Record::new(encode_update(update), event.occurred_at)
+                    .with_key(update.key())
+                    .with_source(source.cloned());
                 ctx.forward_to(boards, rec);
             }
         }
@@ -242,17 +234,14 @@ impl GameProcessor {
         message: &str,
     ) -> Result<(), ProcessorError> {
         let origin = &event.origin;
-        let record = Record {
-            key: Some(event.customer_id.as_bytes().to_vec()),
-            value: Some(event.to_json().to_string().into_bytes()),
-            headers,
-            timestamp: event.occurred_at,
-            source: Some(SourcePosition {
+        let record = Record::new(event.to_json().to_string(), event.occurred_at)
+            .with_key(event.customer_id.as_bytes())
+            .with_headers(headers)
+            .with_source(Some(SourcePosition {
                 topic: Arc::from(origin.topic.as_str()),
                 partition: origin.partition,
                 offset: origin.offset,
-            }),
-        };
+            }));
         let bad = &self.bad_records;
         bad.handle(ctx, Some(child), record, policy, reason.as_str(), message)
     }
@@ -351,13 +340,7 @@ impl Processor for GameProcessor {
             .forget_closed(p.time.saturating_sub(self.rules.lateness_grace_ms()));
         if let Some((_, boards, _)) = self.children {
             for key in closed {
-                let tick = Record {
-                    key: Some(key.into_bytes()),
-                    value: None,
-                    headers: Default::default(),
-                    timestamp: p.time,
-                    source: None,
-                };
+                let tick = Record::valueless(key, p.time);
                 ctx.forward_to(boards, tick);
             }
         }

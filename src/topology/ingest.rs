@@ -72,13 +72,10 @@ impl Processor for IngestProcessor {
                 // The original headers travel on the internal record (as Kafka Streams'
                 // repartition topics carry them), so that a dead letter raised after
                 // re-keying (`late_event`) keeps them too (DESIGN §2).
-                let out = Record {
-                    key: Some(event.customer_id.as_bytes().to_vec()),
-                    value: Some(event.encode()),
-                    headers: record.headers,
-                    timestamp: event.occurred_at,
-                    source: record.source,
-                };
+                let out = Record::new(event.encode(), event.occurred_at)
+                    .with_key(event.customer_id.as_bytes())
+                    .with_headers(record.headers)
+                    .with_source(record.source);
                 ctx.forward_to(valid, out);
             }
             // Rejected input is always dead-lettered (DESIGN §2).

@@ -115,13 +115,9 @@ impl LeaderboardProcessor {
                 .with_label_values(&["leaderboard_updated"])
                 .inc();
         }
-        let rec = Record {
-            key: Some(b.last.board.as_bytes().to_vec()),
-            value: Some(b.top.updated_json(&b.last, final_snapshot)),
-            headers: Default::default(),
-            timestamp: b.last.occurred_at.unwrap_or(b.last.reached_at),
-            source: None,
-        };
+        let at = b.last.occurred_at.unwrap_or(b.last.reached_at);
+        let rec = Record::new(b.top.updated_json(&b.last, final_snapshot), at)
+            .with_key(b.last.board.as_bytes());
         ctx.forward_to(results, rec);
     }
 
