@@ -9,7 +9,9 @@
 //!   Streams' `TopologyDescription` (`engine/describe.rs`), [`engine::StreamTask`] (one
 //!   sub-topology for one partition) and the [`engine::TopologyTestDriver`], which sends
 //!   outputs through the same partition and oversize rules as the runtime
-//!   ([`engine::collector`]). Knows nothing of customers or rdkafka.
+//!   ([`engine::collector`]); bad records (dead-letter, drop or fail per reason, logged and
+//!   counted in one place, KIP-1034 headers) are [`engine::dead_letter`]. Knows nothing of
+//!   customers or rdkafka.
 //! - [`state`]: the stores — RocksDB and in-memory backends, codecs, the read cache, the
 //!   changelog format, and `state/store/` (typed handles, the per-task transaction, the
 //!   typed view processors use).

@@ -15,13 +15,15 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Keys whose default is absent (`Option::None` is not serialized, so `Config::default()`
 /// cannot name them): documented with the default "(none)".
-const ABSENT_BY_DEFAULT: [&str; 12] = [
+const ABSENT_BY_DEFAULT: [&str; 14] = [
     "runtime.max_in_flight_records",
     "runtime.max_in_flight_bytes",
     "state.block_cache_bytes",
     "state.write_buffer_bytes",
     "state.cache_bytes",
     "ingest.mapping_file",
+    "errors.late_event",
+    "errors.dead_letter_max_bytes",
     "gamification.rules_file",
     "churn.rules_file",
     "churn.model_file",

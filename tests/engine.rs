@@ -192,13 +192,16 @@ fn named_children_and_dead_letter_suffix_sink_keep_partition() {
     );
     b.add_sink(
         "dlq",
-        SinkTarget::SourceSuffix("-dlq".into()),
+        SinkTarget::dead_letter(dead_letter_sink()),
         Partitioning::SameAsSource,
         &["up"],
     );
     let t = b.build("app").unwrap();
     assert_eq!(
-        t.derived_sink_topics(),
+        t.dead_letter_topics()
+            .into_iter()
+            .map(|d| (d.name, d.source))
+            .collect::<Vec<_>>(),
         [
             ("orders-dlq".to_string(), "orders".to_string()),
             ("calls-dlq".to_string(), "calls".to_string())
@@ -236,7 +239,7 @@ fn with_a_size_limit_the_driver_cuts_dead_letters_and_fails_other_records_as_the
     );
     b.add_sink(
         "dlq",
-        SinkTarget::SourceSuffix("-dlq".into()),
+        SinkTarget::dead_letter(dead_letter_sink()),
         Partitioning::SameAsSource,
         &["up"],
     );
@@ -668,4 +671,13 @@ fn declared_outputs_are_checked_when_built() {
             "processor 'q' forwards to 'out', which is not a node it feeds",
         ]
     );
+}
+
+/// `<source topic>-dlq`, sized as the bundled topology's by default.
+fn dead_letter_sink() -> scorestream::engine::DeadLetter {
+    scorestream::engine::DeadLetter {
+        suffix: "-dlq".into(),
+        max_bytes: (1 << 20) + 64 * 1024,
+        on_too_large: scorestream::engine::OnTooLarge::Truncate,
+    }
 }

@@ -3,9 +3,10 @@
 //! `unknown_event_type`) dead letter, through the internal `events-by-customer` record,
 //! run through the real topology in the `TopologyTestDriver`.
 
+mod support;
+
 use scorestream::config::Config;
 use scorestream::engine::{Record, TopologyTestDriver};
-use scorestream::topology;
 
 /// 2030-01-01T00:00:00Z: no event of the test is in the future.
 const WALL_CLOCK: i64 = 1_893_456_000_000;
@@ -13,31 +14,12 @@ const TRACE_ON_TIME: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333
 const TRACE_LATE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_UNKNOWN: &str = "00-5c1f6e7a6b3d4e2f9a8b7c6d5e4f3a2b-1a2b3c4d5e6f7a8b-01";
 
-const RULES: &str = r#"
-[settings]
-time_zone = "UTC"
-lateness_grace = "1h"
-late_policy = "dead_letter"
-strict_event_types = true
-[point_types.xp]
-[points.buy]
-event_type = "purchase"
-point_type = "xp"
-per_unit = 1
-"#;
-
 fn driver() -> TopologyTestDriver {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
-    let mut config = Config {
+    let config = Config {
         application_id: "late-headers".into(),
         ..Config::default()
     };
-    config.gamification.rules_file = Some(rules);
-    let parts = topology::Components::load(&config).unwrap();
-    let topology = topology::build_topology(&config, &parts, None).unwrap();
-    TopologyTestDriver::new(topology, WALL_CLOCK)
+    support::driver::with_config(config, support::driver::STRICT_RULES, None, WALL_CLOCK)
 }
 
 fn event(id: &str, kind: &str, at: &str, trace: &str) -> Record {

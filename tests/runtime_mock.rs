@@ -132,7 +132,7 @@ fn passthrough_topology(
     );
     b.add_sink(
         "dlq",
-        SinkTarget::SourceSuffix("-dlq".into()),
+        SinkTarget::dead_letter(dead_letter_sink()),
         Partitioning::SameAsSource,
         &["upper"],
     );
@@ -443,4 +443,63 @@ async fn exactly_once_commits_transactions_on_the_mock_cluster() {
     assert!(seen.values().all(|&c| c == 1), "no output twice");
     assert!(metrics.commits.get() > 0, "transactions committed");
     assert_eq!(metrics.commit_failures.get(), 0);
+}
+
+/// `errors.undecodable_internal = "fail"`: a record on the internal topic that does not
+/// decode stops the runtime by itself, with an error naming the reason and the record's
+/// topic, partition and offset (the driver tests in tests/error_policies.rs cover the other
+/// reasons and policies; this is the runtime's side of `fail`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_record_whose_policy_is_fail_stops_the_runtime_naming_it() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let input = random_name("in");
+    cluster.create_topic(&input, 1, 1).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut config = test_config(&bootstrap, &[&input]);
+    config.state_dir = state.path().to_path_buf();
+    config.errors.undecodable_internal = scorestream::engine::ErrorPolicy::Fail;
+    let metrics = Metrics::new();
+    let parts = scorestream::topology::Components::load(&config).unwrap();
+    let topology =
+        scorestream::topology::build_topology(&config, &parts, Some(metrics.clone())).unwrap();
+    create_planned_topics(&cluster, &config, &topology, (&input, 1));
+    let internal = format!("{}-events-by-customer", config.application_id);
+    produce(&bootstrap, &internal, 1, 1, |_| {
+        "not a canonical event".into()
+    });
+
+    let handle = runtime::start(&config, topology, metrics.clone())
+        .await
+        .unwrap_or_else(|e| panic!("runtime starts: {e}"));
+    let stop = handle.shutdown_flag();
+    let mut join = tokio::task::spawn_blocking(move || handle.join());
+    let Ok(joined) = tokio::time::timeout(Duration::from_secs(60), &mut join).await else {
+        // Stop it, so the failure is reported instead of the test hanging on the join.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = join.await;
+        panic!("the runtime did not stop by itself within 60 s");
+    };
+    let joined = joined.unwrap();
+    let error = joined
+        .expect_err("the runtime stops with an error")
+        .to_string();
+    let position = format!("topic '{internal}', partition 0, offset 0");
+    for part in ["undecodable_internal", position.as_str(), "'fail'"] {
+        assert!(error.contains(part), "{part:?} not in: {error}");
+    }
+    let failed = metrics
+        .bad_records
+        .with_label_values(&["undecodable_internal", "failed"])
+        .get();
+    assert_eq!(failed, 1);
+}
+
+/// `<source topic>-dlq`, sized as the bundled topology's by default.
+fn dead_letter_sink() -> scorestream::engine::DeadLetter {
+    scorestream::engine::DeadLetter {
+        suffix: "-dlq".into(),
+        max_bytes: (1 << 20) + 64 * 1024,
+        on_too_large: scorestream::engine::OnTooLarge::Truncate,
+    }
 }

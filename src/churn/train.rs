@@ -201,19 +201,8 @@ pub fn calibration(predicted: &[f64], labels: &[bool]) -> Vec<Bin> {
         .collect()
 }
 
-/// Fits a model on a shuffled 80 % of `rows` (deterministic for `seed`) and evaluates it on
-/// the rest.
-pub fn train(rows: &[Row], seed: u64, version: &str) -> Result<TrainReport, String> {
-    if rows.len() < 50 {
-        return Err(format!(
-            "{} rows are too few to train on (need 50 or more)",
-            rows.len()
-        ));
-    }
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed));
-    let holdout_n = ((rows.len() as f64) * HOLDOUT).round() as usize;
-    let (held, fit) = order.split_at(holdout_n);
+/// Each feature's mean and standard deviation over the rows `fit` (1 for a constant one).
+fn standardization(rows: &[Row], fit: &[usize]) -> (Vec<f64>, Vec<f64>) {
     let n_feat = FEATURES.len();
     let mut mean = vec![0.0; n_feat];
     let mut std = vec![0.0; n_feat];
@@ -236,6 +225,24 @@ pub fn train(rows: &[Row], seed: u64, version: &str) -> Result<TrainReport, Stri
             *s = 1.0; // a constant feature: scaled to 0, weight meaningless but harmless
         }
     }
+    (mean, std)
+}
+
+/// Fits a model on a shuffled 80 % of `rows` (deterministic for `seed`) and evaluates it on
+/// the rest.
+pub fn train(rows: &[Row], seed: u64, version: &str) -> Result<TrainReport, String> {
+    if rows.len() < 50 {
+        return Err(format!(
+            "{} rows are too few to train on (need 50 or more)",
+            rows.len()
+        ));
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    let holdout_n = ((rows.len() as f64) * HOLDOUT).round() as usize;
+    let (held, fit) = order.split_at(holdout_n);
+    let n_feat = FEATURES.len();
+    let (mean, std) = standardization(rows, fit);
     let scaled = |idx: &[usize]| {
         Array2::from_shape_fn((idx.len(), n_feat), |(r, c)| {
             (rows[idx[r]].features.values[c] - mean[c]) / std[c]

@@ -43,6 +43,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::engine::dead_letter::headers;
 use crate::engine::{Record, TopologyTestDriver};
 use crate::gamification::Rules;
 use crate::topology;
@@ -290,18 +291,18 @@ fn results(
 
 fn dead_letters(driver: &mut TopologyTestDriver, problems: &mut Vec<String>) -> Vec<DeadLetter> {
     let mut dead = Vec::new();
-    for topic in driver.output_topics() {
-        if !topic.ends_with(topology::DLQ_SUFFIX) {
-            continue;
-        }
+    let mut topics = driver.topology().dead_letter_topics();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    for dlq in topics {
+        let topic = dlq.name;
         for r in driver.read_output(&topic) {
             let reason = r
                 .headers
-                .last_str("scorestream.error.reason")
+                .last_str(headers::REASON)
                 .unwrap_or("")
                 .to_string();
-            let source = r.headers.last_str("scorestream.source.topic").unwrap_or("");
-            if topic.strip_suffix(topology::DLQ_SUFFIX) != Some(source) {
+            let source = r.headers.last_str(headers::SOURCE_TOPIC).unwrap_or("");
+            if source != dlq.source {
                 problems.push(format!(
                     "a dead letter on {topic} names {source:?} as its source topic"
                 ));

@@ -146,27 +146,9 @@ pub fn run(config: &Config, opts: &GenerateOptions) -> Result<GenerateReport, St
             }
         }
         let ev = generator.next_event(now_ms());
-        let mut record =
+        let record =
             BaseRecord::<[u8], [u8], usize>::with_opaque_to(ev.topic, 0).payload(&ev.value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, back)) => {
-                    if !matches!(
-                        e,
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull
-                        )
-                    ) {
-                        report.failed += 1;
-                        report.first_error.get_or_insert_with(|| e.to_string());
-                        break;
-                    }
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        send_until_queued(&producer, record, &mut report);
         report.sent += 1;
         report.bad += u64::from(ev.expected_reason.is_some());
         *report.by_topic.entry(ev.topic.to_string()).or_default() += 1;
@@ -177,14 +159,7 @@ pub fn run(config: &Config, opts: &GenerateOptions) -> Result<GenerateReport, St
     if let Err(e) = producer.flush(Duration::from_secs(120)) {
         report.first_error.get_or_insert_with(|| e.to_string());
     }
-    use prometheus::core::Collector;
-    let undelivered: u64 = metrics
-        .delivery_failures
-        .collect()
-        .iter()
-        .flat_map(|mf| mf.get_metric().iter())
-        .map(|m| m.get_counter().get_value() as u64)
-        .sum();
+    let undelivered = undelivered(&metrics);
     report.failed += undelivered + producer.in_flight_count().max(0) as u64;
     if undelivered > 0 {
         report.first_error.get_or_insert_with(|| {
@@ -194,6 +169,46 @@ pub fn run(config: &Config, opts: &GenerateOptions) -> Result<GenerateReport, St
     report.elapsed = started.elapsed();
     progress.finish();
     Ok(report)
+}
+
+/// Queues `record` in the producer, waiting while its queue is full; any other refusal is
+/// counted as failed in `report`.
+fn send_until_queued(
+    producer: &BaseProducer<DeliveryContext>,
+    mut record: BaseRecord<'_, [u8], [u8], usize>,
+    report: &mut GenerateReport,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((e, back)) => {
+                if !matches!(
+                    e,
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )
+                ) {
+                    report.failed += 1;
+                    report.first_error.get_or_insert_with(|| e.to_string());
+                    break;
+                }
+                record = back;
+                producer.poll(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Events the broker did not acknowledge, by the delivery reports.
+fn undelivered(metrics: &crate::metrics::Metrics) -> u64 {
+    use prometheus::core::Collector;
+    metrics
+        .delivery_failures
+        .collect()
+        .iter()
+        .flat_map(|mf| mf.get_metric().iter())
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
 }
 
 impl std::fmt::Display for GenerateReport {

@@ -51,7 +51,43 @@ pub fn plan(config: &Config) -> Result<Plan, String> {
         .create()
         .map_err(|e| format!("Kafka client: {e}"))?;
     let group = config.application_id.clone();
-    match consumer.fetch_group_list(Some(&group), TIMEOUT) {
+    refuse_if_group_active(&consumer, &group)?;
+    refuse_if_instances_announced(config, &group)?;
+    let dir = config.state_dir.join(&config.application_id);
+    if dir.is_dir() {
+        // An instance on this machine holds the lock while it runs.
+        drop(
+            crate::state::StateDirectory::open(&config.state_dir, &config.application_id)
+                .map_err(|e| format!("{e}; stop it first"))?,
+        );
+    }
+    let metadata = consumer
+        .fetch_metadata(None, TIMEOUT)
+        .map_err(|e| format!("cannot list topics: {e}"))?;
+    let mut known: Vec<String> = topology
+        .internal_topics()
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    known.push(crate::runtime::registry::registry_topic(&group));
+    known.push(format!("{group}-transaction-probe"));
+    let mut topics: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|t| known.contains(t))
+        .collect();
+    topics.sort();
+    Ok(Plan {
+        group,
+        topics,
+        state_dir: dir.is_dir().then_some(dir),
+    })
+}
+
+/// Refuses while the broker lists the group with members or in a rebalance.
+fn refuse_if_group_active(consumer: &BaseConsumer, group: &str) -> Result<(), String> {
+    match consumer.fetch_group_list(Some(group), TIMEOUT) {
         Ok(list) => {
             if list.groups().is_empty() {
                 eprintln!("consumer group '{group}': not known to the broker");
@@ -88,11 +124,16 @@ pub fn plan(config: &Config) -> Result<Plan, String> {
             "warning: could not check the group's members ({e}); make sure every instance is stopped"
         ),
     }
+    Ok(())
+}
+
+/// Refuses while instances of the group renew their claims on the registry topic.
+fn refuse_if_instances_announced(config: &Config, group: &str) -> Result<(), String> {
     // Running instances renew their claim on the registry topic every few seconds; this does
     // not depend on the broker listing the group's members (Tansu does not before the
     // group's first commit).
     let live =
-        crate::runtime::registry::live_instances(restore_consumer_config(config), &group, TIMEOUT)?;
+        crate::runtime::registry::live_instances(restore_consumer_config(config), group, TIMEOUT)?;
     if !live.is_empty() {
         let names: Vec<&str> = live.iter().map(|a| a.http.as_str()).collect();
         return Err(format!(
@@ -102,36 +143,7 @@ pub fn plan(config: &Config) -> Result<Plan, String> {
             names.join(", ")
         ));
     }
-    let dir = config.state_dir.join(&config.application_id);
-    if dir.is_dir() {
-        // An instance on this machine holds the lock while it runs.
-        drop(
-            crate::state::StateDirectory::open(&config.state_dir, &config.application_id)
-                .map_err(|e| format!("{e}; stop it first"))?,
-        );
-    }
-    let metadata = consumer
-        .fetch_metadata(None, TIMEOUT)
-        .map_err(|e| format!("cannot list topics: {e}"))?;
-    let mut known: Vec<String> = topology
-        .internal_topics()
-        .iter()
-        .map(|t| t.name.clone())
-        .collect();
-    known.push(crate::runtime::registry::registry_topic(&group));
-    known.push(format!("{group}-transaction-probe"));
-    let mut topics: Vec<String> = metadata
-        .topics()
-        .iter()
-        .map(|t| t.name().to_string())
-        .filter(|t| known.contains(t))
-        .collect();
-    topics.sort();
-    Ok(Plan {
-        group,
-        topics,
-        state_dir: dir.is_dir().then_some(dir),
-    })
+    Ok(())
 }
 
 /// Carries out `plan`; every step is tried and reported. Err lists the steps that failed.

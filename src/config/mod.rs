@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod check;
+mod errors;
 mod file_errors;
 pub mod kafka_env;
 pub mod memory;
@@ -16,6 +17,7 @@ pub mod size;
 pub mod suggest;
 mod validate;
 
+pub use errors::ErrorSettings;
 use file_errors::file_errors;
 pub use file_errors::WHOLE_FILE;
 
@@ -52,6 +54,7 @@ pub struct Config {
     pub runtime: RuntimeSettings,
     pub state: StateSettings,
     pub ingest: IngestSettings,
+    pub errors: ErrorSettings,
     pub gamification: GamificationSettings,
     pub churn: ChurnSettings,
     pub http: HttpSettings,
@@ -72,6 +75,7 @@ impl Default for Config {
             runtime: RuntimeSettings::default(),
             state: StateSettings::default(),
             ingest: IngestSettings::default(),
+            errors: ErrorSettings::default(),
             gamification: GamificationSettings::default(),
             churn: ChurnSettings::default(),
             http: HttpSettings::default(),

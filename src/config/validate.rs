@@ -23,6 +23,7 @@ impl Config {
         self.validate_output_topics(errors);
         self.validate_http(errors);
         self.validate_ingest(errors);
+        self.validate_errors(errors);
         check::http_addr(&self.http_addr, errors);
         check::state_dir(&self.state_dir, self.state.backend, errors);
         check::kafka_properties(&self.kafka, errors);

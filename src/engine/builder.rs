@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::dead_letter::{DeadLetter, ErrorPolicy};
 use super::processor::Processor;
 use super::topology::{
     Node, NodeKind, Partitioning, ProcessorSupplier, SinkTopic, StoreDecl, TopicRef, Topology,
@@ -20,6 +21,8 @@ pub struct TopologyBuilder {
     /// `(processor, child)`: the children a processor says it forwards to, checked at build
     /// time instead of when a task first looks them up.
     outputs: Vec<(String, String)>,
+    /// What the record collector does with an output (not a dead letter) too large.
+    oversize_output: Option<ErrorPolicy>,
 }
 
 enum PendingKind {
@@ -32,15 +35,25 @@ enum PendingKind {
 #[derive(Clone, Debug)]
 pub enum SinkTarget {
     Topic(TopicRef),
-    /// The record's source topic plus a suffix (dead letters next to their input).
-    SourceSuffix(String),
-    /// Like `SourceSuffix`, for records that carry the position they *originally* came
-    /// from (a dead letter raised after a repartition hop); `origins` lists the topics they
-    /// can come from, so the suffixed topics can be planned.
-    OriginSuffix {
-        suffix: String,
+    /// Dead letters next to their input: the record's source topic plus the sink's suffix.
+    /// `origins`: the topics its records can come from when that is not this
+    /// sub-topology's sources (a dead letter raised after a repartition hop carries the
+    /// position it *originally* came from), so the dead-letter topics can be planned; empty
+    /// for the sub-topology's own sources.
+    DeadLetter {
+        sink: DeadLetter,
         origins: Vec<TopicRef>,
     },
+}
+
+impl SinkTarget {
+    /// A dead-letter sink for records of this sub-topology's own sources.
+    pub fn dead_letter(sink: DeadLetter) -> Self {
+        SinkTarget::DeadLetter {
+            sink,
+            origins: Vec::new(),
+        }
+    }
 }
 
 impl TopologyBuilder {
@@ -96,6 +109,13 @@ impl TopologyBuilder {
         self
     }
 
+    /// What the record collector does with an output, other than a dead letter, that the
+    /// broker refuses as too large (default [`ErrorPolicy::Fail`]: a failed delivery).
+    pub fn on_oversize_output(&mut self, policy: ErrorPolicy) -> &mut Self {
+        self.oversize_output = Some(policy);
+        self
+    }
+
     /// Declares a store holding `K → V` and connects it to the processors that use it
     /// (declared before or after). Returns the typed handle the processors' factories
     /// capture. Processors sharing a store always land in the same sub-topology.
@@ -133,50 +153,22 @@ impl TopologyBuilder {
                     }
                     NodeKind::Source { topics }
                 }
-                PendingKind::Processor(supplier) => {
-                    // Connections name declared stores only (add_state_store makes both).
-                    let mut stores: Vec<String> = Vec::new();
-                    for (store, user) in &self.store_users {
-                        if user == name && !stores.contains(store) {
-                            stores.push(store.clone());
-                        }
-                    }
-                    NodeKind::Processor {
-                        supplier: supplier.clone(),
-                        stores,
-                    }
-                }
+                PendingKind::Processor(supplier) => NodeKind::Processor {
+                    supplier: supplier.clone(),
+                    stores: self.stores_of(name),
+                },
                 PendingKind::Sink(target, partitioning) => NodeKind::Sink {
                     topic: match target {
                         SinkTarget::Topic(t) => SinkTopic::Fixed(t.resolve(app_id)),
-                        SinkTarget::SourceSuffix(s) => SinkTopic::SourceSuffix(s.clone()),
-                        SinkTarget::OriginSuffix { suffix, origins } => SinkTopic::OriginSuffix {
-                            suffix: suffix.clone(),
+                        SinkTarget::DeadLetter { sink, origins } => SinkTopic::DeadLetter {
+                            sink: sink.clone(),
                             origins: origins.iter().map(|t| t.resolve(app_id)).collect(),
                         },
                     },
                     partitioning: *partitioning,
                 },
             };
-            let mut parent_ids = Vec::new();
-            for p in parents {
-                match index.get(p.as_str()) {
-                    None => errors.push(TopologyError::UnknownParent {
-                        node: name.clone(),
-                        parent: p.clone(),
-                    }),
-                    Some(&pi) => {
-                        if matches!(self.nodes[pi].1, PendingKind::Sink(..)) {
-                            errors.push(TopologyError::ParentIsSink {
-                                node: name.clone(),
-                                parent: p.clone(),
-                            });
-                        } else {
-                            parent_ids.push(pi);
-                        }
-                    }
-                }
-            }
+            let parent_ids = self.parent_indexes(name, parents, &index, &mut errors);
             nodes.push(Node {
                 name: name.clone(),
                 kind,
@@ -195,13 +187,60 @@ impl TopologyBuilder {
             }
         }
         let (internal_sources, internal_sinks) = self.internal_topics(app_id);
-        Ok(Topology::derive(
+        let mut topology = Topology::derive(
             app_id,
             nodes,
             self.stores.clone(),
             &internal_sources,
             &internal_sinks,
-        ))
+        );
+        if let Some(policy) = self.oversize_output {
+            topology.set_oversize_output(policy);
+        }
+        Ok(topology)
+    }
+
+    /// The stores connected to processor `name`, each once. Connections name declared
+    /// stores only (add_state_store makes both).
+    fn stores_of(&self, name: &str) -> Vec<String> {
+        let mut stores: Vec<String> = Vec::new();
+        for (store, user) in &self.store_users {
+            if user == name && !stores.contains(store) {
+                stores.push(store.clone());
+            }
+        }
+        stores
+    }
+
+    /// The indexes of node `name`'s `parents`; a parent that does not exist or is a sink
+    /// is an error.
+    fn parent_indexes(
+        &self,
+        name: &str,
+        parents: &[String],
+        index: &HashMap<&str, usize>,
+        errors: &mut Vec<TopologyError>,
+    ) -> Vec<usize> {
+        let mut parent_ids = Vec::new();
+        for p in parents {
+            match index.get(p.as_str()) {
+                None => errors.push(TopologyError::UnknownParent {
+                    node: name.to_string(),
+                    parent: p.clone(),
+                }),
+                Some(&pi) => {
+                    if matches!(self.nodes[pi].1, PendingKind::Sink(..)) {
+                        errors.push(TopologyError::ParentIsSink {
+                            node: name.to_string(),
+                            parent: p.clone(),
+                        });
+                    } else {
+                        parent_ids.push(pi);
+                    }
+                }
+            }
+        }
+        parent_ids
     }
 
     /// Node names are unique, store names too, store connections name processors and every

@@ -1,19 +1,25 @@
 //! Handing a task's outputs to a producer: which partition each goes to, and what happens
 //! when the producer refuses one (Kafka Streams' `RecordCollectorImpl`, the part that
-//! decides). A full queue gives the record back to be sent later, in order; a dead letter
-//! too large for the broker is cut to fit and marked with [`TRUNCATED_HEADER`]; anything
-//! else refused is a failed delivery (the runtime then reprocesses its input).
+//! decides, with its `ProductionExceptionHandler`). A full queue gives the record back to be
+//! sent later, in order; a dead letter too large for the broker gets its sink's
+//! `on_too_large` (by default cut to fit and marked with [`TRUNCATED_HEADER`]); any other
+//! output too large gets the topology's `oversize_output` policy (by default a failed
+//! delivery, as anything else refused: the runtime then reprocesses its input).
 //!
 //! The runtime's record collector (librdkafka's producer, `runtime::stream_thread::output`)
 //! and the [`TopologyTestDriver`](super::TopologyTestDriver) (in-memory topics) both send
 //! through [`send`], over the small [`RecordProducer`] trait, so these rules exist once.
 
+use super::dead_letter::{headers, ErrorPolicy, OnTooLarge, Position};
 use super::record::SourcePosition;
 use super::task::SinkRecord;
 
 /// Header set on a dead letter whose value was cut to fit the broker's limit (its value:
 /// the original size in bytes).
-pub const TRUNCATED_HEADER: &str = "scorestream.error.truncated";
+pub const TRUNCATED_HEADER: &str = headers::TRUNCATED;
+
+/// The reason of an output dropped because the broker refused it as too large.
+pub const OVERSIZE_OUTPUT: &str = "oversize_output";
 
 /// Room left for the key, headers and the broker's framing when a dead letter is cut.
 const TRUNCATION_MARGIN: usize = 1024;
@@ -59,41 +65,89 @@ pub struct Truncation {
 pub enum Sent {
     /// The producer took it (a dead letter possibly cut to fit first).
     Taken(Option<Truncation>),
+    /// Too large, and its policy drops it: for the caller to report with
+    /// [`super::dead_letter::BadRecords::report`] (reason [`OVERSIZE_OUTPUT`]).
+    Dropped(SinkRecord),
     /// The producer's queue is full: send it again later, before anything newer.
     QueueFull(SinkRecord),
     /// Never to be delivered: its delivery failed.
     Failed(SinkRecord, Refusal),
 }
 
-/// Whether `topic` is a dead-letter topic (`<input>-dlq`).
-pub fn is_dead_letter_topic(topic: &str) -> bool {
-    topic.ends_with("-dlq")
+/// What the collector applies to records the broker refuses as too large.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest record the producer sends.
+    pub max_message_bytes: usize,
+    /// What happens to an output other than a dead letter that is too large (a dead letter
+    /// has its sink's `on_too_large`). `dead_letter` is not offered for it: it acts as
+    /// `fail`.
+    pub oversize_output: ErrorPolicy,
+}
+
+impl Limits {
+    /// Today's rules: a producer limit, oversized outputs fail their delivery.
+    pub fn new(max_message_bytes: usize) -> Self {
+        Limits {
+            max_message_bytes,
+            oversize_output: ErrorPolicy::Fail,
+        }
+    }
+}
+
+/// Where a dropped or cut output's input came from, for logs.
+pub fn position_of(out: &SinkRecord) -> Position {
+    let s = out.record.source.as_ref();
+    Position {
+        topic: s.map_or_else(String::new, |s| s.topic.to_string()),
+        partition: s.map_or(-1, |s| s.partition),
+        offset: s.map_or(-1, |s| s.offset),
+    }
 }
 
 /// Sends `out` to `producer`, on the partition its rule picks for a topic of `partitions`
-/// partitions (when known), applying the oversize policy for a broker that accepts at most
-/// `max_message_bytes`.
+/// partitions (when known), applying the oversize policies of `limits`.
 pub fn send<P: RecordProducer + ?Sized>(
     producer: &mut P,
     out: SinkRecord,
     partitions: Option<i32>,
-    max_message_bytes: usize,
+    limits: Limits,
 ) -> Sent {
     let partition = out.partition(partitions);
     match producer.send(out, partition) {
         Ok(()) => Sent::Taken(None),
         Err((Refusal::QueueFull, out)) => Sent::QueueFull(out),
-        Err((Refusal::TooLarge, out))
-            if is_dead_letter_topic(&out.topic)
-                && out.record.headers.last(TRUNCATED_HEADER).is_none() =>
-        {
-            let (cut, truncation) = truncate(out, max_message_bytes);
-            match send(producer, cut, partitions, max_message_bytes) {
+        Err((Refusal::TooLarge, out)) => too_large(producer, out, partitions, limits),
+        Err((why, out)) => Sent::Failed(out, why),
+    }
+}
+
+/// An output the producer refused as too large: its policy.
+fn too_large<P: RecordProducer + ?Sized>(
+    producer: &mut P,
+    out: SinkRecord,
+    partitions: Option<i32>,
+    limits: Limits,
+) -> Sent {
+    let on_too_large = match (out.dead_letter, limits.oversize_output) {
+        (Some(d), _) => d.on_too_large,
+        (None, ErrorPolicy::Drop) => OnTooLarge::Drop,
+        (None, ErrorPolicy::Fail | ErrorPolicy::DeadLetter) => OnTooLarge::Fail,
+    };
+    match on_too_large {
+        OnTooLarge::Truncate if out.record.headers.last(TRUNCATED_HEADER).is_none() => {
+            let fit = out
+                .dead_letter
+                .map_or(limits.max_message_bytes, |d| d.max_bytes)
+                .min(limits.max_message_bytes);
+            let (cut, truncation) = truncate(out, fit);
+            match send(producer, cut, partitions, limits) {
                 Sent::Taken(_) => Sent::Taken(Some(truncation)),
                 other => other,
             }
         }
-        Err((why, out)) => Sent::Failed(out, why),
+        OnTooLarge::Drop => Sent::Dropped(out),
+        OnTooLarge::Truncate | OnTooLarge::Fail => Sent::Failed(out, Refusal::TooLarge),
     }
 }
 
@@ -123,6 +177,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::engine::dead_letter::DeadLetterLimits;
     use crate::engine::{Partitioning, Record};
 
     /// Takes records up to `room`, refuses those above `max_bytes` (as the broker would).
@@ -181,6 +236,11 @@ mod tests {
             topic: Arc::from(topic),
             partitioning,
             record,
+            // The dead-letter sinks of these tests are named `*-dlq`.
+            dead_letter: topic.ends_with("-dlq").then_some(DeadLetterLimits {
+                max_bytes: usize::MAX,
+                on_too_large: OnTooLarge::Truncate,
+            }),
         }
     }
 
@@ -190,7 +250,7 @@ mod tests {
         let keyed = out("t", Partitioning::ByKey, Some(b"customer-1"), 10);
         let expected = crate::engine::partitioner::partition_for_key(b"customer-1", 6);
         assert_eq!(
-            send(&mut p, keyed.clone(), Some(6), 1 << 20),
+            send(&mut p, keyed.clone(), Some(6), Limits::new(1 << 20)),
             Sent::Taken(None)
         );
         // Same as the source, modulo the target's partitions; fixed; unknown count: the
@@ -199,15 +259,15 @@ mod tests {
             &mut p,
             out("t", Partitioning::SameAsSource, None, 1),
             Some(3),
-            1 << 20,
+            Limits::new(1 << 20),
         );
         send(
             &mut p,
             out("t", Partitioning::Partition(2), None, 1),
             Some(6),
-            1 << 20,
+            Limits::new(1 << 20),
         );
-        send(&mut p, keyed, None, 1 << 20);
+        send(&mut p, keyed, None, Limits::new(1 << 20));
         let partitions: Vec<Option<i32>> = p.taken.iter().map(|(p, _)| *p).collect();
         assert_eq!(partitions, vec![Some(expected), Some(2), Some(2), None]);
     }
@@ -217,7 +277,7 @@ mod tests {
         let mut p = Fake::new(0, 1 << 20);
         let o = out("t", Partitioning::ByKey, Some(b"k"), 10);
         assert_eq!(
-            send(&mut p, o.clone(), Some(3), 1 << 20),
+            send(&mut p, o.clone(), Some(3), Limits::new(1 << 20)),
             Sent::QueueFull(o)
         );
     }
@@ -227,7 +287,7 @@ mod tests {
         let max = 4096;
         let mut p = Fake::new(10, max);
         let big = out("events-dlq", Partitioning::SameAsSource, Some(b"k"), 10_000);
-        let Sent::Taken(Some(t)) = send(&mut p, big, Some(6), max) else {
+        let Sent::Taken(Some(t)) = send(&mut p, big, Some(6), Limits::new(max)) else {
             panic!("not taken after truncation");
         };
         assert_eq!(t.original_bytes, 10_000);
@@ -249,7 +309,7 @@ mod tests {
         let mut tiny = Fake::new(10, 8);
         let marked = sent.clone();
         assert!(matches!(
-            send(&mut tiny, marked, Some(6), 8),
+            send(&mut tiny, marked, Some(6), Limits::new(8)),
             Sent::Failed(_, Refusal::TooLarge)
         ));
     }
@@ -261,7 +321,7 @@ mod tests {
             &mut p,
             out("results", Partitioning::ByKey, Some(b"k"), 1000),
             Some(3),
-            100,
+            Limits::new(100),
         );
         assert!(
             matches!(result, Sent::Failed(o, Refusal::TooLarge) if o.record.value.as_ref().unwrap().len() == 1000)
@@ -272,10 +332,44 @@ mod tests {
                 &mut p,
                 out("results", Partitioning::ByKey, Some(b"k"), 1),
                 Some(3),
-                100
+                Limits::new(100)
             ),
             Sent::Failed(_, Refusal::Failed(_))
         ));
         assert!(p.taken.is_empty());
+    }
+
+    #[test]
+    fn oversized_records_their_policy_drops_are_given_back_as_dropped() {
+        let mut p = Fake::new(10, 100);
+        let drop_outputs = Limits {
+            max_message_bytes: 100,
+            oversize_output: ErrorPolicy::Drop,
+        };
+        let big = out("results", Partitioning::ByKey, Some(b"k"), 1000);
+        assert_eq!(
+            send(&mut p, big.clone(), Some(3), drop_outputs),
+            Sent::Dropped(big)
+        );
+        // A dead letter follows its sink's `on_too_large`, not `oversize_output`.
+        let mut dead = out("events-dlq", Partitioning::SameAsSource, Some(b"k"), 1000);
+        assert!(matches!(
+            send(&mut p, dead.clone(), Some(3), drop_outputs),
+            Sent::Taken(Some(_))
+        ));
+        for (on_too_large, dropped) in [(OnTooLarge::Drop, true), (OnTooLarge::Fail, false)] {
+            dead.dead_letter = Some(DeadLetterLimits {
+                max_bytes: usize::MAX,
+                on_too_large,
+            });
+            let sent = send(&mut p, dead.clone(), Some(3), Limits::new(100));
+            assert_eq!(matches!(sent, Sent::Dropped(_)), dropped, "{sent:?}");
+            assert_eq!(
+                matches!(sent, Sent::Failed(_, Refusal::TooLarge)),
+                !dropped,
+                "{sent:?}"
+            );
+        }
+        assert_eq!(p.taken.len(), 1, "only the truncated dead letter");
     }
 }

@@ -37,13 +37,7 @@ impl Topology {
                         );
                     }
                     NodeKind::Sink { topic, .. } => {
-                        let t = match topic {
-                            SinkTopic::Fixed(t) => t.clone(),
-                            SinkTopic::SourceSuffix(sfx) => format!("<source topic>{sfx}"),
-                            SinkTopic::OriginSuffix { suffix, .. } => {
-                                format!("<original input topic>{suffix}")
-                            }
-                        };
+                        let t = sink_label(topic);
                         let _ = writeln!(s, "    Sink: {} (topic: {})", node.name, t);
                     }
                 }
@@ -96,13 +90,7 @@ impl Topology {
                     }
                     NodeKind::Sink { topic, .. } => {
                         let _ = writeln!(s, "    n{n}[\\\"{label}\"\\]");
-                        let t = match topic {
-                            SinkTopic::Fixed(t) => t.clone(),
-                            SinkTopic::SourceSuffix(sfx) => format!("<source topic>{sfx}"),
-                            SinkTopic::OriginSuffix { suffix, .. } => {
-                                format!("<original input topic>{suffix}")
-                            }
-                        };
+                        let t = sink_label(topic);
                         edges.push(format!("  n{n} --> {}", topic_id(&t, &mut topics)));
                     }
                 }
@@ -120,5 +108,16 @@ impl Topology {
             s.push('\n');
         }
         s
+    }
+}
+
+/// The topic a sink writes, as descriptions show it.
+fn sink_label(topic: &SinkTopic) -> String {
+    match topic {
+        SinkTopic::Fixed(t) => t.clone(),
+        SinkTopic::DeadLetter { sink, origins } if origins.is_empty() => {
+            format!("<source topic>{}", sink.suffix)
+        }
+        SinkTopic::DeadLetter { sink, .. } => format!("<original input topic>{}", sink.suffix),
     }
 }

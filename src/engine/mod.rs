@@ -3,6 +3,7 @@
 
 pub mod builder;
 pub mod collector;
+pub mod dead_letter;
 mod describe;
 pub mod partitioner;
 pub mod processor;
@@ -12,6 +13,7 @@ pub mod test_driver;
 pub mod topology;
 
 pub use builder::{SinkTarget, TopologyBuilder};
+pub use dead_letter::{BadRecords, DeadLetter, ErrorPolicy, OnTooLarge};
 pub use processor::{
     Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, ScheduleId,
 };
@@ -19,6 +21,6 @@ pub use record::{Headers, Record, SourcePosition};
 pub use task::{SinkRecord, StreamTask, TaskError, TaskId};
 pub use test_driver::TopologyTestDriver;
 pub use topology::{
-    changelog_topic, InternalTopic, InternalTopicKind, Partitioning, SinkTopic, StoreDecl,
-    SubTopology, TopicRef, Topology, TopologyError,
+    changelog_topic, DeadLetterTopic, InternalTopic, InternalTopicKind, Partitioning, SinkTopic,
+    StoreDecl, SubTopology, TopicRef, Topology, TopologyError,
 };

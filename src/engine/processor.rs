@@ -44,6 +44,9 @@ pub enum ProcessorError {
     State(Box<crate::state::StateError>),
     #[error("{0}")]
     Failed(String),
+    /// A bad record whose reason's policy is `fail` (see [`super::dead_letter`]).
+    #[error(transparent)]
+    BadRecord(Box<super::dead_letter::BadRecordError>),
 }
 
 impl From<crate::state::StateError> for ProcessorError {

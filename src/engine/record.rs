@@ -103,6 +103,28 @@ impl Record {
         self
     }
 
+    /// The record's headers, replacing any it has.
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Where the record came from (an output keeps its input's position; a dead letter
+    /// raised after a repartition, the original one).
+    pub fn with_source(mut self, source: Option<SourcePosition>) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// A keyed record without a value (a tombstone, or a tick that only carries time).
+    pub fn valueless(key: impl Into<Vec<u8>>, timestamp: i64) -> Self {
+        Record {
+            key: Some(key.into()),
+            timestamp,
+            ..Record::default()
+        }
+    }
+
     pub fn with_header(
         mut self,
         name: impl Into<Cow<'static, str>>,

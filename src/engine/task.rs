@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::dead_letter::DeadLetterLimits;
 use super::processor::{
     Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Schedule,
 };
@@ -30,6 +31,8 @@ pub struct SinkRecord {
     pub topic: Arc<str>,
     pub partitioning: Partitioning,
     pub record: Record,
+    /// Set when it is a dead letter: what the record collector does if it is too large.
+    pub dead_letter: Option<DeadLetterLimits>,
 }
 
 impl SinkRecord {
@@ -74,6 +77,7 @@ enum Slot {
         topic: SinkTopic,
         fixed: Option<Arc<str>>,
         partitioning: Partitioning,
+        dead_letter: Option<DeadLetterLimits>,
     },
 }
 
@@ -139,7 +143,11 @@ impl StreamTask {
                     } => Slot::Sink {
                         fixed: match topic {
                             SinkTopic::Fixed(t) => Some(Arc::from(t.as_str())),
-                            SinkTopic::SourceSuffix(_) | SinkTopic::OriginSuffix { .. } => None,
+                            SinkTopic::DeadLetter { .. } => None,
+                        },
+                        dead_letter: match topic {
+                            SinkTopic::Fixed(_) => None,
+                            SinkTopic::DeadLetter { sink, .. } => Some(sink.limits()),
                         },
                         topic: topic.clone(),
                         partitioning: *partitioning,
@@ -347,15 +355,13 @@ impl StreamTask {
                 topic,
                 fixed,
                 partitioning,
+                dead_letter,
             } => {
-                let partitioning = *partitioning;
+                let (partitioning, dead_letter) = (*partitioning, *dead_letter);
                 let topic = match (fixed, topic) {
                     (Some(t), _) => t.clone(),
-                    (
-                        None,
-                        SinkTopic::SourceSuffix(sfx) | SinkTopic::OriginSuffix { suffix: sfx, .. },
-                    ) => {
-                        let sfx = sfx.clone();
+                    (None, SinkTopic::DeadLetter { sink, .. }) => {
+                        let sfx = sink.suffix.clone();
                         let src = record.source.as_ref().map(|p| p.topic.clone());
                         self.suffixed(src.as_deref().unwrap_or(""), &sfx)
                     }
@@ -365,6 +371,7 @@ impl StreamTask {
                     topic,
                     partitioning,
                     record,
+                    dead_letter,
                 });
                 Ok(())
             }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::collector::{self, RecordProducer, Refusal};
+use super::dead_letter::{BadRecords, ErrorPolicy};
 use super::record::{Record, SourcePosition};
 use super::task::{SinkRecord, StreamTask, TaskError, TaskId};
 use super::topology::Topology;
@@ -41,6 +42,8 @@ pub struct TopologyTestDriver {
     max_message_bytes: Option<usize>,
     /// Outputs refused for good (too large), as deliveries that failed.
     failed_deliveries: Vec<(SinkRecord, Refusal)>,
+    /// Outputs too large whose policy dropped them.
+    dropped_outputs: Vec<SinkRecord>,
 }
 
 /// RocksDB stores for the driver's tasks, as the runtime opens them.
@@ -73,6 +76,7 @@ impl TopologyTestDriver {
             spare: Vec::new(),
             max_message_bytes: None,
             failed_deliveries: Vec::new(),
+            dropped_outputs: Vec::new(),
         }
     }
 
@@ -91,6 +95,11 @@ impl TopologyTestDriver {
     pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = Some(bytes);
         self
+    }
+
+    /// Outputs too large that the oversize policy dropped.
+    pub fn dropped_outputs(&self) -> &[SinkRecord] {
+        &self.dropped_outputs
     }
 
     /// Outputs refused for good, with the reason: the runtime would reprocess their inputs.
@@ -271,6 +280,11 @@ impl TopologyTestDriver {
     }
 
     /// Topics written so far that have unread records.
+    /// The topology the driver runs.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
     pub fn output_topics(&self) -> Vec<String> {
         let mut t: Vec<String> = self.outputs.keys().cloned().collect();
         t.sort();
@@ -352,9 +366,18 @@ impl TopologyTestDriver {
         };
         for out in outputs {
             // The runtime's rules (engine::collector): partition, oversized dead letters.
-            let max = self.max_message_bytes.unwrap_or(usize::MAX);
-            match collector::send(&mut topics, out, Some(self.partitions), max) {
+            let limits = collector::Limits {
+                max_message_bytes: self.max_message_bytes.unwrap_or(usize::MAX),
+                oversize_output: self.topology.oversize_output(),
+            };
+            match collector::send(&mut topics, out, Some(self.partitions), limits) {
                 collector::Sent::Taken(_) => {}
+                collector::Sent::Dropped(out) => {
+                    let at = collector::position_of(&out);
+                    let (policy, reason) = (ErrorPolicy::Drop, collector::OVERSIZE_OUTPUT);
+                    BadRecords::default().report(&at, policy, reason, "too large for the broker");
+                    self.dropped_outputs.push(out);
+                }
                 collector::Sent::QueueFull(_) => unreachable!("the driver's topics never fill"),
                 collector::Sent::Failed(out, why) => {
                     self.failed_deliveries.push((out, why));

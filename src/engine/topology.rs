@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
+use super::dead_letter::{DeadLetter, ErrorPolicy};
 use super::processor::Processor;
 
 /// Makes a fresh processor for each task.
@@ -38,12 +39,11 @@ impl TopicRef {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SinkTopic {
     Fixed(String),
-    /// The source topic of the record plus a suffix, e.g. `-dlq`.
-    SourceSuffix(String),
-    /// The same, where the record's source is its original position before a
-    /// repartition; `origins` are the topics that can be.
-    OriginSuffix {
-        suffix: String,
+    /// The source topic of the record plus the sink's suffix (e.g. `-dlq`), where the
+    /// source is the record's original position when `origins` (the topics that can be) is
+    /// not empty, else one of its sub-topology's sources.
+    DeadLetter {
+        sink: DeadLetter,
         origins: Vec<String>,
     },
 }
@@ -75,6 +75,16 @@ pub struct InternalTopic {
     pub kind: InternalTopicKind,
     /// The sub-topology that reads it (repartition) or owns it (changelog).
     pub subtopology: usize,
+}
+
+/// A dead-letter topic the runtime creates at start-up, next to the topic it mirrors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetterTopic {
+    pub name: String,
+    /// The topic whose records it holds (it gets that topic's partition count).
+    pub source: String,
+    /// Its `max.message.bytes`.
+    pub max_bytes: usize,
 }
 
 /// A state store declared on the topology.
@@ -174,6 +184,7 @@ pub(crate) struct TopologyInner {
     pub stores: Vec<StoreDecl>,
     pub internal_topics: Vec<InternalTopic>,
     pub topic_to_subtopology: HashMap<String, usize>,
+    pub oversize_output: ErrorPolicy,
 }
 
 impl Topology {
@@ -201,8 +212,22 @@ impl Topology {
                 stores,
                 internal_topics,
                 topic_to_subtopology,
+                oversize_output: ErrorPolicy::Fail,
             }),
         }
+    }
+
+    /// Sets the oversize-output policy while the topology is still the builder's own.
+    pub(super) fn set_oversize_output(&mut self, policy: ErrorPolicy) {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.oversize_output = policy;
+        }
+    }
+
+    /// What the record collector does with an output, other than a dead letter, that the
+    /// broker refuses as too large.
+    pub fn oversize_output(&self) -> ErrorPolicy {
+        self.inner.oversize_output
     }
 
     pub fn application_id(&self) -> &str {
@@ -235,25 +260,34 @@ impl Topology {
             .collect()
     }
 
-    /// Topics written by `SourceSuffix` sinks, derived from the sources of their
-    /// sub-topology (e.g. one `<input>-dlq` per input topic), and by `OriginSuffix` sinks
-    /// from their origins, each once, with the source it mirrors.
-    pub fn derived_sink_topics(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::new();
+    /// The topics written by dead-letter sinks, derived from the sources of their
+    /// sub-topology (e.g. one `<input>-dlq` per input topic) or from their origins, each
+    /// once, with the source it mirrors and the largest dead letter its sink sends.
+    pub fn dead_letter_topics(&self) -> Vec<DeadLetterTopic> {
+        let mut out: Vec<DeadLetterTopic> = Vec::new();
         for st in &self.inner.subtopologies {
             for &n in &st.nodes {
-                let NodeKind::Sink { topic, .. } = &self.inner.nodes[n].kind else {
+                let NodeKind::Sink {
+                    topic: SinkTopic::DeadLetter { sink, origins },
+                    ..
+                } = &self.inner.nodes[n].kind
+                else {
                     continue;
                 };
-                let (suffix, sources) = match topic {
-                    SinkTopic::Fixed(_) => continue,
-                    SinkTopic::SourceSuffix(suffix) => (suffix, &st.source_topics),
-                    SinkTopic::OriginSuffix { suffix, origins } => (suffix, origins),
+                let sources = if origins.is_empty() {
+                    &st.source_topics
+                } else {
+                    origins
                 };
                 for t in sources {
-                    let pair = (format!("{t}{suffix}"), t.clone());
-                    if !out.contains(&pair) {
-                        out.push(pair);
+                    let name = format!("{t}{}", sink.suffix);
+                    match out.iter_mut().find(|d| d.name == name) {
+                        Some(d) => d.max_bytes = d.max_bytes.max(sink.max_bytes),
+                        None => out.push(DeadLetterTopic {
+                            name,
+                            source: t.clone(),
+                            max_bytes: sink.max_bytes,
+                        }),
                     }
                 }
             }

@@ -195,50 +195,6 @@ fn score(id: &str, s: &ScoreSpec, errs: &mut Errs) -> Score {
     let k = |f: &str| format!("scores.{id}.{f}");
     let kind_name = s.kind.as_deref().unwrap_or("");
     let event_types = event_types(k("event_types"), &s.event_types, errs);
-    let windowed = |errs: &mut Errs| {
-        let window = positive_duration(k("window"), s.window, errs).unwrap_or_else(|| {
-            if s.window.is_none() {
-                errs.push(k("window"), format!("required by kind {kind_name}"));
-            }
-            Duration::from_millis(DAY_MS as u64)
-        });
-        let saturation = match s.saturation {
-            Some(v) if v.is_finite() && v > 0.0 => v,
-            Some(v) => {
-                errs.push(k("saturation"), format!("{v} must be above 0"));
-                1.0
-            }
-            None => {
-                errs.push(
-                    k("saturation"),
-                    format!("required by kind {kind_name}: the amount that scores 100"),
-                );
-                1.0
-            }
-        };
-        let curve = match s.curve.as_deref() {
-            None | Some("linear") => Curve::Linear,
-            Some("sqrt") => Curve::Sqrt,
-            Some("log") => Curve::Log,
-            Some(o) => {
-                errs.push(k("curve"), format!("'{o}' is not one of linear, sqrt, log"));
-                Curve::Linear
-            }
-        };
-        unused(
-            k("full_days"),
-            s.full_days.is_some(),
-            &format!("kind {kind_name}"),
-            errs,
-        );
-        unused(
-            k("zero_days"),
-            s.zero_days.is_some(),
-            &format!("kind {kind_name}"),
-            errs,
-        );
-        (whole_days(window), saturation, curve)
-    };
     let kind = match kind_name {
         "count" => {
             unused(
@@ -247,7 +203,7 @@ fn score(id: &str, s: &ScoreSpec, errs: &mut Errs) -> Score {
                 "kind count",
                 errs,
             );
-            let (window_days, saturation, curve) = windowed(errs);
+            let (window_days, saturation, curve) = windowed(id, s, errs);
             ScoreKind::Count {
                 window_days,
                 saturation,
@@ -255,7 +211,7 @@ fn score(id: &str, s: &ScoreSpec, errs: &mut Errs) -> Score {
             }
         }
         "sum" => {
-            let (window_days, saturation, curve) = windowed(errs);
+            let (window_days, saturation, curve) = windowed(id, s, errs);
             ScoreKind::Sum {
                 window_days,
                 saturation,
@@ -263,31 +219,7 @@ fn score(id: &str, s: &ScoreSpec, errs: &mut Errs) -> Score {
                 unit: unit_source(s.value_attribute.as_ref()),
             }
         }
-        "recency" => {
-            for (f, set) in [
-                ("window", s.window.is_some()),
-                ("saturation", s.saturation.is_some()),
-                ("curve", s.curve.is_some()),
-                ("value_attribute", s.value_attribute.is_some()),
-            ] {
-                unused(k(f), set, "kind recency", errs);
-            }
-            let full_days = s.full_days.unwrap_or(0);
-            let zero_days = s.zero_days.unwrap_or(30);
-            if full_days < 0 {
-                errs.push(k("full_days"), "must be 0 or more");
-            }
-            if zero_days <= full_days {
-                errs.push(
-                    k("zero_days"),
-                    format!("{zero_days} must be above full_days ({full_days})"),
-                );
-            }
-            ScoreKind::Recency {
-                full_days,
-                zero_days,
-            }
-        }
+        "recency" => recency(id, s, errs),
         other => {
             errs.push(
                 k("kind"),
@@ -312,6 +244,83 @@ fn score(id: &str, s: &ScoreSpec, errs: &mut Errs) -> Score {
         event_types,
         kind,
         min_change,
+    }
+}
+
+/// The window (whole days), saturation and curve of a `count` or `sum` score.
+fn windowed(id: &str, s: &ScoreSpec, errs: &mut Errs) -> (i32, f64, Curve) {
+    let k = |f: &str| format!("scores.{id}.{f}");
+    let kind_name = s.kind.as_deref().unwrap_or("");
+    let window = positive_duration(k("window"), s.window, errs).unwrap_or_else(|| {
+        if s.window.is_none() {
+            errs.push(k("window"), format!("required by kind {kind_name}"));
+        }
+        Duration::from_millis(DAY_MS as u64)
+    });
+    let saturation = match s.saturation {
+        Some(v) if v.is_finite() && v > 0.0 => v,
+        Some(v) => {
+            errs.push(k("saturation"), format!("{v} must be above 0"));
+            1.0
+        }
+        None => {
+            errs.push(
+                k("saturation"),
+                format!("required by kind {kind_name}: the amount that scores 100"),
+            );
+            1.0
+        }
+    };
+    let curve = match s.curve.as_deref() {
+        None | Some("linear") => Curve::Linear,
+        Some("sqrt") => Curve::Sqrt,
+        Some("log") => Curve::Log,
+        Some(o) => {
+            errs.push(k("curve"), format!("'{o}' is not one of linear, sqrt, log"));
+            Curve::Linear
+        }
+    };
+    unused(
+        k("full_days"),
+        s.full_days.is_some(),
+        &format!("kind {kind_name}"),
+        errs,
+    );
+    unused(
+        k("zero_days"),
+        s.zero_days.is_some(),
+        &format!("kind {kind_name}"),
+        errs,
+    );
+    (whole_days(window), saturation, curve)
+}
+
+/// A `recency` score: full marks up to `full_days` since the last event, none from
+/// `zero_days`.
+fn recency(id: &str, s: &ScoreSpec, errs: &mut Errs) -> ScoreKind {
+    let k = |f: &str| format!("scores.{id}.{f}");
+    for (f, set) in [
+        ("window", s.window.is_some()),
+        ("saturation", s.saturation.is_some()),
+        ("curve", s.curve.is_some()),
+        ("value_attribute", s.value_attribute.is_some()),
+    ] {
+        unused(k(f), set, "kind recency", errs);
+    }
+    let full_days = s.full_days.unwrap_or(0);
+    let zero_days = s.zero_days.unwrap_or(30);
+    if full_days < 0 {
+        errs.push(k("full_days"), "must be 0 or more");
+    }
+    if zero_days <= full_days {
+        errs.push(
+            k("zero_days"),
+            format!("{zero_days} must be above full_days ({full_days})"),
+        );
+    }
+    ScoreKind::Recency {
+        full_days,
+        zero_days,
     }
 }
 

@@ -6,9 +6,21 @@ use super::compile_check::{
     Errs, Refs,
 };
 use super::rules::{Badge, BadgeLevel, BadgeMetric, Mission, MissionKind, Reward};
-use super::spec::{BadgeSpec, MissionSpec};
+use super::spec::{BadgeSpec, MissionSpec, RewardSpec};
 
 pub(super) fn badge(id: &str, s: &BadgeSpec, refs: &Refs<'_>, errs: &mut Errs) -> Badge {
+    let metric = badge_metric(id, s, refs, errs);
+    let levels = badge_levels(id, s, metric == BadgeMetric::Granted, errs);
+    Badge {
+        id: id.to_string(),
+        name: s.name.clone().unwrap_or_else(|| id.to_string()),
+        metric,
+        levels,
+    }
+}
+
+/// What a badge counts, with the fields its metric uses checked and the others refused.
+fn badge_metric(id: &str, s: &BadgeSpec, refs: &Refs<'_>, errs: &mut Errs) -> BadgeMetric {
     let k = |f: &str| format!("badges.{id}.{f}");
     let metric_name = s.metric.as_deref().unwrap_or("");
     let uses = |f: &str| -> bool {
@@ -42,7 +54,7 @@ pub(super) fn badge(id: &str, s: &BadgeSpec, refs: &Refs<'_>, errs: &mut Errs) -
             n.to_string()
         }
     };
-    let metric = match metric_name {
+    match metric_name {
         "event_count" => BadgeMetric::EventCount(event_type_ref(
             k("event_type"),
             s.event_type.as_deref(),
@@ -75,11 +87,15 @@ pub(super) fn badge(id: &str, s: &BadgeSpec, refs: &Refs<'_>, errs: &mut Errs) -
             );
             BadgeMetric::Granted
         }
-    };
+    }
+}
+
+/// A badge's levels, with thresholds that increase (none for a granted badge).
+fn badge_levels(id: &str, s: &BadgeSpec, granted: bool, errs: &mut Errs) -> Vec<BadgeLevel> {
+    let k = |f: &str| format!("badges.{id}.{f}");
     if s.levels.is_empty() {
         errs.push(k("levels"), "must list at least one level");
     }
-    let granted = metric == BadgeMetric::Granted;
     let mut levels: Vec<BadgeLevel> = Vec::new();
     for (i, l) in s.levels.iter().enumerate() {
         let lk = format!("badges.{id}.levels[{i}].threshold");
@@ -114,12 +130,7 @@ pub(super) fn badge(id: &str, s: &BadgeSpec, refs: &Refs<'_>, errs: &mut Errs) -
             threshold,
         });
     }
-    Badge {
-        id: id.to_string(),
-        name: s.name.clone().unwrap_or_else(|| id.to_string()),
-        metric,
-        levels,
-    }
+    levels
 }
 
 /// An RFC 3339 instant given as a string or a TOML offset date-time.
@@ -208,29 +219,7 @@ fn mission_kind(id: &str, s: &MissionSpec, errs: &mut Errs) -> MissionKind {
             target_milli: super::rules::to_milli(set_target(errs)),
             unit: unit_source(s.sum_attribute.as_ref()),
         },
-        "sequence" => {
-            unused(
-                k("event_types"),
-                !s.event_types.is_empty(),
-                "kind sequence (use steps)",
-                errs,
-            );
-            unused(k("target"), s.target.is_some(), "kind sequence", errs);
-            let steps = if s.steps.is_empty() {
-                errs.push(
-                    k("steps"),
-                    "an empty sequence can never be completed; list the event types in order",
-                );
-                Vec::new()
-            } else {
-                event_types(k("steps"), &s.steps, errs)
-            };
-            let within = positive_duration(k("within"), s.within, errs);
-            MissionKind::Sequence {
-                steps,
-                within_ms: within.map(super::rules::duration_ms),
-            }
-        }
+        "sequence" => sequence(id, s, errs),
         other => {
             errs.push(
                 k("kind"),
@@ -241,6 +230,74 @@ fn mission_kind(id: &str, s: &MissionSpec, errs: &mut Errs) -> MissionKind {
             }
         }
     }
+}
+
+/// A `sequence` mission: its steps in order, optionally within a duration.
+fn sequence(id: &str, s: &MissionSpec, errs: &mut Errs) -> MissionKind {
+    let k = |f: &str| format!("missions.{id}.{f}");
+    unused(
+        k("event_types"),
+        !s.event_types.is_empty(),
+        "kind sequence (use steps)",
+        errs,
+    );
+    unused(k("target"), s.target.is_some(), "kind sequence", errs);
+    let steps = if s.steps.is_empty() {
+        errs.push(
+            k("steps"),
+            "an empty sequence can never be completed; list the event types in order",
+        );
+        Vec::new()
+    } else {
+        event_types(k("steps"), &s.steps, errs)
+    };
+    let within = positive_duration(k("within"), s.within, errs);
+    MissionKind::Sequence {
+        steps,
+        within_ms: within.map(super::rules::duration_ms),
+    }
+}
+
+/// A mission's reward: points of a point type and/or a badge level, checked against them.
+fn reward(id: &str, r: &RewardSpec, refs: &Refs<'_>, errs: &mut Errs) -> Reward {
+    let k = |f: &str| format!("missions.{id}.{f}");
+    let points = match (&r.point_type, r.points) {
+        (None, None) => None,
+        (pt, amount) => {
+            let pt = point_type_ref(k("reward.point_type"), pt.as_deref(), refs.points, errs);
+            let amount = match amount {
+                Some(a) if a >= 0 => a,
+                Some(a) => {
+                    errs.push(k("reward.points"), format!("{a} must be 0 or more"));
+                    0
+                }
+                None => {
+                    errs.push(k("reward.points"), "required with reward.point_type");
+                    0
+                }
+            };
+            Some((pt, amount))
+        }
+    };
+    let badge = r.badge.as_ref().map(|b| {
+        let level = r.badge_level.unwrap_or(1);
+        match refs.badge_levels.get(b) {
+            None => errs.push(k("reward.badge"), format!("unknown badge '{b}'")),
+            Some(&n) if level == 0 || level as usize > n => errs.push(
+                k("reward.badge_level"),
+                format!("badge '{b}' has levels 1..={n}, not {level}"),
+            ),
+            Some(_) => {}
+        }
+        (b.clone(), level)
+    });
+    if r.badge.is_none() && r.badge_level.is_some() {
+        errs.push(
+            k("reward.badge_level"),
+            "has no effect without reward.badge",
+        );
+    }
+    Reward { points, badge }
 }
 
 pub(super) fn mission(id: &str, s: &MissionSpec, refs: &Refs<'_>, errs: &mut Errs) -> Mission {
@@ -284,46 +341,7 @@ pub(super) fn mission(id: &str, s: &MissionSpec, refs: &Refs<'_>, errs: &mut Err
             points: None,
             badge: None,
         },
-        |r| {
-            let points = match (&r.point_type, r.points) {
-                (None, None) => None,
-                (pt, amount) => {
-                    let pt =
-                        point_type_ref(k("reward.point_type"), pt.as_deref(), refs.points, errs);
-                    let amount = match amount {
-                        Some(a) if a >= 0 => a,
-                        Some(a) => {
-                            errs.push(k("reward.points"), format!("{a} must be 0 or more"));
-                            0
-                        }
-                        None => {
-                            errs.push(k("reward.points"), "required with reward.point_type");
-                            0
-                        }
-                    };
-                    Some((pt, amount))
-                }
-            };
-            let badge = r.badge.as_ref().map(|b| {
-                let level = r.badge_level.unwrap_or(1);
-                match refs.badge_levels.get(b) {
-                    None => errs.push(k("reward.badge"), format!("unknown badge '{b}'")),
-                    Some(&n) if level == 0 || level as usize > n => errs.push(
-                        k("reward.badge_level"),
-                        format!("badge '{b}' has levels 1..={n}, not {level}"),
-                    ),
-                    Some(_) => {}
-                }
-                (b.clone(), level)
-            });
-            if r.badge.is_none() && r.badge_level.is_some() {
-                errs.push(
-                    k("reward.badge_level"),
-                    "has no effect without reward.badge",
-                );
-            }
-            Reward { points, badge }
-        },
+        |r| reward(id, r, refs, errs),
     );
     Mission {
         id: id.to_string(),

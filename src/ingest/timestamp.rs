@@ -114,47 +114,10 @@ fn parse_datetime(b: &[u8]) -> Option<Result<i64, String>> {
     if c.eat(b':') {
         second = c.digits(2)?;
         if c.eat(b'.') || c.eat(b',') {
-            let start = c.i;
-            while c.peek().is_some_and(|d| d.is_ascii_digit()) {
-                c.i += 1;
-            }
-            let frac = &b[start..c.i];
-            if frac.is_empty() {
-                return None;
-            }
-            millis = frac
-                .iter()
-                .chain(std::iter::repeat(&b'0'))
-                .take(3)
-                .fold(0, |a, d| a * 10 + (d - b'0') as i64);
+            millis = fraction_millis(&mut c)?;
         }
     }
-    let offset_min: i64 = match c.peek() {
-        None => 0,
-        Some(b'Z') | Some(b'z') => {
-            c.i += 1;
-            0
-        }
-        Some(sign @ (b'+' | b'-')) => {
-            c.i += 1;
-            let h = c.digits(2)? as i64;
-            let m = if c.eat(b':') {
-                c.digits(2)? as i64
-            } else {
-                c.digits(2).unwrap_or(0) as i64
-            };
-            if h > 23 || m > 59 {
-                return None;
-            }
-            let off = h * 60 + m;
-            if sign == b'+' {
-                off
-            } else {
-                -off
-            }
-        }
-        Some(_) => return None,
-    };
+    let offset_min = offset_minutes(&mut c)?;
     if c.i != b.len() {
         return None;
     }
@@ -182,6 +145,59 @@ fn parse_datetime(b: &[u8]) -> Option<Result<i64, String>> {
         )));
     }
     Some(Ok(ms))
+}
+
+/// The digits after the decimal sign as milliseconds (more than three: cut); `None` when
+/// there are none.
+#[inline]
+fn fraction_millis(c: &mut Cursor<'_>) -> Option<i64> {
+    let start = c.i;
+    while c.peek().is_some_and(|d| d.is_ascii_digit()) {
+        c.i += 1;
+    }
+    let frac = &c.b[start..c.i];
+    if frac.is_empty() {
+        return None;
+    }
+    Some(
+        frac.iter()
+            .chain(std::iter::repeat(&b'0'))
+            .take(3)
+            .fold(0, |a, d| a * 10 + (d - b'0') as i64),
+    )
+}
+
+/// The UTC offset in minutes at the end of a date-time: none (UTC), `Z`, or `±hh[:]mm`;
+/// `None` when it is anything else.
+#[inline]
+fn offset_minutes(c: &mut Cursor<'_>) -> Option<i64> {
+    let offset = match c.peek() {
+        None => 0,
+        Some(b'Z') | Some(b'z') => {
+            c.i += 1;
+            0
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            c.i += 1;
+            let h = c.digits(2)? as i64;
+            let m = if c.eat(b':') {
+                c.digits(2)? as i64
+            } else {
+                c.digits(2).unwrap_or(0) as i64
+            };
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let off = h * 60 + m;
+            if sign == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        Some(_) => return None,
+    };
+    Some(offset)
 }
 
 #[cfg(test)]

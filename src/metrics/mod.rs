@@ -16,6 +16,7 @@ pub struct Metrics {
     pub records_produced: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub dead_letters_truncated: IntCounter,
+    pub bad_records: IntCounterVec,
     pub delivery_failures: IntCounterVec,
     pub commits: IntCounter,
     pub commit_failures: IntCounter,
@@ -117,6 +118,14 @@ fn register_process_and_build(r: &Registry) {
 }
 
 impl Metrics {
+    /// The counters [`crate::engine::BadRecords`] keeps for every bad record.
+    pub fn bad_record_counters(&self) -> crate::engine::dead_letter::BadRecordCounters {
+        crate::engine::dead_letter::BadRecordCounters {
+            dead_letters: self.dead_letters.clone(),
+            bad_records: self.bad_records.clone(),
+        }
+    }
+
     /// A fresh registry with every metric registered.
     pub fn new() -> Metrics {
         let r = Registry::new();
@@ -162,6 +171,12 @@ impl Metrics {
                 "scorestream_dead_letters_total",
                 "Records sent to a dead-letter topic, by input topic and reason.",
                 &["topic", "reason"],
+            ),
+            bad_records: counter_vec(
+                &r,
+                "scorestream_bad_records_total",
+                "Bad records by reason and what their error policy did (dead_lettered, dropped, failed).",
+                &["reason", "action"],
             ),
             dead_letters_truncated: counter(
                 &r,

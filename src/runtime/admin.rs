@@ -175,23 +175,16 @@ pub fn plan_topics(
         configs,
         exact: false,
     });
-    let dlq_bytes = (config.ingest.max_record_bytes + 64 * 1024).to_string();
-    for (dlq, source) in topology.derived_sink_topics() {
-        let partitions = existing
-            .get(&source)
-            .copied()
-            .unwrap_or(internal_partitions);
-        let mut configs = BTreeMap::new();
-        configs.insert("cleanup.policy".into(), "delete".into());
-        configs.insert("max.message.bytes".into(), dlq_bytes.clone());
-        plans.push(TopicPlan {
-            name: dlq,
-            partitions,
-            configs,
-            exact: true,
-        });
-    }
-    let internal: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>();
+    plans.extend(dead_letter_plans(topology, existing, internal_partitions));
+    let outputs = output_plans(config, topology, &plans);
+    plans.extend(outputs);
+    plans
+}
+
+/// The output topics (written, not read, by the topology) not already in `planned`, each
+/// once, created with `runtime.output_partitions` when missing.
+fn output_plans(config: &Config, topology: &Topology, planned: &[TopicPlan]) -> Vec<TopicPlan> {
+    let internal: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect::<Vec<_>>();
     let mut outputs = Vec::new();
     for st in topology.subtopologies() {
         for t in &st.sink_topics {
@@ -206,7 +199,32 @@ pub fn plan_topics(
             }
         }
     }
-    plans.extend(outputs);
+    outputs
+}
+
+/// One dead-letter topic per topic its sinks mirror, with that topic's partition count
+/// (`internal_partitions` when it is not known) and the sink's largest dead letter.
+fn dead_letter_plans(
+    topology: &Topology,
+    existing: &PartitionCounts,
+    internal_partitions: i32,
+) -> Vec<TopicPlan> {
+    let mut plans = Vec::new();
+    for dlq in topology.dead_letter_topics() {
+        let partitions = existing
+            .get(&dlq.source)
+            .copied()
+            .unwrap_or(internal_partitions);
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".into(), "delete".into());
+        configs.insert("max.message.bytes".into(), dlq.max_bytes.to_string());
+        plans.push(TopicPlan {
+            name: dlq.name,
+            partitions,
+            configs,
+            exact: true,
+        });
+    }
     plans
 }
 

@@ -163,7 +163,7 @@ pub fn restore_consumer_config(config: &Config) -> ClientConfig {
 pub fn producer_config(config: &Config) -> ClientConfig {
     let plan = config.memory();
     let mut c = base(config);
-    let max_message = config.ingest.max_record_bytes + 64 * 1024;
+    let max_message = config.dead_letter_max_bytes();
     // Idempotence: a retried batch is never stored twice or after a later one.
     // Without it a retriable produce error could reorder internal records, and an event
     // stored behind later ones becomes `late_event`. librdkafka then also caps in-flight

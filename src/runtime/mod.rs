@@ -216,12 +216,7 @@ pub async fn start_with(
         metrics.clone(),
     )
     .map_err(RuntimeError::Client)?;
-    let changelogs: std::collections::HashSet<String> = topology
-        .internal_topics()
-        .iter()
-        .filter(|t| t.kind == crate::engine::InternalTopicKind::Changelog)
-        .map(|t| t.name.clone())
-        .collect();
+    let changelogs = changelog_topics(&topology);
     let threads = config.runtime.threads();
     warn_split_tasks(&topology, &counts, threads);
     let stores = state_context(config, &topology)?;
@@ -230,19 +225,7 @@ pub async fn start_with(
     }
     let registry = match advertised {
         None => None,
-        Some(addr) => {
-            info!(advertised = %addr, topic = %registry::registry_topic(&config.application_id), "Joining the instance registry for interactive queries.");
-            Some(Arc::new(
-                registry::Registry::start(
-                    &config.application_id,
-                    addr,
-                    client::producer_config(config),
-                    client::restore_consumer_config(config),
-                    metrics.broker_reachable.clone(),
-                )
-                .map_err(RuntimeError::Client)?,
-            ))
-        }
+        Some(addr) => Some(join_registry(config, addr, &metrics)?),
     };
     let instance = transactional.then(|| instance_id(&stores));
     // One announcer for the instance: its threads' claims are merged into one.
@@ -260,20 +243,7 @@ pub async fn start_with(
             threads,
             instance.as_deref(),
         )?;
-        let restorer = if topology.stores().is_empty() {
-            None
-        } else {
-            let [restoring, remaining] = [&metrics.tasks_restoring, &metrics.restore_remaining]
-                .map(|g| crate::metrics::GaugeShare::split(g, threads).remove(thread));
-            Some(
-                restore::Restorer::new(
-                    thread_client(client::restore_consumer_config(config), thread, threads),
-                    config.state.restore_batch_records,
-                    metrics.clone(),
-                )?
-                .with_shares(restoring, remaining),
-            )
-        };
+        let restorer = thread_restorer(config, &topology, &metrics, thread, threads)?;
         shared.push(Arc::new(stream_thread::Shared::new(
             thread,
             gauges,
@@ -282,7 +252,7 @@ pub async fn start_with(
             config.runtime.clone(),
             stream_thread::OutputProducer {
                 producer,
-                max_message_bytes: config.ingest.max_record_bytes + 64 * 1024,
+                max_message_bytes: config.dead_letter_max_bytes(),
                 transactional,
             },
             counts.clone(),
@@ -296,7 +266,77 @@ pub async fn start_with(
         registry,
     };
     let shutdown = Arc::new(AtomicBool::new(false));
-    let handles = threads
+    let handles = spawn_stream_threads(config, &threads, &shutdown);
+    let housekeeping = spawn_housekeeping(&shutdown, &threads);
+    Ok(RuntimeHandle {
+        shutdown,
+        threads: handles,
+        housekeeping: Some(housekeeping),
+        query,
+        _watch: watch,
+    })
+}
+
+/// The changelog topics of the topology's stores.
+fn changelog_topics(topology: &Topology) -> std::collections::HashSet<String> {
+    topology
+        .internal_topics()
+        .iter()
+        .filter(|t| t.kind == crate::engine::InternalTopicKind::Changelog)
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+/// This instance in the registry of instances, so queries can be forwarded to owners.
+fn join_registry(
+    config: &Config,
+    addr: String,
+    metrics: &Metrics,
+) -> Result<Arc<registry::Registry>, RuntimeError> {
+    info!(advertised = %addr, topic = %registry::registry_topic(&config.application_id), "Joining the instance registry for interactive queries.");
+    Ok(Arc::new(
+        registry::Registry::start(
+            &config.application_id,
+            addr,
+            client::producer_config(config),
+            client::restore_consumer_config(config),
+            metrics.broker_reachable.clone(),
+        )
+        .map_err(RuntimeError::Client)?,
+    ))
+}
+
+/// The changelog restorer of stream thread `thread` of `threads`, with its share of the
+/// restore gauges; none when the topology has no stores.
+fn thread_restorer(
+    config: &Config,
+    topology: &Topology,
+    metrics: &Metrics,
+    thread: usize,
+    threads: usize,
+) -> Result<Option<restore::Restorer>, RuntimeError> {
+    if topology.stores().is_empty() {
+        return Ok(None);
+    }
+    let [restoring, remaining] = [&metrics.tasks_restoring, &metrics.restore_remaining]
+        .map(|g| crate::metrics::GaugeShare::split(g, threads).remove(thread));
+    Ok(Some(
+        restore::Restorer::new(
+            thread_client(client::restore_consumer_config(config), thread, threads),
+            config.state.restore_batch_records,
+            metrics.clone(),
+        )?
+        .with_shares(restoring, remaining),
+    ))
+}
+
+/// One OS thread per stream thread, each running its loop; one failing stops them all.
+fn spawn_stream_threads(
+    config: &Config,
+    threads: &Arc<[Arc<stream_thread::Shared>]>,
+    shutdown: &Arc<AtomicBool>,
+) -> Vec<JoinHandle<Result<(), RuntimeError>>> {
+    threads
         .iter()
         .enumerate()
         .map(|(i, shared)| {
@@ -315,31 +355,29 @@ pub async fn start_with(
                 })
                 .expect("spawn a stream thread")
         })
-        .collect();
-    let housekeeping = {
-        let flag = shutdown.clone();
-        let threads = threads.clone();
-        std::thread::Builder::new()
-            .name("scorestream-housekeeping".into())
-            .spawn(move || {
-                let mut last = std::time::Instant::now();
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(200));
-                    if last.elapsed() >= Duration::from_secs(10) {
-                        last = std::time::Instant::now();
-                        stream_thread::housekeeping(&threads);
-                    }
+        .collect()
+}
+
+/// Store metrics and removal of stale task directories every 10 s, until `shutdown`.
+fn spawn_housekeeping(
+    shutdown: &Arc<AtomicBool>,
+    threads: &Arc<[Arc<stream_thread::Shared>]>,
+) -> JoinHandle<()> {
+    let flag = shutdown.clone();
+    let threads = threads.clone();
+    std::thread::Builder::new()
+        .name("scorestream-housekeeping".into())
+        .spawn(move || {
+            let mut last = std::time::Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                if last.elapsed() >= Duration::from_secs(10) {
+                    last = std::time::Instant::now();
+                    stream_thread::housekeeping(&threads);
                 }
-            })
-            .expect("spawn the housekeeping thread")
-    };
-    Ok(RuntimeHandle {
-        shutdown,
-        threads: handles,
-        housekeeping: Some(housekeeping),
-        query,
-        _watch: watch,
-    })
+            }
+        })
+        .expect("spawn the housekeeping thread")
 }
 
 /// A client of stream thread `thread` of `threads`: its own `client.id`, so the broker and

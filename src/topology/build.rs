@@ -9,7 +9,8 @@ use super::{
 };
 use crate::config::Config;
 use crate::engine::{
-    Partitioning, SinkTarget, StoreDecl, TopicRef, Topology, TopologyBuilder, TopologyError,
+    BadRecords, DeadLetter, Partitioning, SinkTarget, StoreDecl, TopicRef, Topology,
+    TopologyBuilder, TopologyError,
 };
 use crate::metrics::Metrics;
 
@@ -20,6 +21,15 @@ pub struct BuildCtx<'a> {
     pub metrics: Option<Metrics>,
     /// The input topics, as the sources and the late dead letters name them.
     pub inputs: Vec<TopicRef>,
+    /// Every dead-letter sink: `<input-topic>-dlq`, sized and bounded by `[errors]`.
+    pub dead_letter: DeadLetter,
+}
+
+impl BuildCtx<'_> {
+    /// Where processors send their bad records (counted in the metrics, when given).
+    fn bad_records(&self) -> BadRecords {
+        BadRecords::new(self.metrics.as_ref().map(Metrics::bad_record_counters))
+    }
 }
 
 /// A part of the topology: adds its nodes and stores to the builder.
@@ -42,8 +52,14 @@ pub fn build_topology(
         parts,
         metrics,
         inputs: config.inputs.iter().map(TopicRef::external).collect(),
+        dead_letter: DeadLetter {
+            suffix: DLQ_SUFFIX.into(),
+            max_bytes: config.dead_letter_max_bytes(),
+            on_too_large: config.errors.dead_letter_too_large,
+        },
     };
     let mut b = TopologyBuilder::new();
+    b.on_oversize_output(config.errors.oversize_output);
     for part in PARTS {
         part(&mut b, &ctx);
     }
@@ -52,17 +68,17 @@ pub fn build_topology(
 
 /// Sub-topology 0: parse, normalize, dead-letter or re-key by customer.
 fn add_ingest(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
-    let (normalizer, m) = (ctx.parts.normalizer.clone(), ctx.metrics.clone());
+    let (normalizer, bad) = (ctx.parts.normalizer.clone(), ctx.bad_records());
     b.add_source("ingest-source", &ctx.inputs);
     b.add_processor(
         ingest::NAME,
-        move || Box::new(IngestProcessor::new(normalizer.clone(), m.clone())),
+        move || Box::new(IngestProcessor::new(normalizer.clone(), bad.clone())),
         &["ingest-source"],
     );
     b.declare_outputs(ingest::NAME, &ingest::OUTPUTS);
     b.add_sink(
         DEAD_LETTER_CHILD,
-        SinkTarget::SourceSuffix(DLQ_SUFFIX.into()),
+        SinkTarget::dead_letter(ctx.dead_letter.clone()),
         Partitioning::SameAsSource,
         &[ingest::NAME],
     );
@@ -95,6 +111,7 @@ fn add_game(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
         )
     });
     let (rules, m) = (parts.rules.clone(), ctx.metrics.clone());
+    let policies = game::GamePolicies::new(&config.errors, &rules);
     let churn_parts = parts.churn.clone();
     b.add_processor(
         game::NAME,
@@ -107,6 +124,7 @@ fn add_game(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
                 rules.clone(),
                 state.clone(),
                 m.clone(),
+                policies,
                 churn,
             ))
         },
@@ -141,8 +159,8 @@ fn add_game(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
     );
     b.add_sink(
         game::LATE_CHILD,
-        SinkTarget::OriginSuffix {
-            suffix: DLQ_SUFFIX.into(),
+        SinkTarget::DeadLetter {
+            sink: ctx.dead_letter.clone(),
             origins: ctx.inputs.clone(),
         },
         Partitioning::SameAsSource,
@@ -165,6 +183,7 @@ fn add_leaderboards(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
     );
     let (rules, m) = (ctx.parts.rules.clone(), ctx.metrics.clone());
     let emit_every = ctx.config.runtime.commit_interval;
+    let undecodable = ctx.config.errors.undecodable_internal;
     b.add_processor(
         leaderboards::NAME,
         move || {
@@ -173,6 +192,7 @@ fn add_leaderboards(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
                 boards.clone(),
                 emit_every,
                 m.clone(),
+                undecodable,
             ))
         },
         &["leaderboard-source"],

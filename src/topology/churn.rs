@@ -229,12 +229,10 @@ impl ChurnBranch {
             prediction: &prediction,
             band,
         };
-        let record = |value: Vec<u8>| Record {
-            key: Some(customer_id.as_bytes().to_vec()),
-            value: Some(value),
-            headers: Default::default(),
-            timestamp: at,
-            source: source.cloned(),
+        let record = |value: Vec<u8>| {
+            Record::new(value, at)
+                .with_key(customer_id.as_bytes())
+                .with_source(source.cloned())
         };
         ctx.forward_to(predictions, record(self.prediction_json(&scored)));
         for a in &raised {

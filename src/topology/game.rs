@@ -24,16 +24,15 @@ use std::time::Duration;
 
 use crate::engine::ScheduleId;
 use crate::engine::{
-    Child, Headers, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType,
-    Record, SourcePosition,
+    BadRecords, Child, ErrorPolicy, Headers, Processor, ProcessorContext, ProcessorError,
+    Punctuation, PunctuationType, Record, SourcePosition,
 };
 use crate::gamification::rules::LatePolicy;
-use crate::gamification::{apply, Applied, Rules};
+use crate::gamification::{apply, Applied, Effects, Rules};
 use crate::ingest::event::CanonicalEvent;
 use crate::ingest::normalize::RejectReason;
 use crate::metrics::Metrics;
 use crate::state::StoreHandle;
-use crate::topology::ingest::dead_letter;
 
 use super::churn::ChurnBranch;
 use super::leaderboard_points::{encode_update, PartialBoards};
@@ -50,10 +49,36 @@ pub const NAME: &str = "gamify";
 /// Every child it forwards to besides the churn branch's ([`super::churn::OUTPUTS`]).
 pub const OUTPUTS: [&str; 3] = [RESULTS_CHILD, LEADERBOARD_CHILD, LATE_CHILD];
 
+/// What the game does with its bad records (`[errors]`, resolved against the rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GamePolicies {
+    pub late_event: ErrorPolicy,
+    pub unknown_event_type: ErrorPolicy,
+    pub undecodable_internal: ErrorPolicy,
+}
+
+impl GamePolicies {
+    /// The configured policies; a late event's is the rules' `late_policy` unless
+    /// `errors.late_event` is set.
+    pub fn new(errors: &crate::config::ErrorSettings, rules: &Rules) -> Self {
+        let from_rules = match rules.settings.late_policy {
+            LatePolicy::DeadLetter => ErrorPolicy::DeadLetter,
+            LatePolicy::Drop => ErrorPolicy::Drop,
+        };
+        GamePolicies {
+            late_event: errors.late_event.unwrap_or(from_rules),
+            unknown_event_type: errors.unknown_event_type,
+            undecodable_internal: errors.undecodable_internal,
+        }
+    }
+}
+
 pub struct GameProcessor {
     rules: Arc<Rules>,
     store: StoreHandle<String, StoredGameState>,
     metrics: Option<Metrics>,
+    policies: GamePolicies,
+    bad_records: BadRecords,
     children: Option<(Child, Child, Child)>,
     partials: PartialBoards,
     /// Counters resolved once: `with_label_values` hashes and locks on every call.
@@ -99,13 +124,16 @@ impl GameProcessor {
         rules: Arc<Rules>,
         store: StoreHandle<String, StoredGameState>,
         metrics: Option<Metrics>,
+        policies: GamePolicies,
         churn: Option<ChurnBranch>,
     ) -> Self {
         GameProcessor {
             partials: PartialBoards::new(&rules),
             rules,
             store,
+            bad_records: BadRecords::new(metrics.as_ref().map(Metrics::bad_record_counters)),
             metrics,
+            policies,
             children: None,
             counters: Counters::default(),
             churn,
@@ -137,6 +165,39 @@ impl GameProcessor {
         Ok(())
     }
 
+    /// Sends an event's effects: its results to `gamification-results`, and the leaderboard
+    /// totals that change this task's partial rankings to `<app-id>-leaderboard-points`.
+    fn forward_effects(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+        (results, boards): (Child, Child),
+        event: &CanonicalEvent,
+        effects: &Effects,
+        source: Option<&SourcePosition>,
+    ) {
+        for out in &effects.outputs {
+            if let Some(m) = &self.metrics {
+                self.counters.result(m, out.output_type);
+            }
+            let rec = Record::new(out.to_json_bytes(), event.occurred_at)
+                .with_key(event.customer_id.as_bytes())
+                .with_source(source.cloned());
+            ctx.forward_to(results, rec);
+        }
+        for update in &effects.leaderboard {
+            let admitted = self.partials.admit(update);
+            if let Some(m) = &self.metrics {
+                self.counters.leaderboard(m, admitted);
+            }
+            if admitted {
+                let rec = Record::new(encode_update(update), event.occurred_at)
+                    .with_key(update.key())
+                    .with_source(source.cloned());
+                ctx.forward_to(boards, rec);
+            }
+        }
+    }
+
     fn late(
         &self,
         ctx: &mut ProcessorContext<'_>,
@@ -144,17 +205,10 @@ impl GameProcessor {
         event: &CanonicalEvent,
         headers: Headers,
         behind_ms: i64,
-    ) {
-        let policy = self.rules.settings.late_policy;
-        let action = match policy {
-            LatePolicy::DeadLetter => "dead_lettered",
-            LatePolicy::Drop => "dropped",
-        };
+    ) -> Result<(), ProcessorError> {
+        let policy = self.policies.late_event;
         if let Some(m) = &self.metrics {
-            m.late_events.with_label_values(&[action]).inc();
-        }
-        if policy == LatePolicy::Drop {
-            return;
+            m.late_events.with_label_values(&[policy.action()]).inc();
         }
         let message = format!(
             "event time {} is {} behind stream time, beyond the grace period of {}",
@@ -162,39 +216,34 @@ impl GameProcessor {
             humantime::format_duration(Duration::from_millis(behind_ms as u64)),
             humantime::format_duration(self.rules.settings.lateness_grace),
         );
-        self.dead_letter(ctx, late, event, headers, RejectReason::LateEvent, &message);
+        let bad = (policy, RejectReason::LateEvent);
+        self.bad_event(ctx, late, event, headers, bad, &message)
     }
 
-    /// A dead letter raised after re-keying: the canonical event as JSON, placed on the
-    /// original input's `-dlq` and partition, with the original record's headers (carried
-    /// on the internal record) and the original position in the headers.
-    fn dead_letter(
+    /// A bad event raised after re-keying, given to its policy. Its dead letter is the
+    /// canonical event as JSON, placed on the original input's `-dlq` and partition, with
+    /// the original record's headers (carried on the internal record) and the original
+    /// position in the headers.
+    fn bad_event(
         &self,
         ctx: &mut ProcessorContext<'_>,
         child: Child,
         event: &CanonicalEvent,
         headers: Headers,
-        reason: RejectReason,
+        (policy, reason): (ErrorPolicy, RejectReason),
         message: &str,
-    ) {
+    ) -> Result<(), ProcessorError> {
         let origin = &event.origin;
-        if let Some(m) = &self.metrics {
-            m.dead_letters
-                .with_label_values(&[origin.topic.as_str(), reason.as_str()])
-                .inc();
-        }
-        let record = Record {
-            key: Some(event.customer_id.as_bytes().to_vec()),
-            value: Some(event.to_json().to_string().into_bytes()),
-            headers,
-            timestamp: event.occurred_at,
-            source: Some(SourcePosition {
+        let record = Record::new(event.to_json().to_string(), event.occurred_at)
+            .with_key(event.customer_id.as_bytes())
+            .with_headers(headers)
+            .with_source(Some(SourcePosition {
                 topic: Arc::from(origin.topic.as_str()),
                 partition: origin.partition,
                 offset: origin.offset,
-            }),
-        };
-        ctx.forward_to(child, dead_letter(record, reason, message));
+            }));
+        let bad = &self.bad_records;
+        bad.handle(ctx, Some(child), record, policy, reason.as_str(), message)
     }
 }
 
@@ -221,13 +270,10 @@ impl Processor for GameProcessor {
         let event = match r.value.as_deref().map(CanonicalEvent::decode) {
             Some(Ok(e)) => e,
             Some(Err(e)) => {
-                super::skip_undecodable(
-                    ctx,
-                    self.metrics.as_ref(),
-                    &e,
-                    "record on the per-customer topic",
-                );
-                return Ok(());
+                let policy = self.policies.undecodable_internal;
+                let what = "record on the per-customer topic";
+                let (m, bad) = (self.metrics.as_ref(), &self.bad_records);
+                return super::undecodable(ctx, m, bad, policy, r, &e, what);
             }
             None => return Ok(()),
         };
@@ -246,23 +292,18 @@ impl Processor for GameProcessor {
                 return Ok(());
             }
             Applied::Late { behind_ms } => {
-                self.late(ctx, late, &event, r.headers, behind_ms);
-                return Ok(());
+                return self.late(ctx, late, &event, r.headers, behind_ms);
             }
             Applied::UnknownEventType => {
                 let message = format!(
                     "event type '{}' is not used by any gamification rule (settings.strict_event_types is on)",
                     event.event_type
                 );
-                self.dead_letter(
-                    ctx,
-                    late,
-                    &event,
-                    r.headers,
+                let bad = (
+                    self.policies.unknown_event_type,
                     RejectReason::UnknownEventType,
-                    &message,
                 );
-                return Ok(());
+                return self.bad_event(ctx, late, &event, r.headers, bad, &message);
             }
         };
         let stored = match &self.churn {
@@ -274,35 +315,7 @@ impl Processor for GameProcessor {
             None => StoredGameState::new(state, None),
         };
         ctx.store(&self.store)?.put(&event.customer_id, &stored)?;
-        for out in &effects.outputs {
-            if let Some(m) = &self.metrics {
-                self.counters.result(m, out.output_type);
-            }
-            let rec = Record {
-                key: Some(event.customer_id.as_bytes().to_vec()),
-                value: Some(out.to_json_bytes()),
-                headers: Default::default(),
-                timestamp: event.occurred_at,
-                source: r.source.clone(),
-            };
-            ctx.forward_to(results, rec);
-        }
-        for update in &effects.leaderboard {
-            let admitted = self.partials.admit(update);
-            if let Some(m) = &self.metrics {
-                self.counters.leaderboard(m, admitted);
-            }
-            if admitted {
-                let rec = Record {
-                    key: Some(update.key().into_bytes()),
-                    value: Some(encode_update(update)),
-                    headers: Default::default(),
-                    timestamp: event.occurred_at,
-                    source: r.source.clone(),
-                };
-                ctx.forward_to(boards, rec);
-            }
-        }
+        self.forward_effects(ctx, (results, boards), &event, &effects, r.source.as_ref());
         Ok(())
     }
 
@@ -327,13 +340,7 @@ impl Processor for GameProcessor {
             .forget_closed(p.time.saturating_sub(self.rules.lateness_grace_ms()));
         if let Some((_, boards, _)) = self.children {
             for key in closed {
-                let tick = Record {
-                    key: Some(key.into_bytes()),
-                    value: None,
-                    headers: Default::default(),
-                    timestamp: p.time,
-                    source: None,
-                };
+                let tick = Record::valueless(key, p.time);
                 ctx.forward_to(boards, tick);
             }
         }

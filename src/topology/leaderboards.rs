@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::leaderboard_points::decode_update;
 use crate::engine::{
-    Child, Processor, ProcessorContext, ProcessorError, Punctuation, PunctuationType, Record,
-    ScheduleId,
+    BadRecords, Child, ErrorPolicy, Processor, ProcessorContext, ProcessorError, Punctuation,
+    PunctuationType, Record, ScheduleId,
 };
 use crate::gamification::{LeaderboardUpdate, Rules, TopN};
 use crate::metrics::Metrics;
@@ -60,6 +60,9 @@ pub struct LeaderboardProcessor {
     rules: Arc<Rules>,
     store: StoreHandle<String, StoredBoard>,
     metrics: Option<Metrics>,
+    /// `errors.undecodable_internal`.
+    undecodable: ErrorPolicy,
+    bad_records: BadRecords,
     emit_every: Duration,
     results: Option<Child>,
     /// Keys with `pending` set; `None` until read back from the store after a (re)start.
@@ -73,11 +76,14 @@ impl LeaderboardProcessor {
         store: StoreHandle<String, StoredBoard>,
         emit_every: Duration,
         metrics: Option<Metrics>,
+        undecodable: ErrorPolicy,
     ) -> Self {
         LeaderboardProcessor {
             rules,
             store,
+            bad_records: BadRecords::new(metrics.as_ref().map(Metrics::bad_record_counters)),
             metrics,
+            undecodable,
             emit_every,
             results: None,
             pending: None,
@@ -109,13 +115,9 @@ impl LeaderboardProcessor {
                 .with_label_values(&["leaderboard_updated"])
                 .inc();
         }
-        let rec = Record {
-            key: Some(b.last.board.as_bytes().to_vec()),
-            value: Some(b.top.updated_json(&b.last, final_snapshot)),
-            headers: Default::default(),
-            timestamp: b.last.occurred_at.unwrap_or(b.last.reached_at),
-            source: None,
-        };
+        let at = b.last.occurred_at.unwrap_or(b.last.reached_at);
+        let rec = Record::new(b.top.updated_json(&b.last, final_snapshot), at)
+            .with_key(b.last.board.as_bytes());
         ctx.forward_to(results, rec);
     }
 
@@ -175,8 +177,9 @@ impl Processor for LeaderboardProcessor {
         let update = match r.value.as_deref().map(decode_update) {
             Some(Ok(u)) => u,
             Some(Err(e)) => {
-                super::skip_undecodable(ctx, self.metrics.as_ref(), &e, "leaderboard update");
-                return Ok(());
+                let (m, bad) = (self.metrics.as_ref(), &self.bad_records);
+                let (policy, what) = (self.undecodable, "leaderboard update");
+                return super::undecodable(ctx, m, bad, policy, r, &e, what);
             }
             // A tick (see the module doc): stream time has already moved.
             None => return Ok(()),

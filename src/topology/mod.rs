@@ -28,23 +28,24 @@ pub const LEADERBOARD_POINTS: &str = "leaderboard-points";
 /// Suffix of every dead-letter topic: `<input-topic>-dlq`.
 pub const DLQ_SUFFIX: &str = "-dlq";
 
-/// Skips a record on an internal topic that does not decode (written by another version,
-/// or corrupted): logged with its position and counted, never fatal.
-pub(crate) fn skip_undecodable(
-    ctx: &crate::engine::ProcessorContext<'_>,
+/// A record on an internal topic that does not decode (written by another version, or
+/// corrupted): given to `policy` as `undecodable_internal` (no dead-letter sink: the
+/// configuration offers drop or fail), and counted in `corrupt_internal_records`.
+pub(crate) fn undecodable(
+    ctx: &mut crate::engine::ProcessorContext<'_>,
     metrics: Option<&Metrics>,
+    bad_records: &crate::engine::BadRecords,
+    policy: crate::engine::ErrorPolicy,
+    record: crate::engine::Record,
     error: &dyn std::fmt::Display,
     what: &str,
-) {
-    let p = ctx.position();
-    tracing::warn!(
-        topic = p.map_or("", |p| &*p.topic),
-        partition = p.map_or(-1, |p| p.partition),
-        offset = p.map_or(-1, |p| p.offset),
-        error = %error,
-        "Undecodable {what}; skipped."
-    );
+) -> Result<(), crate::engine::ProcessorError> {
     if let Some(m) = metrics {
         m.corrupt_internal_records.inc();
     }
+    let message = format!("undecodable {what}: {error}");
+    bad_records.handle(ctx, None, record, policy, UNDECODABLE_INTERNAL, &message)
 }
+
+/// The reason of a record on an internal topic that does not decode.
+pub const UNDECODABLE_INTERNAL: &str = "undecodable_internal";

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use scorestream::config::Config;
 use scorestream::engine::{TaskId, TopologyTestDriver};
+use scorestream::metrics::Metrics;
 use scorestream::topology;
 use serde_json::Value;
 
@@ -24,6 +25,38 @@ pub fn bundled(rules: Option<&str>, partitions: i32, wall_clock: i64) -> Topolog
     let parts = topology::Components::load(&config).unwrap();
     let topology = topology::build_topology(&config, &parts, None).unwrap();
     TopologyTestDriver::with_partitions(topology, partitions, wall_clock)
+}
+
+/// Rules with a one-hour grace period, late events dead-lettered and strict event types
+/// (no rule uses `teleport`): one `purchase` rule.
+pub const STRICT_RULES: &str = r#"
+[settings]
+time_zone = "UTC"
+lateness_grace = "1h"
+late_policy = "dead_letter"
+strict_event_types = true
+[point_types.xp]
+[points.buy]
+event_type = "purchase"
+point_type = "xp"
+per_unit = 1
+"#;
+
+/// The bundled topology of `config` with its rules file holding `rules`, counting in
+/// `metrics` when given, on one partition per topic.
+pub fn with_config(
+    mut config: Config,
+    rules: &str,
+    metrics: Option<Metrics>,
+    wall_clock: i64,
+) -> TopologyTestDriver {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    config.gamification.rules_file = Some(path);
+    let parts = topology::Components::load(&config).unwrap();
+    let topology = topology::build_topology(&config, &parts, metrics).unwrap();
+    TopologyTestDriver::new(topology, wall_clock)
 }
 
 /// Every customer's `customer-state` value as JSON (`scorestream state dump`'s form), from

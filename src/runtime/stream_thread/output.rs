@@ -13,7 +13,7 @@ use tracing::{error, warn};
 
 use super::{LoopState, Shared};
 use crate::engine::collector::{self, RecordProducer, Refusal, Sent};
-use crate::engine::{Headers, SinkRecord};
+use crate::engine::{BadRecords, ErrorPolicy, Headers, SinkRecord};
 use crate::runtime::producer::ReplaceableProducer;
 
 /// Outputs on their way to the producer: those waiting for room in it, with their commit
@@ -95,8 +95,20 @@ impl Shared {
             producer: &self.producer,
             epoch,
         };
-        match collector::send(&mut producer, out, partitions, self.max_message_bytes) {
+        let limits = collector::Limits {
+            max_message_bytes: self.max_message_bytes,
+            oversize_output: self.topology.oversize_output(),
+        };
+        match collector::send(&mut producer, out, partitions, limits) {
             Sent::Taken(None) => None,
+            Sent::Dropped(out) => {
+                let at = collector::position_of(&out);
+                let message = format!("too large for the broker (topic {})", out.topic);
+                let (policy, reason) = (ErrorPolicy::Drop, collector::OVERSIZE_OUTPUT);
+                let counters = Some(self.metrics.bad_record_counters());
+                BadRecords::new(counters).report(&at, policy, reason, &message);
+                None
+            }
             Sent::Taken(Some(t)) => {
                 self.metrics.dead_letters_truncated.inc();
                 let source = t.source.as_ref();

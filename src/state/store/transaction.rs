@@ -223,6 +223,7 @@ impl TaskState {
                             timestamp,
                             source: None,
                         },
+                        dead_letter: None,
                     });
                 }
             }
