@@ -39,8 +39,12 @@ struct Running {
 
 /// Starts the runtime in this process with `/ready` and `/metrics` served on a free port.
 fn start(rt: &tokio::runtime::Runtime, config: &Config) -> Running {
+    // RUST_LOG (e.g. `info,scorestream::runtime::client=debug` with
+    // `SCORESTREAM_KAFKA_CONSUMER__DEBUG=consumer,cgrp,fetch`) for librdkafka's view.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("info")
+        .with_env_filter(filter)
         .with_test_writer()
         .try_init();
     let metrics = Metrics::new();

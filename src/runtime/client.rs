@@ -33,7 +33,17 @@ fn base(config: &Config) -> ClientConfig {
         c.set(k, v);
     }
     c.set_log_level(RDKafkaLogLevel::Warning);
+    show_debug(&mut c);
     c
+}
+
+/// A client given librdkafka's `debug` property (e.g. `consumer,cgrp,fetch`) passes its
+/// debug lines on (target `librdkafka`, tracing level DEBUG); otherwise only warnings and
+/// errors reach the log.
+fn show_debug(c: &mut ClientConfig) {
+    if c.get("debug").is_some_and(|d| !d.is_empty()) {
+        c.set_log_level(RDKafkaLogLevel::Debug);
+    }
 }
 
 /// The consumer of every source topic (one per stream thread): one group per application
@@ -97,6 +107,7 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
     for (k, v) in &config.kafka.consumer {
         c.set(k, v);
     }
+    show_debug(&mut c);
     c
 }
 
