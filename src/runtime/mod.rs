@@ -236,8 +236,8 @@ pub async fn start_with(
                 registry::Registry::start(
                     &config.application_id,
                     addr,
-                    client::producer_config(config),
-                    client::restore_consumer_config(config),
+                    client::registry_producer_config(config),
+                    client::registry_consumer_config(config),
                     metrics.broker_reachable.clone(),
                 )
                 .map_err(RuntimeError::Client)?,
