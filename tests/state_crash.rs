@@ -175,9 +175,18 @@ fn wiped_state_is_restored_from_the_changelog_exactly() {
     drop(s.broker);
 }
 
+/// Stream threads per instance for the migration test: `SCORESTREAM_TEST_STREAM_THREADS`
+/// (1 unless set; with more, on the patched broker, see `Setup::with_threads`).
+fn migration_threads() -> usize {
+    std::env::var("SCORESTREAM_TEST_STREAM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 #[test]
 fn tasks_migrate_between_instances_with_exact_totals() {
-    let mut s = Setup::new("200ms");
+    let mut s = Setup::with_threads("200ms", migration_threads());
     s.produce(2000);
     let mut a = Instance::start(&s.config, &s.state_dir("a"));
     assert!(a.wait_for_log("Task running", Duration::from_secs(60)));
@@ -197,7 +206,11 @@ fn tasks_migrate_between_instances_with_exact_totals() {
     // A leaves: B takes everything.
     a.stop();
     s.produce(1000);
-    s.wait_exact(Duration::from_secs(90), "after the first instance left");
+    s.wait_exact_with_log(
+        Duration::from_secs(90),
+        "after the first instance left",
+        || b.log(),
+    );
     s.check_boards(Duration::from_secs(60));
     let log = b.stop();
     assert!(!log.contains("panicked"), "{log}");
