@@ -20,6 +20,15 @@ use rand::Rng;
 use support::exact::Setup;
 use support::instance::Instance;
 
+/// Stream threads per instance: `SCORESTREAM_TEST_STREAM_THREADS` (1 unless set; with
+/// more, on the patched broker, see `Setup::with_threads`).
+fn stream_threads() -> usize {
+    std::env::var("SCORESTREAM_TEST_STREAM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Where a kill landed, from the last lines the instance logged.
 fn classify(log: &str) -> &'static str {
     let restoring = log.rfind("Restoring a store");
@@ -34,7 +43,7 @@ fn classify(log: &str) -> &'static str {
 
 #[test]
 fn kill_9_at_random_moments_never_loses_or_double_counts() {
-    let mut s = Setup::new("50ms");
+    let mut s = Setup::with_threads("50ms", stream_threads());
     let state = s.state_dir("crash");
     let mut rng = rand::rng();
     let mut landed: BTreeMap<&str, u32> = BTreeMap::new();
@@ -104,7 +113,7 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
 #[test]
 fn kill_9_exactly_at_the_commit_points_never_loses_or_double_counts() {
     let started = std::time::Instant::now();
-    let mut s = Setup::new("50ms");
+    let mut s = Setup::with_threads("50ms", stream_threads());
     let state = s.state_dir("points");
     let mut rng = rand::rng();
     s.produce(1000);
@@ -149,7 +158,7 @@ fn kill_9_exactly_at_the_commit_points_never_loses_or_double_counts() {
 
 #[test]
 fn wiped_state_is_restored_from_the_changelog_exactly() {
-    let mut s = Setup::new("200ms");
+    let mut s = Setup::with_threads("200ms", stream_threads());
     let state = s.state_dir("wipe");
     s.produce(3000);
     let mut inst = Instance::start(&s.config, &state);
@@ -177,7 +186,7 @@ fn wiped_state_is_restored_from_the_changelog_exactly() {
 
 #[test]
 fn tasks_migrate_between_instances_with_exact_totals() {
-    let mut s = Setup::new("200ms");
+    let mut s = Setup::with_threads("200ms", stream_threads());
     s.produce(2000);
     let mut a = Instance::start(&s.config, &s.state_dir("a"));
     assert!(a.wait_for_log("Task running", Duration::from_secs(60)));
@@ -197,7 +206,11 @@ fn tasks_migrate_between_instances_with_exact_totals() {
     // A leaves: B takes everything.
     a.stop();
     s.produce(1000);
-    s.wait_exact(Duration::from_secs(90), "after the first instance left");
+    s.wait_exact_with_log(
+        Duration::from_secs(90),
+        "after the first instance left",
+        || b.log(),
+    );
     s.check_boards(Duration::from_secs(60));
     let log = b.stop();
     assert!(!log.contains("panicked"), "{log}");

@@ -141,8 +141,14 @@ pub fn plan_topics(
         let mut configs = BTreeMap::new();
         match t.kind {
             InternalTopicKind::Repartition => {
+                // Kept until processed, whatever their timestamps (Kafka Streams' KIP-284).
+                // A record's timestamp is its event's time: with a time limit, a broker's
+                // retention deletes records of events older than it before they are
+                // processed (Tansu on SQLite did, at its restart, for a backlog of last
+                // year's events: they were never counted). Not -1: Tansu 0.6 compares the
+                // age with it as a number and deletes every record.
                 configs.insert("cleanup.policy".into(), "delete".into());
-                configs.insert("retention.ms".into(), (7 * 24 * 3600 * 1000i64).to_string());
+                configs.insert("retention.ms".into(), i64::MAX.to_string());
             }
             InternalTopicKind::Changelog => {
                 configs.insert("cleanup.policy".into(), "compact".into());

@@ -157,6 +157,31 @@ pub fn restore_consumer_config(config: &Config) -> ClientConfig {
     c
 }
 
+/// The instance registry's consumer (`runtime::registry`): a restore consumer with a
+/// `client.id` of its own, so its log lines and broker-side metrics tell it apart.
+pub fn registry_consumer_config(config: &Config) -> ClientConfig {
+    let mut c = restore_consumer_config(config);
+    c.set("client.id", registry_client_id(config));
+    c
+}
+
+/// The instance registry's producer: an output producer with the registry's `client.id`.
+pub fn registry_producer_config(config: &Config) -> ClientConfig {
+    let mut c = producer_config(config);
+    c.set("client.id", registry_client_id(config));
+    c
+}
+
+/// The common `client.id` (`<application-id>-scorestream` unless `[kafka.common]` sets
+/// one) with `-registry` appended.
+fn registry_client_id(config: &Config) -> String {
+    let common = base(config);
+    format!(
+        "{}-registry",
+        common.get("client.id").unwrap_or("scorestream")
+    )
+}
+
 /// The producer of every output. Its queue bounds in-flight records and bytes (the memory
 /// plan's producer part), which is what makes a slow broker slow ScoreStream down instead
 /// of growing its memory.

@@ -298,8 +298,8 @@ fn join_registry(
         registry::Registry::start(
             &config.application_id,
             addr,
-            client::producer_config(config),
-            client::restore_consumer_config(config),
+            client::registry_producer_config(config),
+            client::registry_consumer_config(config),
             metrics.broker_reachable.clone(),
         )
         .map_err(RuntimeError::Client)?,

@@ -21,9 +21,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use prometheus::IntGauge;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
@@ -282,15 +285,59 @@ pub fn live_instances(
     Ok(owners.instances(now_ms()).into_iter().cloned().collect())
 }
 
+/// The registry clients' callbacks: logging, and noticing that the connection to the
+/// broker dropped. The broker watch asks every 2 s whether the cluster answers; a broker
+/// restarted within that time (a memory broker back empty, the registry topic re-created)
+/// would go unnoticed by it, and the old clients would go on with an idempotent producer
+/// id the broker forgot and a read position past the new topic's end.
+struct RegistryContext {
+    logging: LoggingContext,
+    /// Set when a client of this pair lost its broker connection.
+    dropped: Arc<AtomicBool>,
+}
+
+impl ClientContext for RegistryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.logging.log(level, fac, log_message)
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        if connection_lost(&error) {
+            self.dropped.store(true, Ordering::Relaxed);
+        }
+        self.logging.error(error, reason)
+    }
+    fn stats(&self, _statistics: rdkafka::Statistics) {}
+}
+
+impl ConsumerContext for RegistryContext {}
+
+impl ProducerContext for RegistryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+/// A connection to the broker dropped or could not be made (librdkafka's `_TRANSPORT`,
+/// `_ALL_BROKERS_DOWN`): what a broker restart looks like to a client.
+fn connection_lost(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+    )
+}
+
 /// The registry's producer and consumer. Replaced after the broker was unreachable: one
 /// that came back without its data no longer knows the idempotent producer's id
 /// (librdkafka never asks for a new one, see `runtime::producer`), and a consumer whose
 /// metadata still names the registry topic the broker lost fetches it, which crashes
 /// librdkafka 2.12 on Tansu's answer (an unknown topic's leader hint with no topic name or
 /// id). The consumer is assigned only once the broker lists the topic again.
+///
+/// Replaced too when either lost its connection to the broker ([`RegistryContext`]), however
+/// briefly: a claim is small and the topic compacted, so reading it again costs little.
 struct Clients {
-    producer: BaseProducer<LoggingContext>,
-    consumer: BaseConsumer<LoggingContext>,
+    producer: BaseProducer<RegistryContext>,
+    consumer: BaseConsumer<RegistryContext>,
+    dropped: Arc<AtomicBool>,
 }
 
 impl Clients {
@@ -300,18 +347,33 @@ impl Clients {
         producer: &ClientConfig,
         consumer: &ClientConfig,
     ) -> Result<Clients, rdkafka::error::KafkaError> {
-        let producer: BaseProducer<LoggingContext> =
-            producer.create_with_context(LoggingContext)?;
-        let consumer: BaseConsumer<LoggingContext> =
-            consumer.create_with_context(LoggingContext)?;
+        let dropped = Arc::new(AtomicBool::new(false));
+        let context = || RegistryContext {
+            logging: LoggingContext,
+            dropped: dropped.clone(),
+        };
+        let producer: BaseProducer<RegistryContext> = producer.create_with_context(context())?;
+        let consumer: BaseConsumer<RegistryContext> = consumer.create_with_context(context())?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
         consumer.assign(&tpl)?;
-        Ok(Clients { producer, consumer })
+        Ok(Clients {
+            producer,
+            consumer,
+            dropped,
+        })
     }
 
-    /// Closes them on a thread of their own: closing may wait on the broker.
+    /// Whether either client lost its broker connection since they were connected.
+    fn dropped(&self) -> bool {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Closes them on a thread of their own: closing may wait on the broker. The consumer
+    /// stops fetching first (a fetch of a topic a restarted broker lost crashes librdkafka
+    /// 2.12 on Tansu's answer).
     fn close(self) {
+        let _ = self.consumer.unassign();
         std::thread::spawn(move || drop(self));
     }
 }
@@ -398,6 +460,12 @@ impl Worker {
             if let Some(c) = self.clients.take() {
                 c.close();
             }
+        } else if self.clients.as_ref().is_some_and(Clients::dropped) {
+            info!(topic = %self.topic, "The instance registry lost its broker connection (a broker restart, maybe too short for the broker watch to see); replacing its clients.");
+            if let Some(c) = self.clients.take() {
+                c.close();
+            }
+            *last_connect = Instant::now();
         }
         if self.clients.is_some() || last_connect.elapsed() < Duration::from_secs(2) {
             return false;
@@ -469,6 +537,10 @@ impl Worker {
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
+                    // The consumer's errors come here, not to its context.
+                    if connection_lost(&e) {
+                        clients.dropped.store(true, Ordering::Relaxed);
+                    }
                     debug!(error = %e, topic = %self.topic, "Registry read error.");
                     break;
                 }

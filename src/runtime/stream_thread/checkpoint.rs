@@ -67,6 +67,19 @@ impl Checkpoint {
         true
     }
 
+    /// `input` is no longer assigned here (revoked or lost): it leaves the partitions and
+    /// the point in flight. A point prepared before it was revoked must not commit it
+    /// later, when it may be assigned here again: its position was reached by tasks that
+    /// are gone, and the tasks created for the new assignment restored without the
+    /// uncommitted changelog records behind it, so a late commit would skip inputs whose
+    /// effects the new tasks never saw.
+    pub fn revoke(&mut self, input: InputPartition) {
+        self.partitions.remove(&input);
+        if let Some(point) = self.in_flight.as_mut() {
+            point.positions.retain(|(k, _)| *k != input);
+        }
+    }
+
     /// Step 1's bookkeeping: a point of every position reached that is not committed yet
     /// (`all`: every position reached, after an offset commit failed), closing the current
     /// epoch. A point already in flight is extended: it keeps its preparation time and now
@@ -186,6 +199,22 @@ mod tests {
     fn sorted(mut v: Vec<(InputPartition, i64)>) -> Vec<(InputPartition, i64)> {
         v.sort_unstable();
         v
+    }
+
+    #[test]
+    fn a_point_prepared_before_a_partition_was_lost_does_not_commit_it_after_it_comes_back() {
+        let mut c = assigned(&[(0, 0), (0, 1)]);
+        assert!(c.advance((0, 0), 177));
+        assert!(c.advance((0, 1), 92));
+        c.prepare(false, Instant::now());
+        // The session expires with the point in flight; the partition is assigned again
+        // and its new task starts over from the group's committed offset.
+        c.revoke((0, 0));
+        c.partitions.insert((0, 0), PartitionState::NEW);
+        assert!(c.advance((0, 0), 0));
+        let (_, commit) = c.complete().unwrap();
+        assert_eq!(commit, vec![((0, 1), 93)], "only what is still ours");
+        assert_eq!(c.partitions[&(0, 0)].committed, -1);
     }
 
     #[test]

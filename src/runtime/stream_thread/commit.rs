@@ -122,7 +122,7 @@ impl Shared {
                 self.metrics
                     .commit_duration
                     .observe(point.prepared.elapsed().as_secs_f64());
-                debug!(partitions = n, "Committed offsets.");
+                debug!(partitions = n, epoch = point.epoch, positions = ?positions, "Committed offsets.");
                 Committed::Offsets(n)
             }
             Err(e) => {

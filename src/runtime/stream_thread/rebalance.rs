@@ -156,7 +156,7 @@ impl Shared {
             }
         }
         for k in &revoked {
-            st.checkpoint.partitions.remove(k);
+            st.checkpoint.revoke(*k);
             st.tasks.held.remove(k);
         }
         self.gauges

@@ -400,6 +400,10 @@ impl Shared {
         let started = Instant::now();
         if !task.process(&source.name, record, now)? {
             self.metrics.replayed_records_skipped.inc();
+            debug!(
+                topic = m.topic(),
+                partition, offset, "Replay skipped: the stored state already has it."
+            );
         }
         self.metrics
             .record_process_seconds
