@@ -178,25 +178,7 @@ fn chain_forwards_in_order_and_clones_to_every_child() {
 
 #[test]
 fn named_children_and_dead_letter_suffix_sink_keep_partition() {
-    let mut b = TopologyBuilder::new();
-    b.add_source(
-        "src",
-        &[TopicRef::external("orders"), TopicRef::external("calls")],
-    );
-    b.add_processor("up", upper, &["src"]);
-    b.add_sink(
-        "out",
-        SinkTarget::Topic(TopicRef::external("good")),
-        Partitioning::SameAsSource,
-        &["up"],
-    );
-    b.add_sink(
-        "dlq",
-        SinkTarget::dead_letter(dead_letter_sink()),
-        Partitioning::SameAsSource,
-        &["up"],
-    );
-    let t = b.build("app").unwrap();
+    let t = upper_with_dead_letters(&[TopicRef::external("orders"), TopicRef::external("calls")]);
     assert_eq!(
         t.dead_letter_topics()
             .into_iter()
@@ -228,22 +210,7 @@ fn named_children_and_dead_letter_suffix_sink_keep_partition() {
 /// size, on its partition; any other record too large fails its delivery.
 #[test]
 fn with_a_size_limit_the_driver_cuts_dead_letters_and_fails_other_records_as_the_runtime_does() {
-    let mut b = TopologyBuilder::new();
-    b.add_source("src", &[TopicRef::external("orders")]);
-    b.add_processor("up", upper, &["src"]);
-    b.add_sink(
-        "out",
-        SinkTarget::Topic(TopicRef::external("good")),
-        Partitioning::SameAsSource,
-        &["up"],
-    );
-    b.add_sink(
-        "dlq",
-        SinkTarget::dead_letter(dead_letter_sink()),
-        Partitioning::SameAsSource,
-        &["up"],
-    );
-    let t = b.build("app").unwrap();
+    let t = upper_with_dead_letters(&[TopicRef::external("orders")]);
     let max = 4096;
     let mut d = TopologyTestDriver::with_partitions(t, 3, T0).with_max_message_bytes(max);
     let bad = format!("bad {}", "x".repeat(10_000));
@@ -674,6 +641,27 @@ fn declared_outputs_are_checked_when_built() {
 }
 
 /// `<source topic>-dlq`, sized as the bundled topology's by default.
+/// `upper` over `sources`, its results to `good` and its dead letters to `<source>-dlq`,
+/// each on the record's own partition.
+fn upper_with_dead_letters(sources: &[TopicRef]) -> scorestream::engine::Topology {
+    let mut b = TopologyBuilder::new();
+    b.add_source("src", sources);
+    b.add_processor("up", upper, &["src"]);
+    b.add_sink(
+        "out",
+        SinkTarget::Topic(TopicRef::external("good")),
+        Partitioning::SameAsSource,
+        &["up"],
+    );
+    b.add_sink(
+        "dlq",
+        SinkTarget::dead_letter(dead_letter_sink()),
+        Partitioning::SameAsSource,
+        &["up"],
+    );
+    b.build("app").unwrap()
+}
+
 fn dead_letter_sink() -> scorestream::engine::DeadLetter {
     scorestream::engine::DeadLetter {
         suffix: "-dlq".into(),
