@@ -26,8 +26,9 @@ pub(super) struct TaskManager {
     pub running: BTreeMap<TaskId, StreamTask>,
     /// Tasks whose stores are being restored; their inputs are paused.
     pub restorer: Option<Restorer>,
-    /// First offset fetched for a partition while its task was restoring; the partition is
-    /// sought back there when the task starts.
+    /// First offset fetched for a partition while its task did not run (restoring, or not
+    /// yet created during an outage or a creation backoff); the partition is sought back
+    /// there when the task starts, whichever way it starts.
     pub held: HashMap<(usize, i32), i64>,
     /// Creating tasks failed on a transient client error: when to try again.
     pub create_backoff: Backoff,
@@ -70,15 +71,17 @@ impl Shared {
 
     /// Creates the tasks of newly assigned partitions. Stateless ones start at once;
     /// stateful ones open their stores and, if logged, restore first with their inputs
-    /// paused.
+    /// paused. Returns the input partitions sought back to held records (see
+    /// [`Shared::start_task`]).
     pub(super) fn ensure_tasks(
         &self,
         consumer: &StreamConsumer,
         st: &mut LoopState,
         now: i64,
-    ) -> Result<(), RuntimeError> {
-        if !st.tasks.create_backoff.due() || st.outage {
-            return Ok(());
+    ) -> Result<Vec<(usize, i32)>, RuntimeError> {
+        let mut sought = Vec::new();
+        if !st.tasks.create_backoff.due() || st.outage || hooks::task_creation_deferred() {
+            return Ok(sought);
         }
         let wanted: std::collections::BTreeSet<TaskId> = st
             .checkpoint
@@ -98,8 +101,7 @@ impl Shared {
             task.count_processed(|name| counters.with_label_values(&[name]));
             let specs = self.topology.store_specs(id.subtopology);
             if specs.is_empty() {
-                task.init(now)?;
-                st.tasks.running.insert(id, task);
+                sought.extend(self.start_task(consumer, st, task, now)?);
                 info!(task = %id, "Task created.");
                 continue;
             }
@@ -125,8 +127,7 @@ impl Shared {
             task.attach_state(state);
             let logged = specs.iter().any(|s| s.changelog.is_some());
             if st.tasks.restorer.is_none() || !logged {
-                task.init(now)?;
-                st.tasks.running.insert(id, task);
+                sought.extend(self.start_task(consumer, st, task, now)?);
                 info!(task = %id, "Task created (stores not logged).");
                 continue;
             }
@@ -183,7 +184,45 @@ impl Shared {
             }
         }
         self.report_tasks(st);
-        Ok(())
+        Ok(sought)
+    }
+
+    /// Starts `task`: it runs from now on. Records of its inputs polled while it did not
+    /// run were held (not processed): each such input is sought back to the first of them,
+    /// and returned, so that the rest of the batch in hand is skipped and comes again in
+    /// order. Inputs paused for a restore are resumed unless fetching is paused as a whole.
+    fn start_task(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        mut task: StreamTask,
+        now: i64,
+    ) -> Result<Vec<(usize, i32)>, RuntimeError> {
+        let id = task.id();
+        task.init(now)?;
+        st.tasks.running.insert(id, task);
+        let inputs = self.task_inputs(id);
+        let mut sought = Vec::new();
+        for &(i, p) in &inputs {
+            if let Some(offset) = st.tasks.held.remove(&(i, p)) {
+                sought.push((i, p));
+                if let Err(e) = consumer.seek(
+                    &self.sources[i].name,
+                    p,
+                    Offset::Offset(offset),
+                    Duration::from_secs(10),
+                ) {
+                    warn!(topic = %self.sources[i].name, partition = p, offset, error = %e, "Seek back to held records failed.");
+                }
+            }
+        }
+        if !st.paused && !st.outage {
+            let tpl = self.input_tpl(&inputs);
+            if let Err(e) = consumer.resume(&tpl) {
+                warn!(task = %id, error = %e, "Resume of a starting task's inputs failed.");
+            }
+        }
+        Ok(sought)
     }
 
     /// Counts the tasks assigned here that neither run nor restore (their creation is
@@ -235,30 +274,9 @@ impl Shared {
             }
         }
         let now = now_ms();
-        for mut task in done {
+        for task in done {
             let id = task.id();
-            task.init(now)?;
-            st.tasks.running.insert(id, task);
-            let inputs = self.task_inputs(id);
-            for &(i, p) in &inputs {
-                if let Some(offset) = st.tasks.held.remove(&(i, p)) {
-                    sought.push((i, p));
-                    if let Err(e) = consumer.seek(
-                        &self.sources[i].name,
-                        p,
-                        Offset::Offset(offset),
-                        Duration::from_secs(10),
-                    ) {
-                        warn!(topic = %self.sources[i].name, partition = p, offset, error = %e, "Seek after restore failed.");
-                    }
-                }
-            }
-            if !st.paused && !st.outage {
-                let tpl = self.input_tpl(&inputs);
-                if let Err(e) = consumer.resume(&tpl) {
-                    warn!(task = %id, error = %e, "Resume after restore failed.");
-                }
-            }
+            sought.extend(self.start_task(consumer, st, task, now)?);
             info!(task = %id, "Task running.");
         }
         self.report_tasks(st);

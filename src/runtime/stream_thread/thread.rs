@@ -17,6 +17,7 @@ use tracing::{debug, error, info, warn};
 use super::rebalance::StreamContext;
 use super::{now_ms, Committed, LoopState, Shared, StreamConsumer};
 use crate::engine::{Headers, Record, SourcePosition, StreamTask, TaskId};
+use crate::runtime::hooks::{self, Point};
 use crate::runtime::undecodable::UndecodableWatch;
 use crate::runtime::RuntimeError;
 
@@ -58,7 +59,7 @@ struct StreamThread<'c> {
     consumer: &'c StreamConsumer,
     /// Records polled this turn, processed in the process phase.
     batch: Vec<BorrowedMessage<'c>>,
-    /// Partitions sought back during this turn (see `drive_restore`).
+    /// Partitions sought back to held records during this turn (see `Shared::start_task`).
     stale: HashSet<(usize, i32)>,
     undecodable: UndecodableWatch,
     /// Input partitions that stopped advancing, compared with their ends (`input_end`).
@@ -190,9 +191,12 @@ impl<'c> StreamThread<'c> {
     fn restore(&mut self) -> Result<(), RuntimeError> {
         let shared = self.shared;
         let mut st = shared.lock();
-        if let Err(e) = shared.ensure_tasks(self.consumer, &mut st, now_ms()) {
-            error!(error = %e, "Could not create tasks; stopping.");
-            return Err(e);
+        match shared.ensure_tasks(self.consumer, &mut st, now_ms()) {
+            Ok(sought) => self.stale.extend(sought),
+            Err(e) => {
+                error!(error = %e, "Could not create tasks; stopping.");
+                return Err(e);
+            }
         }
         let budget = if self.batch.is_empty() {
             Duration::from_millis(50)
@@ -364,9 +368,11 @@ impl Shared {
             return Ok(());
         }
         if !st.tasks.running.contains_key(&id) {
-            // Its task is restoring: come back to this record when it starts.
+            // Its task is restoring or not created yet: come back to this record when it
+            // starts.
             let held = st.tasks.held.entry((ti, partition)).or_insert(offset);
             *held = (*held).min(offset);
+            hooks::reach(Point::HoldRecord);
             return Ok(());
         }
         st.checkpoint.advance((ti, partition), offset);
