@@ -219,6 +219,9 @@ pub async fn start_with(
     let changelogs = changelog_topics(&topology);
     let threads = config.runtime.threads();
     warn_split_tasks(&topology, &counts, threads);
+    // Uncommitted writes share the read cache's budget, half of it split over the threads
+    // (at least 1 MiB each): a commit point comes early when a thread's reach its share.
+    let write_set_limit = (config.memory().read_cache_bytes / 2 / threads).max(1 << 20);
     let stores = state_context(config, &topology)?;
     if stores.directory.is_some() {
         stores.cache.observe_with(metrics.latency.store_metrics());
@@ -244,21 +247,24 @@ pub async fn start_with(
             instance.as_deref(),
         )?;
         let restorer = thread_restorer(config, &topology, &metrics, thread, threads)?;
-        shared.push(Arc::new(stream_thread::Shared::new(
-            thread,
-            gauges,
-            topology.clone(),
-            metrics.clone(),
-            config.runtime.clone(),
-            stream_thread::OutputProducer {
-                producer,
-                max_message_bytes: config.dead_letter_max_bytes(),
-                transactional,
-            },
-            counts.clone(),
-            stores.for_thread(restorer),
-            announcer.as_ref().map(|a| a.for_thread(thread)),
-        )));
+        shared.push(Arc::new(
+            stream_thread::Shared::new(
+                thread,
+                gauges,
+                topology.clone(),
+                metrics.clone(),
+                config.runtime.clone(),
+                stream_thread::OutputProducer {
+                    producer,
+                    max_message_bytes: config.dead_letter_max_bytes(),
+                    transactional,
+                },
+                counts.clone(),
+                stores.for_thread(restorer),
+                announcer.as_ref().map(|a| a.for_thread(thread)),
+            )
+            .with_write_set_limit(write_set_limit),
+        ));
     }
     let threads: Arc<[Arc<stream_thread::Shared>]> = shared.into();
     let query = StateQuery {

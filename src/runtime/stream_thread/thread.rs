@@ -284,8 +284,8 @@ impl<'c> StreamThread<'c> {
             }
             return;
         }
-        let due = self.last_commit.elapsed() >= interval;
         let mut st = shared.lock();
+        let due = self.last_commit.elapsed() >= interval || shared.write_set_full(&st);
         let in_flight = st.checkpoint.in_flight.is_some();
         shared.maybe_commit(self.consumer, &mut st, due);
         if due && !in_flight {

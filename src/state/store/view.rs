@@ -7,7 +7,7 @@ use std::ops::Bound;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::transaction::StoreSlot;
+use super::transaction::{StoreSlot, DIRTY_ENTRY_OVERHEAD};
 use crate::state::backend::Backend;
 use crate::state::codec::{
     decode_key, decode_value, encode_key, encode_key_into, encode_value_into, prefix_end,
@@ -76,6 +76,7 @@ where
             }
             Some(deleted) => *deleted = Some(slot.value_buf.clone()),
             None => {
+                slot.dirty_bytes += k.len() + slot.value_buf.len() + DIRTY_ENTRY_OVERHEAD;
                 slot.dirty.insert(k.clone(), Some(slot.value_buf.clone()));
             }
         }
@@ -89,6 +90,7 @@ where
         match slot.dirty.get_mut(k.as_slice()) {
             Some(entry) => *entry = None,
             None => {
+                slot.dirty_bytes += k.len() + DIRTY_ENTRY_OVERHEAD;
                 slot.dirty.insert(k.clone(), None);
             }
         }
@@ -125,6 +127,7 @@ where
         let keys = self.merged(from, Some(to))?;
         let n = keys.len();
         for (k, _) in keys {
+            self.slot.dirty_bytes += k.len() + DIRTY_ENTRY_OVERHEAD;
             self.slot.dirty.insert(k, None);
         }
         Ok(n)
