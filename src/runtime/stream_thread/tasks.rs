@@ -202,20 +202,7 @@ impl Shared {
         task.init(now)?;
         st.tasks.running.insert(id, task);
         let inputs = self.task_inputs(id);
-        let mut sought = Vec::new();
-        for &(i, p) in &inputs {
-            if let Some(offset) = st.tasks.held.remove(&(i, p)) {
-                sought.push((i, p));
-                if let Err(e) = consumer.seek(
-                    &self.sources[i].name,
-                    p,
-                    Offset::Offset(offset),
-                    Duration::from_secs(10),
-                ) {
-                    warn!(topic = %self.sources[i].name, partition = p, offset, error = %e, "Seek back to held records failed.");
-                }
-            }
-        }
+        let sought = self.seek_back_held(consumer, st, &inputs);
         if !st.paused && !st.outage {
             let tpl = self.input_tpl(&inputs);
             if let Err(e) = consumer.resume(&tpl) {
@@ -239,6 +226,59 @@ impl Shared {
             .filter(|id| !st.tasks.owns(id))
             .collect();
         self.gauges.waiting.set(waiting.len() as i64);
+    }
+
+    /// Seeks each of `inputs` that has held records back to the first of them; returns
+    /// them (the rest of the batch in hand is skipped: it comes again after the seek). A
+    /// failed seek keeps the partition held: its records are not processed until a later
+    /// turn's seek succeeds ([`Shared::retry_held`]), or they would be skipped for good.
+    fn seek_back_held(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        inputs: &[(usize, i32)],
+    ) -> Vec<(usize, i32)> {
+        let mut sought = Vec::new();
+        for &(i, p) in inputs {
+            let Some(&offset) = st.tasks.held.get(&(i, p)) else {
+                continue;
+            };
+            sought.push((i, p));
+            let topic = &self.sources[i].name;
+            match consumer.seek(topic, p, Offset::Offset(offset), Duration::from_secs(10)) {
+                Ok(()) => {
+                    st.tasks.held.remove(&(i, p));
+                }
+                Err(e) => {
+                    warn!(topic = %topic, partition = p, offset, error = %e, "Seek back to held records failed; its records wait for the next try.");
+                }
+            }
+        }
+        sought
+    }
+
+    /// Tries again the seeks back to held records that failed for running tasks.
+    pub(super) fn retry_held(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+    ) -> Vec<(usize, i32)> {
+        let waiting: Vec<(usize, i32)> = st
+            .tasks
+            .held
+            .keys()
+            .filter(|&&(i, p)| {
+                st.tasks.running.contains_key(&TaskId {
+                    subtopology: self.sources[i].subtopology,
+                    partition: p,
+                })
+            })
+            .copied()
+            .collect();
+        if waiting.is_empty() {
+            return waiting;
+        }
+        self.seek_back_held(consumer, st, &waiting)
     }
 
     /// Restores for up to `budget`; starts the tasks that are done and resumes their inputs

@@ -191,6 +191,9 @@ impl<'c> StreamThread<'c> {
     fn restore(&mut self) -> Result<(), RuntimeError> {
         let shared = self.shared;
         let mut st = shared.lock();
+        if !st.tasks.held.is_empty() {
+            self.stale.extend(shared.retry_held(self.consumer, &mut st));
+        }
         match shared.ensure_tasks(self.consumer, &mut st, now_ms()) {
             Ok(sought) => self.stale.extend(sought),
             Err(e) => {
@@ -373,6 +376,11 @@ impl Shared {
             let held = st.tasks.held.entry((ti, partition)).or_insert(offset);
             *held = (*held).min(offset);
             hooks::reach(Point::HoldRecord);
+            return Ok(());
+        }
+        if !st.tasks.held.is_empty() && st.tasks.held.contains_key(&(ti, partition)) {
+            // Its task runs, but the seek back to its held records failed: this record
+            // comes again, in order, once a seek succeeds.
             return Ok(());
         }
         st.checkpoint.advance((ti, partition), offset);
