@@ -96,7 +96,8 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
         let log = inst.log();
         let lines: Vec<&str> = log.lines().collect();
         format!(
-            "warnings of the killed rounds (last 100):\n{}\nlast lines of the final run's log:\n{}",
+            "where: {}\nwarnings of the killed rounds (last 100):\n{}\nlast lines of the final run's log:\n{}",
+            s.locate_loss(),
             warnings[warnings.len().saturating_sub(100)..].join("\n"),
             lines[lines.len().saturating_sub(200)..].join("\n")
         )
