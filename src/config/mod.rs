@@ -20,6 +20,7 @@ mod validate;
 pub use errors::ErrorSettings;
 use file_errors::file_errors;
 pub use file_errors::WHOLE_FILE;
+pub(crate) use validate::topic_error;
 
 /// How outputs and offsets are committed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,6 +374,15 @@ impl std::fmt::Debug for KafkaPassthrough {
 pub struct ConfigError {
     pub key: String,
     pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// Every configuration problem found, reported together.
