@@ -425,7 +425,7 @@ impl Shared {
         task.drain_outputs_into(&mut st.collector.scratch);
         let app = self.topology.application_id();
         for out in &st.collector.scratch {
-            if crate::metrics::latency::is_output_topic(&out.topic, app) {
+            if crate::metrics::latency::is_output(out, app) {
                 let m = &self.metrics.latency;
                 m.observe_e2e(now, out.record.timestamp, record_time);
             }
