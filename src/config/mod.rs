@@ -376,6 +376,15 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The keys of the errors `text` is rejected with (no environment), in order.
+#[cfg(test)]
+pub(crate) fn error_keys(text: &str) -> Vec<String> {
+    let errors = Config::from_toml_with_env(Some(text), &|_| None)
+        .expect_err("the text is rejected")
+        .0;
+    errors.into_iter().map(|e| e.key).collect()
+}
+
 impl ConfigError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {

@@ -219,12 +219,8 @@ mod tests {
             webhook_token = ""
             advertised_addr = "no-port"
         "#;
-        let errs = Config::from_toml_with_env(Some(text), &|_| None)
-            .unwrap_err()
-            .0;
-        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
-            keys,
+            crate::config::error_keys(text),
             [
                 "http.webhook_topic",
                 "http.webhook_token",
@@ -251,12 +247,8 @@ mod tests {
             [churn]
             alerts_topic = ""
         "#;
-        let errs = Config::from_toml_with_env(Some(text), &|_| None)
-            .unwrap_err()
-            .0;
-        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
-            keys,
+            crate::config::error_keys(text),
             [
                 "ingest.max_depth",
                 "gamification.results_topic",
