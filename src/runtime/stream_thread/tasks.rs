@@ -17,7 +17,11 @@ use crate::runtime::restore::committed_offsets;
 use crate::runtime::restore::Restorer;
 use crate::runtime::retry::{is_transient, Backoff, MAX_DELAY};
 use crate::runtime::RuntimeError;
+use crate::state::store::StoreSpec;
 use crate::state::{Backend, MemoryBackend, RocksBackend, TaskState};
+
+/// Committed input offsets by topic and partition, where a restored task starts.
+type InputOffsets = HashMap<(String, i32), i64>;
 
 /// The tasks of one stream thread (the data of Kafka Streams' `TaskManager`; creating,
 /// restoring and closing them are the methods below and the rebalance callbacks).
@@ -83,16 +87,7 @@ impl Shared {
         if !st.tasks.create_backoff.due() || st.outage || hooks::task_creation_deferred() {
             return Ok(sought);
         }
-        let wanted: std::collections::BTreeSet<TaskId> = st
-            .checkpoint
-            .partitions
-            .keys()
-            .map(|&(i, p)| TaskId {
-                subtopology: self.sources[i].subtopology,
-                partition: p,
-            })
-            .collect();
-        for id in wanted {
+        for id in self.assigned_tasks(st) {
             if st.tasks.owns(&id) {
                 continue;
             }
@@ -105,25 +100,7 @@ impl Shared {
                 info!(task = %id, "Task created.");
                 continue;
             }
-            let backend: Box<dyn Backend> = match (&self.stores.directory, &self.stores.rocks) {
-                (Some(dir), Some(rocks))
-                    if self.stores.settings.backend == StoreBackend::Rocksdb =>
-                {
-                    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-                    Box::new(
-                        RocksBackend::open(&dir.task_path(id), &names, rocks)
-                            .map_err(RuntimeError::State)?,
-                    )
-                }
-                _ => Box::new(MemoryBackend::new(specs.len())),
-            };
-            let state = TaskState::open_with_cache(
-                backend,
-                &specs,
-                id.partition,
-                self.stores.cache.clone(),
-            )
-            .map_err(RuntimeError::State)?;
+            let state = self.open_task_state(id, &specs)?;
             task.attach_state(state);
             let logged = specs.iter().any(|s| s.changelog.is_some());
             if st.tasks.restorer.is_none() || !logged {
@@ -131,53 +108,9 @@ impl Shared {
                 info!(task = %id, "Task created (stores not logged).");
                 continue;
             }
-            for topic in specs.iter().filter_map(|s| s.changelog.as_deref()) {
-                self.producer
-                    .context()
-                    .forget_changelog_end(topic, id.partition);
-            }
-            let inputs = self.task_inputs(id);
-            let tpl = self.input_tpl(&inputs);
-            if let Err(e) = consumer.pause(&tpl) {
-                debug!(task = %id, error = %e, "Pause before restore failed.");
-            }
-            hooks::reach(Point::CreateTask);
-            // A broker restarting or a coordinator moving makes this fail for a while:
-            // the task is dropped (its stores close) and created again after a backoff.
-            let committed = match committed_offsets(consumer, tpl, Duration::from_secs(5)) {
-                Ok(c) => c,
-                Err(RuntimeError::Client(e)) if is_transient(&e) => {
-                    let wait = st.tasks.create_backoff.failed();
-                    if st.tasks.create_backoff.failures() == 1 || wait == MAX_DELAY {
-                        warn!(task = %id, error = %e, failures = st.tasks.create_backoff.failures(), retry_in = ?wait, "Could not read the committed offsets of a new task; retrying.");
-                    }
-                    break;
-                }
-                Err(e) => return Err(e),
+            let Some(committed) = self.before_restore(consumer, st, id, &specs)? else {
+                break;
             };
-            // A broker that lost its data comes back without the changelogs until they are
-            // created again (runtime::watch); restoring waits for them. (Reading a topic
-            // Tansu does not know also crashes librdkafka 2.12: Tansu's answer carries a
-            // leader hint with no topic name or id.)
-            let changelogs: Vec<&str> = specs
-                .iter()
-                .filter_map(|s| s.changelog.as_deref())
-                .collect();
-            match missing_topics(consumer, &changelogs) {
-                Ok(missing) if missing.is_empty() => {}
-                Ok(missing) => {
-                    let wait = st.tasks.create_backoff.failed();
-                    if st.tasks.create_backoff.failures() == 1 || wait == MAX_DELAY {
-                        warn!(task = %id, topics = %missing.join(","), retry_in = ?wait, "The changelog topics of a new task do not exist; waiting for them before restoring.");
-                    }
-                    break;
-                }
-                Err(e) if is_transient(&e) => {
-                    st.tasks.create_backoff.failed();
-                    break;
-                }
-                Err(e) => return Err(RuntimeError::Client(e)),
-            }
             st.tasks.create_backoff.succeeded();
             if let Some(restorer) = st.tasks.restorer.as_mut() {
                 restorer.add(task, committed)?;
@@ -185,6 +118,95 @@ impl Shared {
         }
         self.report_tasks(st);
         Ok(sought)
+    }
+
+    /// The tasks of the partitions assigned to this thread.
+    fn assigned_tasks(&self, st: &LoopState) -> std::collections::BTreeSet<TaskId> {
+        st.checkpoint
+            .partitions
+            .keys()
+            .map(|&(i, p)| TaskId {
+                subtopology: self.sources[i].subtopology,
+                partition: p,
+            })
+            .collect()
+    }
+
+    /// Opens task `id`'s stores: RocksDB under the state directory when configured, else
+    /// in memory; reads go through the thread's share of the read cache.
+    fn open_task_state(&self, id: TaskId, specs: &[StoreSpec]) -> Result<TaskState, RuntimeError> {
+        let backend: Box<dyn Backend> = match (&self.stores.directory, &self.stores.rocks) {
+            (Some(dir), Some(rocks)) if self.stores.settings.backend == StoreBackend::Rocksdb => {
+                let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+                Box::new(
+                    RocksBackend::open(&dir.task_path(id), &names, rocks)
+                        .map_err(RuntimeError::State)?,
+                )
+            }
+            _ => Box::new(MemoryBackend::new(specs.len())),
+        };
+        TaskState::open_with_cache(backend, specs, id.partition, self.stores.cache.clone())
+            .map_err(RuntimeError::State)
+    }
+
+    /// Readies task `id` for its restore: forgets its changelogs' known ends, pauses its
+    /// inputs, reads their committed offsets and checks its changelogs exist. `None` when
+    /// the broker is not ready for it: creating tasks backs off.
+    fn before_restore(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        id: TaskId,
+        specs: &[StoreSpec],
+    ) -> Result<Option<InputOffsets>, RuntimeError> {
+        for topic in specs.iter().filter_map(|s| s.changelog.as_deref()) {
+            self.producer
+                .context()
+                .forget_changelog_end(topic, id.partition);
+        }
+        let inputs = self.task_inputs(id);
+        let tpl = self.input_tpl(&inputs);
+        if let Err(e) = consumer.pause(&tpl) {
+            debug!(task = %id, error = %e, "Pause before restore failed.");
+        }
+        hooks::reach(Point::CreateTask);
+        // A broker restarting or a coordinator moving makes this fail for a while:
+        // the task is dropped (its stores close) and created again after a backoff.
+        let committed = match committed_offsets(consumer, tpl, Duration::from_secs(5)) {
+            Ok(c) => c,
+            Err(RuntimeError::Client(e)) if is_transient(&e) => {
+                let wait = st.tasks.create_backoff.failed();
+                if st.tasks.create_backoff.failures() == 1 || wait == MAX_DELAY {
+                    warn!(task = %id, error = %e, failures = st.tasks.create_backoff.failures(), retry_in = ?wait, "Could not read the committed offsets of a new task; retrying.");
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        // A broker that lost its data comes back without the changelogs until they are
+        // created again (runtime::watch); restoring waits for them. (Reading a topic
+        // Tansu does not know also crashes librdkafka 2.12: Tansu's answer carries a
+        // leader hint with no topic name or id.)
+        let changelogs: Vec<&str> = specs
+            .iter()
+            .filter_map(|s| s.changelog.as_deref())
+            .collect();
+        match missing_topics(consumer, &changelogs) {
+            Ok(missing) if missing.is_empty() => {}
+            Ok(missing) => {
+                let wait = st.tasks.create_backoff.failed();
+                if st.tasks.create_backoff.failures() == 1 || wait == MAX_DELAY {
+                    warn!(task = %id, topics = %missing.join(","), retry_in = ?wait, "The changelog topics of a new task do not exist; waiting for them before restoring.");
+                }
+                return Ok(None);
+            }
+            Err(e) if is_transient(&e) => {
+                st.tasks.create_backoff.failed();
+                return Ok(None);
+            }
+            Err(e) => return Err(RuntimeError::Client(e)),
+        }
+        Ok(Some(committed))
     }
 
     /// Starts `task`: it runs from now on. Records of its inputs polled while it did not
@@ -215,17 +237,9 @@ impl Shared {
     /// Counts the tasks assigned here that neither run nor restore (their creation is
     /// being retried): `/ready` is not ready while there are any.
     pub(super) fn update_waiting(&self, st: &LoopState) {
-        let waiting: std::collections::BTreeSet<TaskId> = st
-            .checkpoint
-            .partitions
-            .keys()
-            .map(|&(i, p)| TaskId {
-                subtopology: self.sources[i].subtopology,
-                partition: p,
-            })
-            .filter(|id| !st.tasks.owns(id))
-            .collect();
-        self.gauges.waiting.set(waiting.len() as i64);
+        let waiting = self.assigned_tasks(st);
+        let waiting = waiting.iter().filter(|id| !st.tasks.owns(id)).count();
+        self.gauges.waiting.set(waiting as i64);
     }
 
     /// Seeks each of `inputs` that has held records back to the first of them; returns

@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 
 use super::rebalance::StreamContext;
 use super::{now_ms, Committed, LoopState, Shared, StreamConsumer};
-use crate::engine::{Headers, Record, SourcePosition, StreamTask, TaskId};
+use crate::engine::{Headers, Record, SinkRecord, SourcePosition, StreamTask, TaskId};
 use crate::runtime::hooks::{self, Point};
 use crate::runtime::undecodable::UndecodableWatch;
 use crate::runtime::RuntimeError;
@@ -423,15 +423,20 @@ impl Shared {
             .record_process_seconds
             .observe(started.elapsed().as_secs_f64());
         task.drain_outputs_into(&mut st.collector.scratch);
+        self.observe_e2e(&st.collector.scratch, now, record_time);
+        self.collect_scratch(st);
+        Ok(())
+    }
+
+    /// End-to-end latency of the results an input record at `record_time` gave.
+    fn observe_e2e(&self, outputs: &[SinkRecord], now: i64, record_time: i64) {
         let app = self.topology.application_id();
-        for out in &st.collector.scratch {
-            if crate::metrics::latency::is_output_topic(&out.topic, app) {
+        for out in outputs {
+            if crate::metrics::latency::is_output(out, app) {
                 let m = &self.metrics.latency;
                 m.observe_e2e(now, out.record.timestamp, record_time);
             }
         }
-        self.collect_scratch(st);
-        Ok(())
     }
 }
 
