@@ -307,11 +307,14 @@ impl Setup {
             Some(v[at..end].to_string())
         };
         let timeout = Duration::from_secs(30);
-        let repartitioned: std::collections::HashSet<String> =
-            super::consume_all(&self.bootstrap, &format!("{app}-events-by-customer"), timeout)
-                .iter()
-                .filter_map(id_of)
-                .collect();
+        let repartitioned: std::collections::HashSet<String> = super::consume_all(
+            &self.bootstrap,
+            &format!("{app}-events-by-customer"),
+            timeout,
+        )
+        .iter()
+        .filter_map(id_of)
+        .collect();
         let mut lost: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
         let input = super::consume_all(&self.bootstrap, &self.input, timeout);
         for m in &input {

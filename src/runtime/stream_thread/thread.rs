@@ -363,24 +363,7 @@ impl Shared {
             subtopology: source.subtopology,
             partition,
         };
-        if !st.checkpoint.partitions.contains_key(&(ti, partition)) {
-            debug!(
-                topic = m.topic(),
-                partition, offset, "Skipping record of a revoked partition."
-            );
-            return Ok(());
-        }
-        if !st.tasks.running.contains_key(&id) {
-            // Its task is restoring or not created yet: come back to this record when it
-            // starts.
-            let held = st.tasks.held.entry((ti, partition)).or_insert(offset);
-            *held = (*held).min(offset);
-            hooks::reach(Point::HoldRecord);
-            return Ok(());
-        }
-        if !st.tasks.held.is_empty() && st.tasks.held.contains_key(&(ti, partition)) {
-            // Its task runs, but the seek back to its held records failed: this record
-            // comes again, in order, once a seek succeeds.
+        if !Self::runs_now(st, m.topic(), (ti, partition), id, offset) {
             return Ok(());
         }
         st.checkpoint.advance((ti, partition), offset);
@@ -426,6 +409,38 @@ impl Shared {
         self.observe_e2e(&st.collector.scratch, now, record_time);
         self.collect_scratch(st);
         Ok(())
+    }
+
+    /// Whether a polled record at `offset` of input `tp` is processed now. Records of a
+    /// revoked partition are skipped (the new owner has them); records of a task that does
+    /// not run yet are held, and come again when it starts.
+    fn runs_now(
+        st: &mut LoopState,
+        topic: &str,
+        tp: (usize, i32),
+        id: TaskId,
+        offset: i64,
+    ) -> bool {
+        if !st.checkpoint.partitions.contains_key(&tp) {
+            debug!(
+                topic,
+                partition = tp.1,
+                offset,
+                "Skipping record of a revoked partition."
+            );
+            return false;
+        }
+        if !st.tasks.running.contains_key(&id) {
+            // Its task is restoring or not created yet: come back to this record when it
+            // starts.
+            let held = st.tasks.held.entry(tp).or_insert(offset);
+            *held = (*held).min(offset);
+            hooks::reach(Point::HoldRecord);
+            return false;
+        }
+        // Its task runs, but the seek back to its held records failed: this record comes
+        // again, in order, once a seek succeeds.
+        st.tasks.held.is_empty() || !st.tasks.held.contains_key(&tp)
     }
 
     /// End-to-end latency of the results an input record at `record_time` gave.
