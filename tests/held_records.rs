@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Message;
-use scorestream::config::Config;
 use scorestream::engine::{
     Child, Partitioning, Processor, ProcessorContext, ProcessorError, Record, SinkTarget, TopicRef,
     TopologyBuilder,
@@ -56,13 +55,7 @@ async fn records_polled_before_a_stateless_task_exists_are_processed_once_it_sta
         })
         .collect();
 
-    let mut config = Config {
-        application_id: support::random_topic("app"),
-        bootstrap_servers: bootstrap.clone(),
-        inputs: vec![input.clone()],
-        ..Config::default()
-    };
-    config.runtime.replication_factor = 1;
+    let mut config = support::app_config(&bootstrap, &[&input]);
     config.runtime.commit_interval = Duration::from_millis(200);
     let mut b = TopologyBuilder::new();
     b.add_source("src", &[TopicRef::external(&input)]);
