@@ -91,13 +91,29 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
     }
     eprintln!("kill points: {landed:?}");
     // A final clean run processes everything left.
-    let inst = Instance::start(&s.config, &state);
+    let port = support::free_port();
+    let inst = Instance::start_on_port(&s.config, &state, port);
     let got = s.wait_exact_with_log(Duration::from_secs(120), "after 20 kills", || {
         let log = inst.log();
         let lines: Vec<&str> = log.lines().collect();
+        // The live state of a few short customers, beside the changelogs' (the dump).
+        let dumped = s.dump();
+        let live: Vec<String> = s
+            .expected
+            .iter()
+            .filter(|(c, e)| dumped.get(*c) != Some(*e))
+            .take(3)
+            .map(|(c, e)| {
+                let body = support::http_get(port, &format!("/customers/{c}"))
+                    .map(|(_, b)| b.chars().take(400).collect::<String>())
+                    .unwrap_or_default();
+                format!("{c}: expected {e:?}, dumped {:?}, live: {body}", dumped.get(c))
+            })
+            .collect();
         format!(
-            "where: {}\nwarnings of the killed rounds (last 100):\n{}\nlast lines of the final run's log:\n{}",
+            "where: {}\nlive state of short customers:\n{}\nwarnings of the killed rounds (last 100):\n{}\nlast lines of the final run's log:\n{}",
             s.locate_loss(),
+            live.join("\n"),
             warnings[warnings.len().saturating_sub(100)..].join("\n"),
             lines[lines.len().saturating_sub(200)..].join("\n")
         )

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use super::churn;
 use crate::config::Config;
-use crate::gamification::rules::RuleError;
-use crate::gamification::{RuleErrors, Rules};
+use crate::gamification::Rules;
 use crate::ingest::normalize::Normalizer;
 
 /// What the topology is built from besides configuration: the source mapping and the
@@ -61,15 +60,15 @@ pub fn churn_parts(config: &Config) -> Result<churn::ChurnParts, Vec<FileLoadErr
         "churn rules",
         config.churn.rules_file.as_deref(),
         "topology/churn.toml",
-        ChurnRules::bundled,
-        ChurnRules::from_toml_str,
+        || ChurnRules::bundled().map_err(|e| e.0),
+        |text| ChurnRules::from_toml_str(text).map_err(|e| e.0),
     );
     let model = load_toml(
         "churn model",
         config.churn.model_file.as_deref(),
         "topology/churn-model.toml",
-        Model::bundled,
-        Model::from_toml_str,
+        || Model::bundled().map_err(|e| e.0),
+        |text| Model::from_toml_str(text).map_err(|e| e.0),
     );
     match (rules, model) {
         (Ok(rules), Ok(model)) => Ok(churn::ChurnParts { rules, model }),
@@ -90,40 +89,38 @@ pub fn rules(config: &Config) -> Result<Rules, FileLoadError> {
         "gamification rules",
         config.gamification.rules_file.as_deref(),
         "topology/gamification.toml",
-        Rules::bundled,
-        Rules::from_toml_str,
+        || Rules::bundled().map_err(|e| e.0),
+        |text| Rules::from_toml_str(text).map_err(|e| e.0),
     )
 }
 
-/// The one loader of the rules-like TOML files (gamification rules, churn rules, churn
-/// model): the configured file, else the bundled copy named `bundled_name`; every problem
-/// of the file listed under its path.
-fn load_toml<T>(
+/// The one loader of every topology TOML file (source mapping, gamification rules, churn
+/// rules, churn model): the configured file, else the bundled copy named `bundled_name`;
+/// every problem of the file listed under its path.
+fn load_toml<T, E: std::fmt::Display>(
     what: &'static str,
     configured: Option<&Path>,
     bundled_name: &str,
-    bundled: impl FnOnce() -> Result<T, RuleErrors>,
-    parse: impl FnOnce(&str) -> Result<T, RuleErrors>,
+    bundled: impl FnOnce() -> Result<T, Vec<E>>,
+    parse: impl FnOnce(&str) -> Result<T, Vec<E>>,
 ) -> Result<T, FileLoadError> {
+    let listed =
+        |errs: Vec<E>| -> Vec<String> { errs.iter().map(|e| format!("  - {e}")).collect() };
     let (path, loaded) = match configured {
-        None => (format!("{bundled_name} (bundled)"), bundled()),
+        None => (
+            format!("{bundled_name} (bundled)"),
+            bundled().map_err(listed),
+        ),
         Some(p) => {
             let path = p.display().to_string();
             let loaded = match std::fs::read_to_string(p) {
-                Ok(text) => parse(&text),
-                Err(e) => Err(RuleErrors(vec![RuleError {
-                    key: path.clone(),
-                    message: format!("cannot read: {e}"),
-                }])),
+                Ok(text) => parse(&text).map_err(listed),
+                Err(e) => Err(vec![format!("  - {path}: cannot read: {e}")]),
             };
             (path, loaded)
         }
     };
-    loaded.map_err(|RuleErrors(errs)| FileLoadError {
-        what,
-        path,
-        errors: errs.iter().map(|e| format!("  - {e}")).collect(),
-    })
+    loaded.map_err(|errors| FileLoadError { what, path, errors })
 }
 
 /// Why a mapping or rules file could not be loaded: every problem, one per line.
@@ -138,22 +135,13 @@ pub struct FileLoadError {
 /// Builds the normalizer from the `[ingest]` settings and the source mapping file.
 pub fn normalizer(config: &Config) -> Result<Normalizer, FileLoadError> {
     use crate::ingest::mapping::{NormalizerConfig, SourceMappings};
-    let mapping = match &config.ingest.mapping_file {
-        None => SourceMappings::bundled(),
-        Some(p) => {
-            let path = p.display().to_string();
-            let text = std::fs::read_to_string(p).map_err(|e| FileLoadError {
-                what: "source mapping",
-                path: path.clone(),
-                errors: vec![format!("  - cannot read: {e}")],
-            })?;
-            SourceMappings::from_toml_str(&text).map_err(|errs| FileLoadError {
-                what: "source mapping",
-                path,
-                errors: errs.iter().map(|e| format!("  - {e}")).collect(),
-            })?
-        }
-    };
+    let mapping = load_toml(
+        "source mapping",
+        config.ingest.mapping_file.as_deref(),
+        "topology/sources.toml",
+        || Ok::<_, Vec<crate::ingest::mapping::MappingError>>(SourceMappings::bundled()),
+        SourceMappings::from_toml_str,
+    )?;
     let strict = config
         .ingest
         .strict_event_types

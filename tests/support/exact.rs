@@ -299,12 +299,13 @@ impl Setup {
         }) else {
             return "no application_id in the config".into();
         };
+        // The id's bytes, in the input's JSON and in the repartition record's encoding.
         let id_of = |m: &rdkafka::message::OwnedMessage| {
             use rdkafka::Message;
-            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-            let at = v.find("\"ev-")? + 1;
-            let end = v[at..].find('"')? + at;
-            Some(v[at..end].to_string())
+            let v = m.payload().unwrap_or_default();
+            let at = v.windows(3).position(|w| w == b"ev-")? + 3;
+            let digits = v[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+            Some(String::from_utf8_lossy(&v[at..at + digits]).into_owned())
         };
         let timeout = Duration::from_secs(30);
         let repartitioned: std::collections::HashSet<String> = super::consume_all(
