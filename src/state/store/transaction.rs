@@ -275,11 +275,15 @@ impl TaskState {
     ) -> Result<(), StateError> {
         let mut staged = WriteSet::default();
         for (i, store) in self.stores.iter_mut().enumerate() {
+            let from = staged.data.len();
             staged.data.extend(
                 std::mem::replace(&mut store.staged, pending())
                     .into_iter()
                     .map(|(k, v)| (i, k, v)),
             );
+            // In key order: RocksDB's memtable inserts a sorted batch far cheaper than a
+            // shuffled one (its skip list resumes from the previous insert's position).
+            staged.data[from..].sort_unstable_by(|a, b| a.1.cmp(&b.1));
             if let Some(end) = store
                 .changelog
                 .as_deref()
