@@ -410,6 +410,21 @@ fn rocksdb_state_survives_reopen_with_positions() {
     let st = s.view(&f.a).unwrap();
     assert_eq!(st.get(&"c500".to_string()).unwrap(), Some(500));
     assert_eq!(st.all().unwrap().len(), 1000);
+    // Positions are per topic and partition: a later commit moves one, and forgetting one
+    // leaves the others.
+    s.record_position(&Arc::from("in"), 1, 7);
+    s.record_position(&Arc::from("other"), 0, 3);
+    commit(&mut s, &HashMap::new());
+    assert_eq!(
+        [("in", 0), ("in", 1), ("other", 0), ("other", 1)].map(|(t, p)| s.applied_next(t, p)),
+        [Some(100), Some(8), Some(4), None]
+    );
+    s.forget_applied("in", 0);
+    assert_eq!(
+        [("in", 0), ("in", 1), ("other", 0)].map(|(t, p)| s.applied_next(t, p)),
+        [None, Some(8), Some(4)]
+    );
+    assert!(!s.is_applied("in", 0, 5) && s.is_applied("in", 1, 7) && !s.is_applied("in", 1, 8));
 }
 
 #[test]

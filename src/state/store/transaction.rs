@@ -67,11 +67,14 @@ pub(super) struct StoreSlot {
 pub struct TaskState {
     backend: Box<dyn Backend>,
     stores: Vec<StoreSlot>,
-    by_global: HashMap<usize, usize>,
+    /// (global store index, local index): a task has a few stores, and a short list
+    /// looked up on every `view` beats a SipHash map.
+    by_global: Vec<(usize, usize)>,
     partition: i32,
-    /// Next offset per input partition whose effects are already in the backend.
-    /// Keyed topic → partition so the per-record check needs no allocation.
-    applied: HashMap<String, HashMap<i32, i64>>,
+    /// Next offset per input partition whose effects are already in the backend:
+    /// (topic, partition, next offset). Checked on every record; a task reads one
+    /// partition of a few topics, so a short list beats hashing the topic name.
+    applied: Vec<(String, i32, i64)>,
     /// Next offset per input partition processed since the last commit point: a task
     /// reads one partition of a few topics, so a short list (looked up on every record)
     /// beats a map.
@@ -103,16 +106,13 @@ impl TaskState {
         partition: i32,
         cache: Arc<CacheBudget>,
     ) -> Result<TaskState, StateError> {
-        let mut applied: HashMap<String, HashMap<i32, i64>> = HashMap::new();
+        let mut applied = Vec::new();
         for (k, v) in backend.meta_with_prefix(APPLIED_PREFIX)? {
             if let (Some((topic, p)), Some(offset)) =
                 (k[APPLIED_PREFIX.len()..].rsplit_once('/'), decode_i64(&v))
             {
                 if let Ok(p) = p.parse() {
-                    applied
-                        .entry(topic.to_string())
-                        .or_default()
-                        .insert(p, offset);
+                    *applied_entry(&mut applied, topic, p, offset) = offset;
                 }
             }
         }
@@ -155,25 +155,25 @@ impl TaskState {
     /// True when the record at `offset` was already applied to the stored state (a replay
     /// after a crash between the local write and the offset commit).
     pub fn is_applied(&self, topic: &str, partition: i32, offset: i64) -> bool {
-        self.applied
-            .get(topic)
-            .and_then(|parts| parts.get(&partition))
-            .is_some_and(|&next| offset < next)
+        self.applied_next(topic, partition)
+            .is_some_and(|next| offset < next)
     }
 
     /// The next offset of input `topic`/`partition` whose effects are not stored yet (what
     /// [`is_applied`](Self::is_applied) compares with), if any is recorded.
     pub fn applied_next(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.applied.get(topic)?.get(&partition).copied()
+        self.applied
+            .iter()
+            .find(|(t, p, _)| *p == partition && t == topic)
+            .map(|&(_, _, next)| next)
     }
 
     /// Forgets the stored position of input `topic`/`partition`: that partition is shorter
     /// than it (the broker lost it, or it was re-created), so its records are new, not
     /// replays. The next commit stores the position reached from there.
     pub fn forget_applied(&mut self, topic: &str, partition: i32) {
-        if let Some(parts) = self.applied.get_mut(topic) {
-            parts.remove(&partition);
-        }
+        self.applied
+            .retain(|(t, p, _)| !(*p == partition && t == topic));
     }
 
     /// Notes that the record at `offset` was processed in the current batch.
@@ -193,9 +193,11 @@ impl TaskState {
         &mut self,
         handle: &StoreHandle<K, V>,
     ) -> Result<KvStore<'_, K, V>, StateError> {
-        let local = *self
+        let local = self
             .by_global
-            .get(&handle.index)
+            .iter()
+            .find(|(global, _)| *global == handle.index)
+            .map(|&(_, local)| local)
             .ok_or_else(|| StateError::UnknownStore(handle.name().to_string()))?;
         Ok(KvStore {
             slot: &mut self.stores[local],
@@ -315,10 +317,7 @@ impl TaskState {
             self.stores[store].cache.get_mut().put(key, value);
         }
         for (topic, p, next) in positions {
-            self.applied
-                .entry(topic.to_string())
-                .or_default()
-                .insert(p, next);
+            *applied_entry(&mut self.applied, &topic, p, next) = next;
         }
         Ok(())
     }
@@ -359,12 +358,7 @@ impl TaskState {
             )],
         };
         for ((topic, p), next) in positions {
-            let cur = self
-                .applied
-                .entry(topic.clone())
-                .or_default()
-                .entry(*p)
-                .or_insert(*next);
+            let cur = applied_entry(&mut self.applied, topic, *p, *next);
             *cur = (*cur).max(*next);
             set.meta.push((
                 format!("{APPLIED_PREFIX}{topic}/{p}"),
@@ -407,6 +401,26 @@ impl TaskState {
         })?;
         Ok(out)
     }
+}
+
+/// The next applied offset of `topic`/`partition`, inserted as `initial` if absent.
+fn applied_entry<'a>(
+    applied: &'a mut Vec<(String, i32, i64)>,
+    topic: &str,
+    partition: i32,
+    initial: i64,
+) -> &'a mut i64 {
+    let i = match applied
+        .iter()
+        .position(|(t, p, _)| *p == partition && t == topic)
+    {
+        Some(i) => i,
+        None => {
+            applied.push((topic.to_string(), partition, initial));
+            applied.len() - 1
+        }
+    };
+    &mut applied[i].2
 }
 
 fn decode_i64(v: &[u8]) -> Option<i64> {
