@@ -495,6 +495,54 @@ async fn a_bad_record_whose_policy_is_fail_stops_the_runtime_naming_it() {
     assert_eq!(failed, 1);
 }
 
+/// The group's committed offsets are past the input's end (the topic was re-created, or
+/// the broker lost records): the broker answers OFFSET_OUT_OF_RANGE and librdkafka resets
+/// the position to the beginning by itself, saying so only in a log line. Every record is
+/// still processed, and the reset is counted as an input the local state is ahead of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_offset_the_broker_does_not_have_is_counted_and_read_from_the_beginning() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let input = random_name("in");
+    let output = random_name("out");
+    cluster.create_topic(&input, 3, 1).unwrap();
+    let n = 90;
+    produce(&bootstrap, &input, n, 3, |i| {
+        format!("c{}:event-{i}", i % 7)
+    });
+
+    let config = test_config(&bootstrap, &[&input]);
+    let committer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", &config.application_id)
+        .create()
+        .unwrap();
+    let mut kept = TopicPartitionList::new();
+    for p in 0..3 {
+        kept.add_partition_offset(&input, p, Offset::Offset(1000))
+            .unwrap();
+    }
+    committer
+        .commit(&kept, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    drop(committer);
+
+    let topology = passthrough_topology(&config.application_id, &[&input], &output);
+    create_planned_topics(&cluster, &config, &topology, (&input, 3));
+    let metrics = Metrics::new();
+    let [outs] = run_reading(&config, topology, &metrics, [(&output, 6, n as usize)]).await;
+    assert_eq!(
+        outs.len(),
+        n as usize,
+        "every record, read from the beginning"
+    );
+    let counted = metrics
+        .state_ahead_of_broker
+        .with_label_values(&["input"])
+        .get();
+    assert!(counted >= 1, "the reset was not counted");
+}
+
 /// `<source topic>-dlq`, sized as the bundled topology's by default.
 fn dead_letter_sink() -> scorestream::engine::DeadLetter {
     scorestream::engine::DeadLetter {

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use scorestream::config::Config;
 use scorestream::metrics::Metrics;
 use scorestream::{runtime, topology};
 
@@ -252,13 +251,7 @@ async fn broker_going_away_is_survived_and_shutdown_stays_bounded() {
     let bootstrap = broker.bootstrap();
     let input = support::random_topic("customer-events");
     support::create_topics(&bootstrap, &[(input.clone(), 1)]);
-    let mut config = Config {
-        application_id: support::random_topic("app"),
-        bootstrap_servers: bootstrap.clone(),
-        inputs: vec![input.clone()],
-        ..Config::default()
-    };
-    config.runtime.replication_factor = 1;
+    let mut config = support::app_config(&bootstrap, &[&input]);
     let state = tempfile::tempdir().unwrap();
     config.state_dir = state.path().to_path_buf();
     config.runtime.session_timeout = Duration::from_secs(6);

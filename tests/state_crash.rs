@@ -47,6 +47,7 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
     let state = s.state_dir("crash");
     let mut rng = rand::rng();
     let mut landed: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut warnings: Vec<String> = Vec::new();
     let rounds = 20;
     s.produce(2000);
     for round in 0..rounds {
@@ -82,6 +83,11 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
         producer.join().unwrap();
         *landed.entry(classify(&log)).or_default() += 1;
         assert!(!log.contains("panicked"), "round {round}:\n{log}");
+        warnings.extend(
+            log.lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                .map(|l| format!("round {round}: {l}")),
+        );
     }
     eprintln!("kill points: {landed:?}");
     // A final clean run processes everything left.
@@ -90,7 +96,9 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
         let log = inst.log();
         let lines: Vec<&str> = log.lines().collect();
         format!(
-            "last lines of the final run's log:\n{}",
+            "where: {}\nwarnings of the killed rounds (last 100):\n{}\nlast lines of the final run's log:\n{}",
+            s.locate_loss(),
+            warnings[warnings.len().saturating_sub(100)..].join("\n"),
             lines[lines.len().saturating_sub(200)..].join("\n")
         )
     });

@@ -657,3 +657,44 @@ fn cache_hits_misses_and_store_latency_are_measured() {
     let commits = l.store_op.with_label_values(&["commit"]).get_sample_count();
     assert_eq!((reads, commits), (1, 1));
 }
+
+/// The uncommitted write set is measured (the runtime commits early when it reaches its
+/// share of the memory budget): it grows with new keys, not with rewrites of a key, and
+/// a commit point empties it.
+#[test]
+fn uncommitted_bytes_follow_the_write_set() {
+    let f = fixture();
+    for (name, kind) in kinds() {
+        let specs = f.specs.clone();
+        let mut s = TaskState::open(kind.backend(&specs), &specs, 0).unwrap();
+        assert_eq!(s.uncommitted_bytes(), 0, "{name}");
+        s.view(&f.a).unwrap().put(&"k".into(), &1).unwrap();
+        let one = s.uncommitted_bytes();
+        assert!(one > 0, "{name}");
+        s.view(&f.a).unwrap().put(&"k".into(), &2).unwrap();
+        assert_eq!(
+            s.uncommitted_bytes(),
+            one,
+            "{name}: a rewrite of the same key"
+        );
+        for i in 0..100u64 {
+            s.view(&f.b)
+                .unwrap()
+                .put(&("x".into(), i), &"v".repeat(100))
+                .unwrap();
+        }
+        assert!(
+            s.uncommitted_bytes() >= one + 100 * 100,
+            "{name}: {} bytes for 100 values of 100 bytes",
+            s.uncommitted_bytes()
+        );
+        s.view(&f.a).unwrap().delete(&"other".into()).unwrap();
+        let mut out = Vec::new();
+        s.prepare_commit(0, &mut out);
+        assert_eq!(
+            s.uncommitted_bytes(),
+            0,
+            "{name}: a commit point takes them"
+        );
+    }
+}

@@ -20,6 +20,7 @@ mod validate;
 pub use errors::ErrorSettings;
 use file_errors::file_errors;
 pub use file_errors::WHOLE_FILE;
+pub(crate) use validate::topic_error;
 
 /// How outputs and offsets are committed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,6 +374,24 @@ impl std::fmt::Debug for KafkaPassthrough {
 pub struct ConfigError {
     pub key: String,
     pub message: String,
+}
+
+/// The keys of the errors `text` is rejected with (no environment), in order.
+#[cfg(test)]
+pub(crate) fn error_keys(text: &str) -> Vec<String> {
+    let errors = Config::from_toml_with_env(Some(text), &|_| None)
+        .expect_err("the text is rejected")
+        .0;
+    errors.into_iter().map(|e| e.key).collect()
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// Every configuration problem found, reported together.

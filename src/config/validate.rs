@@ -15,15 +15,20 @@ fn topic_ok(topic: &str) -> bool {
     !topic.is_empty() && topic.len() <= 249
 }
 
+/// The error for `key` when `topic` is not a topic name the broker will accept.
+pub(crate) fn topic_error(key: &str, topic: &str) -> Option<ConfigError> {
+    (!topic_ok(topic))
+        .then(|| ConfigError::new(key, format!("'{topic}' is not a valid topic name")))
+}
+
 impl Config {
     pub(super) fn validate_into(&self, errors: &mut Vec<ConfigError>) {
         self.validate_identity(errors);
         self.validate_runtime(errors);
         self.validate_state(errors);
-        self.validate_output_topics(errors);
-        self.validate_http(errors);
-        self.validate_ingest(errors);
+        crate::topology::validate_parts(self, errors);
         self.validate_errors(errors);
+        self.validate_http(errors);
         check::http_addr(&self.http_addr, errors);
         check::state_dir(&self.state_dir, self.state.backend, errors);
         check::kafka_properties(&self.kafka, errors);
@@ -140,22 +145,6 @@ impl Config {
         }
     }
 
-    /// The topics the results, predictions and alerts go to.
-    fn validate_output_topics(&self, errors: &mut Vec<ConfigError>) {
-        for (key, topic) in [
-            (
-                "gamification.results_topic",
-                &self.gamification.results_topic,
-            ),
-            ("churn.predictions_topic", &self.churn.predictions_topic),
-            ("churn.alerts_topic", &self.churn.alerts_topic),
-        ] {
-            if !topic_ok(topic) {
-                err(errors, key, format!("'{topic}' is not a valid topic name"));
-            }
-        }
-    }
-
     /// `[http]`: the webhook and the address other instances reach this one at.
     fn validate_http(&self, errors: &mut Vec<ConfigError>) {
         if let Some(t) = &self.http.webhook_topic {
@@ -190,20 +179,6 @@ impl Config {
         }
         if self.http.max_body_bytes == 0 {
             err(errors, "http.max_body_bytes", "must be above zero".into());
-        }
-    }
-
-    /// `[ingest]` limits.
-    fn validate_ingest(&self, errors: &mut Vec<ConfigError>) {
-        if self.ingest.max_record_bytes == 0 {
-            err(
-                errors,
-                "ingest.max_record_bytes",
-                "must be above zero".into(),
-            );
-        }
-        if self.ingest.max_depth == 0 {
-            err(errors, "ingest.max_depth", "must be above zero".into());
         }
     }
 }
@@ -244,12 +219,8 @@ mod tests {
             webhook_token = ""
             advertised_addr = "no-port"
         "#;
-        let errs = Config::from_toml_with_env(Some(text), &|_| None)
-            .unwrap_err()
-            .0;
-        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
-            keys,
+            crate::config::error_keys(text),
             [
                 "http.webhook_topic",
                 "http.webhook_token",
@@ -264,5 +235,25 @@ mod tests {
         let c = Config::from_toml_with_env(None, &env).unwrap();
         assert_eq!(c.http.webhook_token.as_deref(), Some("s3cret"));
         assert_eq!(c.http.advertised_addr.as_deref(), Some("replica-2:8080"));
+    }
+
+    #[test]
+    fn every_part_checks_its_own_keys_and_a_shared_key_is_reported_once() {
+        let text = r#"
+            [ingest]
+            max_depth = 0
+            [gamification]
+            results_topic = ""
+            [churn]
+            alerts_topic = ""
+        "#;
+        assert_eq!(
+            crate::config::error_keys(text),
+            [
+                "ingest.max_depth",
+                "gamification.results_topic",
+                "churn.alerts_topic"
+            ]
+        );
     }
 }

@@ -21,6 +21,9 @@ pub struct TopologyBuilder {
     /// `(processor, child)`: the children a processor says it forwards to, checked at build
     /// time instead of when a task first looks them up.
     outputs: Vec<(String, String)>,
+    /// `(processor, store)`: the stores a processor says it uses, checked at build time
+    /// instead of when a task first reads one it was not given.
+    uses: Vec<(String, String)>,
     /// What the record collector does with an output (not a dead letter) too large.
     oversize_output: Option<ErrorPolicy>,
 }
@@ -105,6 +108,15 @@ impl TopologyBuilder {
     pub fn declare_outputs(&mut self, processor: &str, children: &[&str]) -> &mut Self {
         for c in children {
             self.outputs.push((processor.to_string(), c.to_string()));
+        }
+        self
+    }
+
+    /// Declares the stores `processor` uses: [`Self::build`] fails if one is not a store
+    /// connected to `processor`, rather than the task failing on its first read.
+    pub fn declare_stores(&mut self, processor: &str, stores: &[&str]) -> &mut Self {
+        for s in stores {
+            self.uses.push((processor.to_string(), s.to_string()));
         }
         self
     }
@@ -243,8 +255,9 @@ impl TopologyBuilder {
         parent_ids
     }
 
-    /// Node names are unique, store names too, store connections name processors and every
-    /// declared output is a node fed by its processor. Returns the node index by name.
+    /// Node names are unique, store names too, store connections name processors, every
+    /// declared output is a node fed by its processor and every declared store is connected
+    /// to it. Returns the node index by name.
     fn check_declarations(&self, errors: &mut Vec<TopologyError>) -> HashMap<&str, usize> {
         let mut index: HashMap<&str, usize> = HashMap::new();
         for (i, (name, _, _)) in self.nodes.iter().enumerate() {
@@ -278,6 +291,17 @@ impl TopologyBuilder {
                 errors.push(TopologyError::UnknownOutput {
                     processor: processor.clone(),
                     child: child.clone(),
+                });
+            }
+        }
+        for (processor, store) in &self.uses {
+            if !self
+                .store_users
+                .contains(&(store.clone(), processor.clone()))
+            {
+                errors.push(TopologyError::UnconnectedStore {
+                    processor: processor.clone(),
+                    store: store.clone(),
                 });
             }
         }

@@ -125,6 +125,7 @@ impl Record {
         }
     }
 
+    /// Adds a header after the ones it has.
     pub fn with_header(
         mut self,
         name: impl Into<Cow<'static, str>>,

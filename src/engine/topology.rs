@@ -133,6 +133,8 @@ pub enum TopologyError {
     UnknownStoreUser { store: String, processor: String },
     #[error("processor '{processor}' forwards to '{child}', which is not a node it feeds")]
     UnknownOutput { processor: String, child: String },
+    #[error("processor '{processor}' uses store '{store}', which is not connected to it")]
+    UnconnectedStore { processor: String, store: String },
     #[error("store name '{0}' is declared twice")]
     DuplicateStore(String),
     #[error("source '{0}' reads no topic")]

@@ -4,6 +4,8 @@
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, Registry};
 
+use crate::engine::SinkRecord;
+
 /// End-to-end latency buckets: from a few milliseconds (live traffic) to a day (CDR and
 /// billing batches arrive hours late; their event-time latency is that old).
 const E2E_BUCKETS: [f64; 14] = [
@@ -106,11 +108,13 @@ pub struct StoreMetrics {
     pub commit: Histogram,
 }
 
-/// Whether results sent to `topic` count for end-to-end latency: an output topic, not one
-/// of the application's internal topics (`<app-id>-...`) or a dead-letter topic.
-pub fn is_output_topic(topic: &str, application_id: &str) -> bool {
-    !topic.ends_with("-dlq")
-        && !topic
+/// Whether `out` counts for end-to-end latency: a result on an output topic, not a dead
+/// letter (its sink says so, whatever the topic is called) nor a record on one of the
+/// application's internal topics (`<app-id>-...`).
+pub fn is_output(out: &SinkRecord, application_id: &str) -> bool {
+    out.dead_letter.is_none()
+        && !out
+            .topic
             .strip_prefix(application_id)
             .is_some_and(|rest| rest.starts_with('-'))
 }
@@ -133,9 +137,24 @@ mod tests {
 
     #[test]
     fn only_output_topics_count() {
-        assert!(is_output_topic("gamification-results", "app"));
-        assert!(is_output_topic("apps-results", "app"));
-        assert!(!is_output_topic("app-events-by-customer", "app"));
-        assert!(!is_output_topic("customer-events-dlq", "app"));
+        let dead_letter = Some(crate::engine::dead_letter::DeadLetterLimits {
+            max_bytes: 1 << 20,
+            on_too_large: crate::engine::OnTooLarge::Truncate,
+        });
+        let sent = |topic: &str, dead_letter| SinkRecord {
+            topic: topic.into(),
+            partitioning: crate::engine::Partitioning::ByKey,
+            record: crate::engine::Record::new("v", 0),
+            dead_letter,
+        };
+        assert!(is_output(&sent("gamification-results", None), "app"));
+        assert!(is_output(&sent("apps-results", None), "app"));
+        assert!(is_output(&sent("audit-dlq", None), "app"));
+        assert!(!is_output(&sent("app-events-by-customer", None), "app"));
+        assert!(!is_output(&sent("customer-events-dlq", dead_letter), "app"));
+        assert!(!is_output(
+            &sent("customer-events-rejected", dead_letter),
+            "app"
+        ));
     }
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics. Labels are low-cardinality only: topics, reasons, kinds — never a
 //! customer id.
 
+mod groups;
 pub mod kafka_stats;
 pub mod latency;
 
@@ -130,245 +131,56 @@ impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         register_process_and_build(&r);
-        let commit_duration = histogram(
-            &r,
-            "scorestream_commit_duration_seconds",
-            "Time to flush outputs and commit input offsets.",
-            vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ],
-        );
-        let record_process_seconds = histogram(
-            &r,
-            "scorestream_record_process_seconds",
-            "Time to run one input record through its task (every processor, store reads and writes, outputs queued).",
-            vec![
-                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001,
-                0.002_5, 0.01, 0.05,
-            ],
-        );
-        let consumer_lag = gauge_vec(
-            &r,
-            "scorestream_consumer_lag_records",
-            "Records between the consumed position and the partition end.",
-            &["topic", "partition"],
-        );
+        let flow = groups::Flow::register(&r);
+        let commits = groups::Commits::register(&r);
+        let work = groups::Work::register(&r);
+        let restore = groups::Restore::register(&r);
+        let faults = groups::Faults::register(&r);
+        let game = groups::Game::register(&r);
+        let interfaces = groups::Interfaces::register(&r);
         Metrics {
-            records_consumed: counter_vec(
-                &r,
-                "scorestream_records_consumed_total",
-                "Records read from Kafka, by topic.",
-                &["topic"],
-            ),
-            records_produced: counter_vec(
-                &r,
-                "scorestream_records_produced_total",
-                "Records acknowledged by Kafka, by topic.",
-                &["topic"],
-            ),
-            dead_letters: counter_vec(
-                &r,
-                "scorestream_dead_letters_total",
-                "Records sent to a dead-letter topic, by input topic and reason.",
-                &["topic", "reason"],
-            ),
-            bad_records: counter_vec(
-                &r,
-                "scorestream_bad_records_total",
-                "Bad records by reason and what their error policy did (dead_lettered, dropped, failed).",
-                &["reason", "action"],
-            ),
-            dead_letters_truncated: counter(
-                &r,
-                "scorestream_dead_letters_truncated_total",
-                "Dead letters whose value was cut to fit the broker's limit.",
-            ),
-            delivery_failures: counter_vec(
-                &r,
-                "scorestream_delivery_failures_total",
-                "Records Kafka did not acknowledge, by topic; their inputs are reprocessed.",
-                &["topic"],
-            ),
-            commits: counter(
-                &r,
-                "scorestream_commits_total",
-                "Successful offset commits.",
-            ),
-            commit_failures: counter(
-                &r,
-                "scorestream_commit_failures_total",
-                "Offset commits that failed or were skipped (retried at the next interval).",
-            ),
-            commit_duration,
-            rebalances: counter_vec(
-                &r,
-                "scorestream_rebalances_total",
-                "Partition assignments and revocations, by kind.",
-                &["kind"],
-            ),
-            tasks_assigned: gauge(
-                &r,
-                "scorestream_tasks_assigned",
-                "Tasks currently running on this instance.",
-            ),
-            thread_tasks: gauge_vec(
-                &r,
-                "scorestream_thread_tasks",
-                "Tasks running on each stream thread of this instance, by sub-topology.",
-                &["thread", "subtopology"],
-            ),
-            partitions_assigned: gauge(
-                &r,
-                "scorestream_partitions_assigned",
-                "Input partitions currently assigned to this instance.",
-            ),
-            pending_outputs: gauge(
-                &r,
-                "scorestream_pending_outputs",
-                "Outputs waiting for room in the producer queue (backpressure).",
-            ),
-            backpressure_waits: counter(
-                &r,
-                "scorestream_backpressure_waits_total",
-                "Times processing paused because the producer queue was full.",
-            ),
-            rewinds: counter(
-                &r,
-                "scorestream_rewinds_total",
-                "Times partitions were rewound to the last commit after a delivery failure.",
-            ),
-            consumer_lag,
-            tasks_restoring: gauge(
-                &r,
-                "scorestream_tasks_restoring",
-                "Tasks bringing their stores up to the changelog's end before processing.",
-            ),
-            restore_records: counter(
-                &r,
-                "scorestream_restore_records_total",
-                "Changelog records applied to local stores while restoring.",
-            ),
-            restore_records_skipped: counter(
-                &r,
-                "scorestream_restore_records_skipped_total",
-                "Changelog records not applied because their inputs were never committed.",
-            ),
-            restore_remaining: gauge(
-                &r,
-                "scorestream_restore_remaining_records",
-                "Changelog records left to restore across restoring tasks (estimate).",
-            ),
-            state_ahead_of_broker: counter_vec(
-                &r,
-                "scorestream_state_ahead_of_broker_total",
-                "Times a task's local state was found ahead of the broker (kind=changelog: its changelog is shorter than restored, the local state was wiped and restored again; kind=input: an input partition is shorter than processed or than the group's committed offset, it is read again from its beginning and its records are processed, not skipped as replays; kind=producer: the broker refuses the producer id it lost, the producer was replaced and uncommitted inputs processed again).",
-                &["kind"],
-            ),
-            broker_reachable: gauge(
-                &r,
-                "scorestream_broker_reachable",
-                "1 while the Kafka cluster answers metadata requests (checked every few seconds), else 0.",
-            ),
-            input_topics_missing: gauge(
-                &r,
-                "scorestream_input_topics_missing",
-                "Input topics the broker does not list.",
-            ),
-            topics_recreated: counter(
-                &r,
-                "scorestream_topics_recreated_total",
-                "Times topics ScoreStream owns (changelogs, repartition, outputs) were gone from the broker and created again; the stream threads then rejoin the group so that it assigns their partitions.",
-            ),
-            tasks_waiting: gauge(
-                &r,
-                "scorestream_tasks_waiting",
-                "Tasks assigned to this instance that could not start yet (the broker did not answer; retried with backoff).",
-            ),
-            undecodable_batches: counter(
-                &r,
-                "scorestream_undecodable_batches_total",
-                "Input record batches the consumer could not decode (corrupt, or compressed with a codec this build lacks); the partition cannot advance past them.",
-            ),
-            input_undecodable: gauge(
-                &r,
-                "scorestream_input_undecodable",
-                "1 while an input record batch that cannot be decoded was seen in the last minute.",
-            ),
-            input_beyond_end: gauge(
-                &r,
-                "scorestream_input_partitions_beyond_end",
-                "Input partitions whose committed position is past the end of what the broker has (re-created, or lost by the broker) and that are not yet read again from their beginning.",
-            ),
-            replayed_records_skipped: counter(
-                &r,
-                "scorestream_replayed_records_skipped_total",
-                "Input records skipped because the stored state already holds their effects.",
-            ),
-            store_keys: gauge_vec(
-                &r,
-                "scorestream_store_keys",
-                "Estimated keys per store on this instance.",
-                &["store"],
-            ),
-            duplicate_events: counter(
-                &r,
-                "scorestream_duplicate_events_total",
-                "Events dropped because their event_id was already applied.",
-            ),
-            corrupt_internal_records: counter(
-                &r,
-                "scorestream_corrupt_internal_records_total",
-                "Records on internal topics that did not decode; skipped.",
-            ),
-            late_events: counter_vec(
-                &r,
-                "scorestream_late_events_total",
-                "Events older than stream time minus the rules' grace period, by what was done with them.",
-                &["action"],
-            ),
-            game_results: counter_vec(
-                &r,
-                "scorestream_game_results_total",
-                "Records sent to the gamification results topic, by output type.",
-                &["type"],
-            ),
-            leaderboard_updates: counter_vec(
-                &r,
-                "scorestream_leaderboard_updates_total",
-                "Leaderboard totals by stage: forwarded (entered a partition's partial top-N), skipped (could not), changed (changed a board's top-N).",
-                &["stage"],
-            ),
-            record_process_seconds,
-            processor_records: counter_vec(
-                &r,
-                "scorestream_processor_records_total",
-                "Records handed to each processor of the topology, by processor name.",
-                &["processor"],
-            ),
-            churn_predictions: counter_vec(
-                &r,
-                "scorestream_churn_predictions_total",
-                "Churn predictions published, by what triggered them and the risk band.",
-                &["trigger", "band"],
-            ),
-            churn_alerts: counter_vec(
-                &r,
-                "scorestream_churn_alerts_total",
-                "Customer alerts published, by kind (critical_event, high_risk).",
-                &["kind"],
-            ),
-            http_requests: counter_vec(
-                &r,
-                "scorestream_http_requests_total",
-                "HTTP requests answered, by route template and status code.",
-                &["route", "status"],
-            ),
-            webhook_events: counter_vec(
-                &r,
-                "scorestream_webhook_events_total",
-                "POST /events: events accepted, events failed (Kafka did not acknowledge them), requests rejected as invalid (nothing written), by outcome.",
-                &["outcome"],
-            ),
+            records_consumed: flow.records_consumed,
+            records_produced: flow.records_produced,
+            delivery_failures: flow.delivery_failures,
+            dead_letters: flow.dead_letters,
+            bad_records: flow.bad_records,
+            dead_letters_truncated: flow.dead_letters_truncated,
+            commits: commits.commits,
+            commit_failures: commits.commit_failures,
+            commit_duration: commits.commit_duration,
+            pending_outputs: commits.pending_outputs,
+            backpressure_waits: commits.backpressure_waits,
+            rewinds: commits.rewinds,
+            replayed_records_skipped: commits.replayed_records_skipped,
+            rebalances: work.rebalances,
+            tasks_assigned: work.tasks_assigned,
+            thread_tasks: work.thread_tasks,
+            partitions_assigned: work.partitions_assigned,
+            consumer_lag: work.consumer_lag,
+            record_process_seconds: work.record_process_seconds,
+            processor_records: work.processor_records,
+            tasks_restoring: restore.tasks_restoring,
+            restore_records: restore.restore_records,
+            restore_records_skipped: restore.restore_records_skipped,
+            restore_remaining: restore.restore_remaining,
+            store_keys: restore.store_keys,
+            state_ahead_of_broker: faults.state_ahead_of_broker,
+            broker_reachable: faults.broker_reachable,
+            input_topics_missing: faults.input_topics_missing,
+            topics_recreated: faults.topics_recreated,
+            tasks_waiting: faults.tasks_waiting,
+            undecodable_batches: faults.undecodable_batches,
+            input_undecodable: faults.input_undecodable,
+            input_beyond_end: faults.input_beyond_end,
+            duplicate_events: game.duplicate_events,
+            corrupt_internal_records: game.corrupt_internal_records,
+            late_events: game.late_events,
+            game_results: game.game_results,
+            leaderboard_updates: game.leaderboard_updates,
+            churn_predictions: game.churn_predictions,
+            churn_alerts: game.churn_alerts,
+            http_requests: interfaces.http_requests,
+            webhook_events: interfaces.webhook_events,
             latency: latency::LatencyMetrics::register(&r),
             kafka: kafka_stats::KafkaClientMetrics::register(&r),
             registry: r,

@@ -18,6 +18,10 @@ pub enum Point {
     /// A commit point's outputs are all acknowledged: the local state write and the
     /// offset commit come next.
     CommitSettled,
+    /// A polled record's task does not run yet (restoring, or not created during an outage
+    /// or a creation backoff): its offset is held, and the partition is sought back to it
+    /// when the task starts.
+    HoldRecord,
 }
 
 type Hook = Box<dyn FnMut(Point) + Send>;
@@ -40,6 +44,19 @@ pub fn clear() {
     *HOOK.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
+static DEFER_TASKS: AtomicBool = AtomicBool::new(false);
+
+/// While `on`, no stream thread creates tasks, as during an outage or a creation backoff:
+/// their partitions stay assigned and fetched. For tests.
+#[doc(hidden)]
+pub fn defer_task_creation(on: bool) {
+    DEFER_TASKS.store(on, Ordering::Release);
+}
+
+pub(crate) fn task_creation_deferred() -> bool {
+    DEFER_TASKS.load(Ordering::Acquire)
+}
+
 pub(crate) fn reach(point: Point) {
     if !SET.load(Ordering::Relaxed) {
         return;
@@ -58,8 +75,9 @@ impl std::str::FromStr for Point {
             "restore" => Ok(Point::Restore),
             "commit" => Ok(Point::Commit),
             "commit_settled" => Ok(Point::CommitSettled),
+            "hold_record" => Ok(Point::HoldRecord),
             other => Err(format!(
-                "unknown hook point '{other}' (create_task, restore, commit, commit_settled)"
+                "unknown hook point '{other}' (create_task, restore, commit, commit_settled, hold_record)"
             )),
         }
     }

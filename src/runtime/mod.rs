@@ -216,7 +216,6 @@ pub async fn start_with(
         metrics.clone(),
     )
     .map_err(RuntimeError::Client)?;
-    let changelogs = changelog_topics(&topology);
     let threads = config.runtime.threads();
     warn_split_tasks(&topology, &counts, threads);
     let stores = state_context(config, &topology)?;
@@ -230,36 +229,15 @@ pub async fn start_with(
     let instance = transactional.then(|| instance_id(&stores));
     // One announcer for the instance: its threads' claims are merged into one.
     let announcer = registry.as_ref().map(|r| r.announcer());
-    let mut shared = Vec::with_capacity(threads);
-    for (thread, gauges) in stream_thread::ThreadGauges::split(&metrics, threads)
-        .into_iter()
-        .enumerate()
-    {
-        let producer = thread_producer(
-            config,
-            &metrics,
-            &changelogs,
-            thread,
-            threads,
-            instance.as_deref(),
-        )?;
-        let restorer = thread_restorer(config, &topology, &metrics, thread, threads)?;
-        shared.push(Arc::new(stream_thread::Shared::new(
-            thread,
-            gauges,
-            topology.clone(),
-            metrics.clone(),
-            config.runtime.clone(),
-            stream_thread::OutputProducer {
-                producer,
-                max_message_bytes: config.dead_letter_max_bytes(),
-                transactional,
-            },
-            counts.clone(),
-            stores.for_thread(restorer),
-            announcer.as_ref().map(|a| a.for_thread(thread)),
-        )));
-    }
+    let shared = thread_states(
+        config,
+        &topology,
+        &metrics,
+        &counts,
+        &stores,
+        announcer.as_ref(),
+        instance.as_deref(),
+    )?;
     let threads: Arc<[Arc<stream_thread::Shared>]> = shared.into();
     let query = StateQuery {
         threads: threads.clone(),
@@ -275,6 +253,53 @@ pub async fn start_with(
         query,
         _watch: watch,
     })
+}
+
+/// The state of each stream thread: its producer (transactional with an `instance` id
+/// under exactly-once), its restorer, its share of the stores and of the gauges, and its
+/// announcer.
+fn thread_states(
+    config: &Config,
+    topology: &Topology,
+    metrics: &Metrics,
+    counts: &admin::PartitionCounts,
+    stores: &stream_thread::StateContext,
+    announcer: Option<&registry::Announcer>,
+    instance: Option<&str>,
+) -> Result<Vec<Arc<stream_thread::Shared>>, RuntimeError> {
+    let transactional = instance.is_some();
+    let threads = config.runtime.threads();
+    let changelogs = changelog_topics(topology);
+    // Uncommitted writes share the read cache's budget, half of it split over the threads
+    // (at least 1 MiB each): a commit point comes early when a thread's reach its share.
+    let write_set_limit = (config.memory().read_cache_bytes / 2 / threads).max(1 << 20);
+    let mut shared = Vec::with_capacity(threads);
+    for (thread, gauges) in stream_thread::ThreadGauges::split(metrics, threads)
+        .into_iter()
+        .enumerate()
+    {
+        let producer = thread_producer(config, metrics, &changelogs, thread, threads, instance)?;
+        let restorer = thread_restorer(config, topology, metrics, thread, threads)?;
+        shared.push(Arc::new(
+            stream_thread::Shared::new(
+                thread,
+                gauges,
+                topology.clone(),
+                metrics.clone(),
+                config.runtime.clone(),
+                stream_thread::OutputProducer {
+                    producer,
+                    max_message_bytes: config.dead_letter_max_bytes(),
+                    transactional,
+                },
+                counts.clone(),
+                stores.for_thread(restorer),
+                announcer.map(|a| a.for_thread(thread)),
+            )
+            .with_write_set_limit(write_set_limit),
+        ));
+    }
+    Ok(shared)
 }
 
 /// The changelog topics of the topology's stores.

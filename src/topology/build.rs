@@ -1,17 +1,12 @@
-//! Assembling the bundled topology: a list of parts, each adding its sources, processor,
-//! stores and sinks to the builder, with the names and outputs each processor module
-//! declares (`NAME`, `OUTPUTS`); parent names, store connections and every declared output
-//! are checked by [`TopologyBuilder::build`].
+//! Assembling the bundled topology: a list of [`Part`]s, each a processor that describes
+//! itself (its name, outputs and stores, how it is built and what of the configuration it
+//! checks), as Vector's `TransformConfig` and Arroyo's operator constructors do. Parent
+//! names, store connections and every declared output and store are checked by
+//! [`TopologyBuilder::build`], so a wrong name fails here rather than at task start.
 
-use super::ingest::{self, IngestProcessor, DEAD_LETTER_CHILD, VALID_CHILD};
-use super::{
-    churn, game, leaderboards, Components, DLQ_SUFFIX, EVENTS_BY_CUSTOMER, LEADERBOARD_POINTS,
-};
-use crate::config::Config;
-use crate::engine::{
-    BadRecords, DeadLetter, Partitioning, SinkTarget, StoreDecl, TopicRef, Topology,
-    TopologyBuilder, TopologyError,
-};
+use super::{game, ingest, leaderboards, Components, DLQ_SUFFIX};
+use crate::config::{Config, ConfigError};
+use crate::engine::{BadRecords, DeadLetter, TopicRef, Topology, TopologyBuilder, TopologyError};
 use crate::metrics::Metrics;
 
 /// What every part of the topology is built from.
@@ -27,22 +22,49 @@ pub struct BuildCtx<'a> {
 
 impl BuildCtx<'_> {
     /// Where processors send their bad records (counted in the metrics, when given).
-    fn bad_records(&self) -> BadRecords {
+    pub fn bad_records(&self) -> BadRecords {
         BadRecords::new(self.metrics.as_ref().map(Metrics::bad_record_counters))
     }
 }
 
-/// A part of the topology: adds its nodes and stores to the builder.
-type Part = fn(&mut TopologyBuilder, &BuildCtx<'_>);
+/// A processor of the bundled topology, describing itself.
+pub trait Part: Sync {
+    /// Its node name in the topology.
+    fn name(&self) -> &'static str;
+    /// The children it forwards to (by name, resolved in `init`).
+    fn outputs(&self, ctx: &BuildCtx<'_>) -> Vec<&'static str>;
+    /// The stores it reads and writes.
+    fn stores(&self, ctx: &BuildCtx<'_>) -> Vec<&'static str>;
+    /// Adds its source, its processor, the stores of [`Self::stores`] and a sink for each
+    /// of [`Self::outputs`] to `b`.
+    fn build(&self, b: &mut TopologyBuilder, ctx: &BuildCtx<'_>);
+    /// Checks the configuration keys only this part reads; empty when they are fine.
+    fn validate(&self, config: &Config) -> Vec<ConfigError>;
+}
 
 /// The parts in order: sub-topology 0 (ingest) reads every input topic, dead-letters bad
 /// records and re-keys good ones onto `<app-id>-events-by-customer`; sub-topology 1 keeps
 /// one game state per customer from there and sends results, late dead letters and
 /// leaderboard totals; sub-topology 2 ranks those totals per board and period.
-const PARTS: [Part; 3] = [add_ingest, add_game, add_leaderboards];
+pub const PARTS: [&dyn Part; 3] = [
+    &ingest::IngestPart,
+    &game::GamePart,
+    &leaderboards::LeaderboardsPart,
+];
 
 /// Builds the topology from [`PARTS`].
 pub fn build_topology(
+    config: &Config,
+    parts: &Components,
+    metrics: Option<Metrics>,
+) -> Result<Topology, TopologyError> {
+    build_from(&PARTS, config, parts, metrics)
+}
+
+/// Builds a topology from `list`: each part adds its nodes, then declares its outputs and
+/// stores for the builder to check.
+fn build_from(
+    list: &[&dyn Part],
     config: &Config,
     parts: &Components,
     metrics: Option<Metrics>,
@@ -60,148 +82,86 @@ pub fn build_topology(
     };
     let mut b = TopologyBuilder::new();
     b.on_oversize_output(config.errors.oversize_output);
-    for part in PARTS {
-        part(&mut b, &ctx);
+    for part in list {
+        part.build(&mut b, &ctx);
+        b.declare_outputs(part.name(), &part.outputs(&ctx));
+        b.declare_stores(part.name(), &part.stores(&ctx));
     }
     b.build(&config.application_id)
 }
 
-/// Sub-topology 0: parse, normalize, dead-letter or re-key by customer.
-fn add_ingest(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
-    let (normalizer, bad) = (ctx.parts.normalizer.clone(), ctx.bad_records());
-    b.add_source("ingest-source", &ctx.inputs);
-    b.add_processor(
-        ingest::NAME,
-        move || Box::new(IngestProcessor::new(normalizer.clone(), bad.clone())),
-        &["ingest-source"],
-    );
-    b.declare_outputs(ingest::NAME, &ingest::OUTPUTS);
-    b.add_sink(
-        DEAD_LETTER_CHILD,
-        SinkTarget::dead_letter(ctx.dead_letter.clone()),
-        Partitioning::SameAsSource,
-        &[ingest::NAME],
-    );
-    b.add_sink(
-        VALID_CHILD,
-        SinkTarget::Topic(TopicRef::internal(EVENTS_BY_CUSTOMER)),
-        Partitioning::ByKey,
-        &[ingest::NAME],
-    );
-}
-
-/// Sub-topology 1: the per-customer game (and churn branch) state and its outputs.
-fn add_game(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
-    let (config, parts) = (ctx.config, ctx.parts);
-    b.add_source("customer-source", &[TopicRef::internal(EVENTS_BY_CUSTOMER)]);
-    let state = b.add_state_store(
-        StoreDecl {
-            name: game::STATE_STORE.into(),
-            logged: true,
-        },
-        &[game::NAME],
-    );
-    let inactivity = parts.churn.as_ref().map(|_| {
-        b.add_state_store::<(u64, String), u8>(
-            StoreDecl {
-                name: churn::INACTIVITY_STORE.into(),
-                logged: true,
-            },
-            &[game::NAME],
-        )
-    });
-    let (rules, m) = (parts.rules.clone(), ctx.metrics.clone());
-    let policies = game::GamePolicies::new(&config.errors, &rules);
-    let churn_parts = parts.churn.clone();
-    b.add_processor(
-        game::NAME,
-        move || {
-            let churn = churn_parts
-                .as_ref()
-                .zip(inactivity.as_ref())
-                .map(|(p, index)| churn::ChurnBranch::new(p.clone(), index.clone(), m.clone()));
-            Box::new(game::GameProcessor::new(
-                rules.clone(),
-                state.clone(),
-                m.clone(),
-                policies,
-                churn,
-            ))
-        },
-        &["customer-source"],
-    );
-    b.declare_outputs(game::NAME, &game::OUTPUTS);
-    if parts.churn.is_some() {
-        b.declare_outputs(game::NAME, &churn::OUTPUTS);
-        for (child, topic) in [
-            (churn::PREDICTIONS_CHILD, &config.churn.predictions_topic),
-            (churn::ALERTS_CHILD, &config.churn.alerts_topic),
-        ] {
-            b.add_sink(
-                child,
-                SinkTarget::Topic(TopicRef::external(topic)),
-                Partitioning::ByKey,
-                &[game::NAME],
-            );
+/// Every part's own configuration checks, in the order of [`PARTS`]; a key two parts read
+/// (the results topic) is reported once.
+pub(crate) fn validate_parts(config: &Config, errors: &mut Vec<ConfigError>) {
+    for part in PARTS {
+        for e in part.validate(config) {
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
         }
     }
-    b.add_sink(
-        game::RESULTS_CHILD,
-        SinkTarget::Topic(TopicRef::external(&config.gamification.results_topic)),
-        Partitioning::ByKey,
-        &[game::NAME],
-    );
-    b.add_sink(
-        game::LEADERBOARD_CHILD,
-        SinkTarget::Topic(TopicRef::internal(LEADERBOARD_POINTS)),
-        Partitioning::ByKey,
-        &[game::NAME],
-    );
-    b.add_sink(
-        game::LATE_CHILD,
-        SinkTarget::DeadLetter {
-            sink: ctx.dead_letter.clone(),
-            origins: ctx.inputs.clone(),
-        },
-        Partitioning::SameAsSource,
-        &[game::NAME],
-    );
 }
 
-/// Sub-topology 2: the rankings per board and period.
-fn add_leaderboards(b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
-    b.add_source(
-        "leaderboard-source",
-        &[TopicRef::internal(LEADERBOARD_POINTS)],
-    );
-    let boards = b.add_state_store(
-        StoreDecl {
-            name: leaderboards::BOARDS_STORE.into(),
-            logged: true,
-        },
-        &[leaderboards::NAME],
-    );
-    let (rules, m) = (ctx.parts.rules.clone(), ctx.metrics.clone());
-    let emit_every = ctx.config.runtime.commit_interval;
-    let undecodable = ctx.config.errors.undecodable_internal;
-    b.add_processor(
-        leaderboards::NAME,
-        move || {
-            Box::new(leaderboards::LeaderboardProcessor::new(
-                rules.clone(),
-                boards.clone(),
-                emit_every,
-                m.clone(),
-                undecodable,
-            ))
-        },
-        &["leaderboard-source"],
-    );
-    b.declare_outputs(leaderboards::NAME, &leaderboards::OUTPUTS);
-    b.add_sink(
-        leaderboards::RESULTS_CHILD,
-        SinkTarget::Topic(TopicRef::external(&ctx.config.gamification.results_topic)),
-        Partitioning::ByKey,
-        &[leaderboards::NAME],
-    );
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundled part whose description names one child and one store wrong.
+    struct Misdescribed(&'static dyn Part);
+
+    impl Part for Misdescribed {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+        fn outputs(&self, ctx: &BuildCtx<'_>) -> Vec<&'static str> {
+            let mut o = self.0.outputs(ctx);
+            o[0] = "gamification-result";
+            o
+        }
+        fn stores(&self, ctx: &BuildCtx<'_>) -> Vec<&'static str> {
+            let mut s = self.0.stores(ctx);
+            s.push(leaderboards::BOARDS_STORE);
+            s
+        }
+        fn build(&self, b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
+            self.0.build(b, ctx)
+        }
+        fn validate(&self, config: &Config) -> Vec<ConfigError> {
+            self.0.validate(config)
+        }
+    }
+
+    #[test]
+    fn the_bundled_parts_build_with_churn_on_and_off() {
+        for churn in [false, true] {
+            let mut config = Config::default();
+            config.churn.enabled = churn;
+            let parts = Components::load(&config).unwrap();
+            let t = build_topology(&config, &parts, None).unwrap();
+            assert_eq!(t.subtopologies().len(), 3, "churn {churn}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_child_or_store_name_fails_when_the_topology_is_built() {
+        let config = Config::default();
+        let parts = Components::load(&config).unwrap();
+        let list: [&dyn Part; 3] = [
+            &ingest::IngestPart,
+            &Misdescribed(&game::GamePart),
+            &leaderboards::LeaderboardsPart,
+        ];
+        let errors = match build_from(&list, &config, &parts, None) {
+            Err(TopologyError::Many(e)) => e.0,
+            other => panic!("expected two errors, got {:?}", other.map(|_| ())),
+        };
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "processor 'gamify' forwards to 'gamification-result', which is not a node it feeds",
+                "processor 'gamify' uses store 'leaderboards', which is not connected to it",
+            ]
+        );
+    }
 }

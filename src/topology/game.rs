@@ -34,9 +34,13 @@ use crate::ingest::normalize::RejectReason;
 use crate::metrics::Metrics;
 use crate::state::StoreHandle;
 
-use super::churn::ChurnBranch;
+use super::build::{BuildCtx, Part};
+use super::churn::{self, ChurnBranch};
 use super::leaderboard_points::{encode_update, PartialBoards};
 pub use super::stored_game::StoredGameState;
+use super::LEADERBOARD_POINTS;
+use crate::config::{topic_error, Config, ConfigError};
+use crate::engine::{Partitioning, SinkTarget, StoreDecl, TopicRef, TopologyBuilder};
 
 /// The per-customer store: customer id → [`StoredGameState`].
 pub const STATE_STORE: &str = "customer-state";
@@ -48,6 +52,125 @@ pub const LATE_CHILD: &str = "late-dead-letter";
 pub const NAME: &str = "gamify";
 /// Every child it forwards to besides the churn branch's ([`super::churn::OUTPUTS`]).
 pub const OUTPUTS: [&str; 3] = [RESULTS_CHILD, LEADERBOARD_CHILD, LATE_CHILD];
+
+/// Sub-topology 1: the per-customer game (and churn branch) state and its outputs.
+pub struct GamePart;
+
+impl Part for GamePart {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn outputs(&self, ctx: &BuildCtx<'_>) -> Vec<&'static str> {
+        let mut outputs = OUTPUTS.to_vec();
+        if ctx.parts.churn.is_some() {
+            outputs.extend(churn::OUTPUTS);
+        }
+        outputs
+    }
+
+    fn stores(&self, ctx: &BuildCtx<'_>) -> Vec<&'static str> {
+        let mut stores = vec![STATE_STORE];
+        if ctx.parts.churn.is_some() {
+            stores.push(churn::INACTIVITY_STORE);
+        }
+        stores
+    }
+
+    fn build(&self, b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
+        let (config, parts) = (ctx.config, ctx.parts);
+        b.add_source(
+            "customer-source",
+            &[TopicRef::internal(super::EVENTS_BY_CUSTOMER)],
+        );
+        let state = b.add_state_store(
+            StoreDecl {
+                name: STATE_STORE.into(),
+                logged: true,
+            },
+            &[NAME],
+        );
+        let inactivity = parts.churn.as_ref().map(|_| {
+            b.add_state_store::<(u64, String), u8>(
+                StoreDecl {
+                    name: churn::INACTIVITY_STORE.into(),
+                    logged: true,
+                },
+                &[NAME],
+            )
+        });
+        let (rules, m) = (parts.rules.clone(), ctx.metrics.clone());
+        let policies = GamePolicies::new(&config.errors, &rules);
+        let churn_parts = parts.churn.clone();
+        b.add_processor(
+            NAME,
+            move || {
+                let churn = churn_parts
+                    .as_ref()
+                    .zip(inactivity.as_ref())
+                    .map(|(p, index)| ChurnBranch::new(p.clone(), index.clone(), m.clone()));
+                Box::new(GameProcessor::new(
+                    rules.clone(),
+                    state.clone(),
+                    m.clone(),
+                    policies,
+                    churn,
+                ))
+            },
+            &["customer-source"],
+        );
+        if parts.churn.is_some() {
+            for (child, topic) in [
+                (churn::PREDICTIONS_CHILD, &config.churn.predictions_topic),
+                (churn::ALERTS_CHILD, &config.churn.alerts_topic),
+            ] {
+                b.add_sink(
+                    child,
+                    SinkTarget::Topic(TopicRef::external(topic)),
+                    Partitioning::ByKey,
+                    &[NAME],
+                );
+            }
+        }
+        b.add_sink(
+            RESULTS_CHILD,
+            SinkTarget::Topic(TopicRef::external(&config.gamification.results_topic)),
+            Partitioning::ByKey,
+            &[NAME],
+        );
+        b.add_sink(
+            LEADERBOARD_CHILD,
+            SinkTarget::Topic(TopicRef::internal(LEADERBOARD_POINTS)),
+            Partitioning::ByKey,
+            &[NAME],
+        );
+        b.add_sink(
+            LATE_CHILD,
+            SinkTarget::DeadLetter {
+                sink: ctx.dead_letter.clone(),
+                origins: ctx.inputs.clone(),
+            },
+            Partitioning::SameAsSource,
+            &[NAME],
+        );
+    }
+
+    /// The topics the results, predictions and alerts go to (the churn ones checked even
+    /// with churn off, so turning it on cannot surprise).
+    fn validate(&self, config: &Config) -> Vec<ConfigError> {
+        [
+            (
+                "gamification.results_topic",
+                &config.gamification.results_topic,
+            ),
+            ("churn.predictions_topic", &config.churn.predictions_topic),
+            ("churn.alerts_topic", &config.churn.alerts_topic),
+        ]
+        .into_iter()
+        .filter_map(|(key, topic)| topic_error(key, topic))
+        .collect()
+    }
+}
 
 /// What the game does with its bad records (`[errors]`, resolved against the rules).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

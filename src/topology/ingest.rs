@@ -3,8 +3,12 @@
 
 use std::sync::Arc;
 
+use super::build::{BuildCtx, Part};
+use super::EVENTS_BY_CUSTOMER;
+use crate::config::{Config, ConfigError};
 use crate::engine::{
-    BadRecords, Child, ErrorPolicy, Processor, ProcessorContext, ProcessorError, Record,
+    BadRecords, Child, ErrorPolicy, Partitioning, Processor, ProcessorContext, ProcessorError,
+    Record, SinkTarget, TopicRef, TopologyBuilder,
 };
 
 use crate::ingest::event::Origin;
@@ -17,6 +21,60 @@ pub const VALID_CHILD: &str = "events-by-customer";
 pub const DEAD_LETTER_CHILD: &str = "dead-letter";
 /// Every child it forwards to (checked when the topology is built).
 pub const OUTPUTS: [&str; 2] = [VALID_CHILD, DEAD_LETTER_CHILD];
+
+/// Sub-topology 0: parse, normalize, dead-letter or re-key by customer.
+pub struct IngestPart;
+
+impl Part for IngestPart {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn outputs(&self, _: &BuildCtx<'_>) -> Vec<&'static str> {
+        OUTPUTS.to_vec()
+    }
+
+    fn stores(&self, _: &BuildCtx<'_>) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    fn build(&self, b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
+        let (normalizer, bad) = (ctx.parts.normalizer.clone(), ctx.bad_records());
+        b.add_source("ingest-source", &ctx.inputs);
+        b.add_processor(
+            NAME,
+            move || Box::new(IngestProcessor::new(normalizer.clone(), bad.clone())),
+            &["ingest-source"],
+        );
+        b.add_sink(
+            DEAD_LETTER_CHILD,
+            SinkTarget::dead_letter(ctx.dead_letter.clone()),
+            Partitioning::SameAsSource,
+            &[NAME],
+        );
+        b.add_sink(
+            VALID_CHILD,
+            SinkTarget::Topic(TopicRef::internal(EVENTS_BY_CUSTOMER)),
+            Partitioning::ByKey,
+            &[NAME],
+        );
+    }
+
+    /// `[ingest]` limits.
+    fn validate(&self, config: &Config) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if config.ingest.max_record_bytes == 0 {
+            errors.push(ConfigError::new(
+                "ingest.max_record_bytes",
+                "must be above zero",
+            ));
+        }
+        if config.ingest.max_depth == 0 {
+            errors.push(ConfigError::new("ingest.max_depth", "must be above zero"));
+        }
+        errors
+    }
+}
 
 /// Normalizes, validates and re-keys. Stateless.
 pub struct IngestProcessor {

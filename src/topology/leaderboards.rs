@@ -18,10 +18,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::build::{BuildCtx, Part};
 use super::leaderboard_points::decode_update;
+use super::LEADERBOARD_POINTS;
+use crate::config::{topic_error, Config, ConfigError};
 use crate::engine::{
-    BadRecords, Child, ErrorPolicy, Processor, ProcessorContext, ProcessorError, Punctuation,
-    PunctuationType, Record, ScheduleId,
+    BadRecords, Child, ErrorPolicy, Partitioning, Processor, ProcessorContext, ProcessorError,
+    Punctuation, PunctuationType, Record, ScheduleId, SinkTarget, StoreDecl, TopicRef,
+    TopologyBuilder,
 };
 use crate::gamification::{LeaderboardUpdate, Rules, TopN};
 use crate::metrics::Metrics;
@@ -36,6 +40,67 @@ pub const NAME: &str = "leaderboards";
 pub const OUTPUTS: [&str; 1] = [RESULTS_CHILD];
 /// Closed periods' final rankings are kept this long after they close.
 pub const CLOSED_RETENTION_MS: i64 = 400 * 24 * 3_600_000;
+
+/// Sub-topology 2: the rankings per board and period.
+pub struct LeaderboardsPart;
+
+impl Part for LeaderboardsPart {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn outputs(&self, _: &BuildCtx<'_>) -> Vec<&'static str> {
+        OUTPUTS.to_vec()
+    }
+
+    fn stores(&self, _: &BuildCtx<'_>) -> Vec<&'static str> {
+        vec![BOARDS_STORE]
+    }
+
+    fn build(&self, b: &mut TopologyBuilder, ctx: &BuildCtx<'_>) {
+        b.add_source(
+            "leaderboard-source",
+            &[TopicRef::internal(LEADERBOARD_POINTS)],
+        );
+        let boards = b.add_state_store(
+            StoreDecl {
+                name: BOARDS_STORE.into(),
+                logged: true,
+            },
+            &[NAME],
+        );
+        let (rules, m) = (ctx.parts.rules.clone(), ctx.metrics.clone());
+        let emit_every = ctx.config.runtime.commit_interval;
+        let undecodable = ctx.config.errors.undecodable_internal;
+        b.add_processor(
+            NAME,
+            move || {
+                Box::new(LeaderboardProcessor::new(
+                    rules.clone(),
+                    boards.clone(),
+                    emit_every,
+                    m.clone(),
+                    undecodable,
+                ))
+            },
+            &["leaderboard-source"],
+        );
+        b.add_sink(
+            RESULTS_CHILD,
+            SinkTarget::Topic(TopicRef::external(&ctx.config.gamification.results_topic)),
+            Partitioning::ByKey,
+            &[NAME],
+        );
+    }
+
+    /// The results topic (shared with the game part: reported once).
+    fn validate(&self, config: &Config) -> Vec<ConfigError> {
+        let topic = &config.gamification.results_topic;
+        topic_error("gamification.results_topic", topic)
+            .into_iter()
+            .collect()
+    }
+}
 
 /// One board period's ranking and what is still to be published about it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

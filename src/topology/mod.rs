@@ -15,7 +15,8 @@ pub mod query;
 mod store_json;
 mod stored_game;
 
-pub use build::build_topology;
+pub(crate) use build::validate_parts;
+pub use build::{build_topology, BuildCtx, Part, PARTS};
 pub use load::{churn_parts, normalizer, rules, Components, FileLoadError, LoadError};
 pub use store_json::store_entry_json;
 

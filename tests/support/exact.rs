@@ -286,6 +286,61 @@ impl Setup {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+
+    /// Where events went missing, for a failure message: every event id on the input
+    /// compared with those on the repartition topic `<application id>-events-by-customer`.
+    /// Ids absent there were lost before the stateful step (by ingest); if none is, the
+    /// loss is in the stateful step.
+    pub fn locate_loss(&self) -> String {
+        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
+        let Some(app) = text.lines().find_map(|l| {
+            l.strip_prefix("application_id = \"")
+                .and_then(|l| l.strip_suffix('"'))
+        }) else {
+            return "no application_id in the config".into();
+        };
+        let id_of = |m: &rdkafka::message::OwnedMessage| {
+            use rdkafka::Message;
+            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+            let at = v.find("\"ev-")? + 1;
+            let end = v[at..].find('"')? + at;
+            Some(v[at..end].to_string())
+        };
+        let timeout = Duration::from_secs(30);
+        let repartitioned: std::collections::HashSet<String> = super::consume_all(
+            &self.bootstrap,
+            &format!("{app}-events-by-customer"),
+            timeout,
+        )
+        .iter()
+        .filter_map(id_of)
+        .collect();
+        let mut lost: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        let input = super::consume_all(&self.bootstrap, &self.input, timeout);
+        for m in &input {
+            use rdkafka::Message;
+            if id_of(m).is_some_and(|id| !repartitioned.contains(&id)) {
+                lost.entry(m.partition()).or_default().push(m.offset());
+            }
+        }
+        let ranges: Vec<String> = lost
+            .iter()
+            .map(|(p, offsets)| {
+                format!(
+                    "partition {p}: {} event(s), offsets {}..={}",
+                    offsets.len(),
+                    offsets.first().unwrap_or(&-1),
+                    offsets.last().unwrap_or(&-1)
+                )
+            })
+            .collect();
+        format!(
+            "{} input record(s), {} distinct event ids repartitioned; missing from the repartition topic: {}",
+            input.len(),
+            repartitioned.len(),
+            if ranges.is_empty() { "none (lost in the stateful step)".to_string() } else { ranges.join("; ") }
+        )
+    }
 }
 
 impl Setup {

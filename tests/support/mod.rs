@@ -110,6 +110,19 @@ pub fn random_topic(prefix: &str) -> String {
     format!("{prefix}-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
+/// The configuration of a test application reading `inputs` on a one-broker `bootstrap`:
+/// a random application id, replication factor 1, defaults otherwise.
+pub fn app_config(bootstrap: &str, inputs: &[&str]) -> scorestream::config::Config {
+    let mut config = scorestream::config::Config {
+        application_id: random_topic("app"),
+        bootstrap_servers: bootstrap.to_string(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    config.runtime.replication_factor = 1;
+    config
+}
+
 /// Creates topics (name, partitions) and waits until metadata lists them. Panics after 30 s.
 pub fn create_topics(bootstrap: &str, topics: &[(String, i32)]) {
     // Own thread: tests are async, and a runtime may not be dropped inside another one.

@@ -286,68 +286,83 @@ impl Shared {
         let failures = self.producer.context().failures.load(Ordering::Relaxed);
         let delivered = !st.checkpoint.failed_since(failures);
         match result {
-            Ok(()) if delivered => {
-                st.checkpoint.aborts_in_a_row = 0;
-                // The transaction's commit flushed it: every epoch so far is settled.
-                self.producer
-                    .context()
-                    .ledger()
-                    .close_through(st.checkpoint.epoch);
-                st.checkpoint.epoch += 1;
-                if !self.write_local_state(st) {
-                    return Committed::Failed;
-                }
-                if n > 0 {
-                    self.mark_committed(st, started, n);
-                }
-                if let Err(e) = self.producer.begin_transaction() {
-                    error!(error = %e, "Could not begin the next transaction; stopping.");
-                    st.fatal = Some(RuntimeError::Transactions(e.to_string()));
-                    return Committed::Failed;
-                }
-                if n > 0 {
-                    Committed::Offsets(n)
-                } else {
-                    Committed::Nothing
-                }
-            }
-            other => {
-                self.metrics.commit_failures.inc();
-                if let Err(KafkaError::Transaction(e)) = &other {
-                    if e.is_fatal() {
-                        error!(error = %e, "Fatal transaction error (fenced by another instance with the same transactional id?); stopping.");
-                        st.fatal = Some(RuntimeError::Transactions(e.to_string()));
-                        return Committed::Failed;
-                    }
-                }
-                st.checkpoint.aborts_in_a_row += 1;
-                if st.checkpoint.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW {
-                    let why = format!(
-                        "{MAX_ABORTS_IN_A_ROW} transactions in a row failed to commit (last: {})",
-                        other
-                            .as_ref()
-                            .err()
-                            .map_or_else(|| "a delivery failed".to_string(), |e| e.to_string())
-                    );
-                    error!(%why, "Stopping: the broker does not complete transactions.");
-                    let _ = self.producer.abort_transaction(remaining);
-                    st.fatal = Some(RuntimeError::Transactions(why));
-                    return Committed::Failed;
-                }
-                warn!(result = ?other.err(), delivered, "Transaction not committed; aborting and reprocessing from the last commit.");
-                if let Err(e) = self.producer.abort_transaction(remaining) {
-                    error!(error = %e, "Could not abort the transaction; stopping.");
-                    st.fatal = Some(RuntimeError::Transactions(e.to_string()));
-                    return Committed::Failed;
-                }
-                self.rewind(consumer, st);
-                if let Err(e) = self.producer.begin_transaction() {
-                    st.fatal = Some(RuntimeError::Transactions(e.to_string()));
-                    return Committed::Failed;
-                }
-                Committed::Rewound
+            Ok(()) if delivered => self.transaction_committed(st, started, n),
+            other => self.transaction_failed(consumer, st, other, delivered, remaining),
+        }
+    }
+
+    /// The transaction committed and every delivery succeeded: settle the epoch, write the
+    /// local state, mark the offsets committed and begin the next transaction.
+    fn transaction_committed(&self, st: &mut LoopState, started: Instant, n: usize) -> Committed {
+        st.checkpoint.aborts_in_a_row = 0;
+        // The transaction's commit flushed it: every epoch so far is settled.
+        self.producer
+            .context()
+            .ledger()
+            .close_through(st.checkpoint.epoch);
+        st.checkpoint.epoch += 1;
+        if !self.write_local_state(st) {
+            return Committed::Failed;
+        }
+        if n > 0 {
+            self.mark_committed(st, started, n);
+        }
+        if let Err(e) = self.producer.begin_transaction() {
+            error!(error = %e, "Could not begin the next transaction; stopping.");
+            st.fatal = Some(RuntimeError::Transactions(e.to_string()));
+            return Committed::Failed;
+        }
+        if n > 0 {
+            Committed::Offsets(n)
+        } else {
+            Committed::Nothing
+        }
+    }
+
+    /// The transaction did not commit (or a delivery in it failed): stop on a fatal error
+    /// or too many aborts in a row, else abort it and rewind to the last commit.
+    fn transaction_failed(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        other: Result<(), KafkaError>,
+        delivered: bool,
+        remaining: Duration,
+    ) -> Committed {
+        self.metrics.commit_failures.inc();
+        if let Err(KafkaError::Transaction(e)) = &other {
+            if e.is_fatal() {
+                error!(error = %e, "Fatal transaction error (fenced by another instance with the same transactional id?); stopping.");
+                st.fatal = Some(RuntimeError::Transactions(e.to_string()));
+                return Committed::Failed;
             }
         }
+        st.checkpoint.aborts_in_a_row += 1;
+        if st.checkpoint.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW {
+            let why = format!(
+                "{MAX_ABORTS_IN_A_ROW} transactions in a row failed to commit (last: {})",
+                other
+                    .as_ref()
+                    .err()
+                    .map_or_else(|| "a delivery failed".to_string(), |e| e.to_string())
+            );
+            error!(%why, "Stopping: the broker does not complete transactions.");
+            let _ = self.producer.abort_transaction(remaining);
+            st.fatal = Some(RuntimeError::Transactions(why));
+            return Committed::Failed;
+        }
+        warn!(result = ?other.err(), delivered, "Transaction not committed; aborting and reprocessing from the last commit.");
+        if let Err(e) = self.producer.abort_transaction(remaining) {
+            error!(error = %e, "Could not abort the transaction; stopping.");
+            st.fatal = Some(RuntimeError::Transactions(e.to_string()));
+            return Committed::Failed;
+        }
+        self.rewind(consumer, st);
+        if let Err(e) = self.producer.begin_transaction() {
+            st.fatal = Some(RuntimeError::Transactions(e.to_string()));
+            return Committed::Failed;
+        }
+        Committed::Rewound
     }
 
     /// After a failed delivery: drop uncommitted work and seek every partition back to its

@@ -6,6 +6,10 @@
 //! `earliest` policy: logged, counted, and read again from the beginning of what the
 //! broker has, with the task's stored position for it forgotten so that its records are
 //! processed, not skipped as replays.
+//!
+//! Where the broker does answer OFFSET_OUT_OF_RANGE, librdkafka resets the position itself
+//! (`auto.offset.reset=earliest`) and says so only in a log line: [`reset_partition`]
+//! reads it, and [`Shared::offset_reset`] logs and counts it the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -197,5 +201,56 @@ fn forget_position(shared: &Shared, st: &mut LoopState, ti: usize, p: i32) {
     };
     if let Some(state) = st.tasks.running.get_mut(&id).and_then(|t| t.state_mut()) {
         state.forget_applied(&shared.sources[ti].name, p);
+    }
+}
+
+/// The partition of a librdkafka log line saying a fetch error reset its position, e.g.
+/// `[thrd:main]: events [2]: offset reset (at offset 1000 (leader epoch 0), broker 1) to
+/// cached BEGINNING offset offset 0 (leader epoch -1): fetch failed due to requested offset
+/// not available on the broker: Broker: Offset out of range` (librdkafka logs resets caused
+/// by an error at warning level, facility `OFFSET`). Topic names hold no spaces.
+pub(super) fn reset_partition(line: &str) -> Option<(&str, i32)> {
+    let (head, _) = line.split_once("]: offset reset")?;
+    let (before, partition) = head.rsplit_once(" [")?;
+    let topic = before.rsplit_once(' ').map_or(before, |(_, t)| t);
+    Some((topic, partition.parse().ok()?))
+}
+
+impl Shared {
+    /// librdkafka reset an input partition's position after a fetch error (the offset is
+    /// not on the broker: the topic was re-created or the broker lost records). Logged and
+    /// counted as an input the local state is ahead of. Returns false for a partition that
+    /// is not one of this thread's inputs (the line is then logged as it is).
+    pub(super) fn offset_reset(&self, topic: &str, partition: i32, line: &str) -> bool {
+        if self.topic_index(topic).is_none() {
+            return false;
+        }
+        self.metrics
+            .state_ahead_of_broker
+            .with_label_values(&["input"])
+            .inc();
+        let reset = line.find("offset reset").map_or(line, |at| &line[at..]);
+        error!(topic, partition, %reset, "An input partition's position is not on the broker: the topic was re-created or the broker lost records. Reading it again from the beginning of what the broker has (auto.offset.reset=earliest).");
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reset_partition;
+
+    #[test]
+    fn the_partition_of_an_offset_reset_line_is_read() {
+        let line = "[thrd:main]: customer-events [2]: offset reset (at offset 1000 (leader epoch 0), broker 1) to cached BEGINNING offset offset 0 (leader epoch -1): fetch failed due to requested offset not available on the broker: Broker: Offset out of range";
+        assert_eq!(reset_partition(line), Some(("customer-events", 2)));
+        assert_eq!(
+            reset_partition(line.trim_start_matches("[thrd:main]: ")),
+            Some(("customer-events", 2))
+        );
+        assert_eq!(
+            reset_partition("Fetch backoff for 10ms: Local: Queue full"),
+            None
+        );
+        assert_eq!(reset_partition("t [x]: offset reset (at offset 1)"), None);
     }
 }

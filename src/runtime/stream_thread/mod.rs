@@ -22,7 +22,7 @@ use super::RuntimeError;
 use crate::config::{RuntimeSettings, StateSettings};
 use crate::engine::{TaskId, Topology};
 use crate::metrics::{GaugeShare, Metrics};
-use crate::state::{RocksResources, StateDirectory};
+use crate::state::{RocksResources, StateDirectory, TaskState};
 
 mod checkpoint;
 mod commit;
@@ -159,6 +159,9 @@ pub(crate) struct Shared {
     announcer: Option<super::registry::Announcer>,
     /// An asynchronous offset commit failed: the next commit point commits every position.
     recommit: AtomicBool,
+    /// A commit point is prepared before the interval is up once the tasks' uncommitted
+    /// writes hold this many bytes ([`Shared::with_write_set_limit`]).
+    write_set_limit: usize,
 }
 
 /// What a local read of a task's store found.
@@ -189,6 +192,26 @@ enum Committed {
 }
 
 impl Shared {
+    /// Bounds the tasks' uncommitted writes (see [`Shared::write_set_full`]): the runtime
+    /// gives each thread its share of half the read cache's budget, as Kafka Streams
+    /// flushes its record cache when it is full instead of waiting for the commit interval.
+    pub(crate) fn with_write_set_limit(mut self, bytes: usize) -> Shared {
+        self.write_set_limit = bytes;
+        self
+    }
+
+    /// Whether the tasks' writes since the last commit point reached the limit.
+    fn write_set_full(&self, st: &LoopState) -> bool {
+        let mut bytes = 0;
+        for task in st.tasks.running.values() {
+            bytes += task.state().map_or(0, TaskState::uncommitted_bytes);
+            if bytes >= self.write_set_limit {
+                return true;
+            }
+        }
+        false
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         thread: usize,
@@ -244,6 +267,7 @@ impl Shared {
             transactional,
             announcer,
             recommit: AtomicBool::new(false),
+            write_set_limit: usize::MAX,
         }
     }
 

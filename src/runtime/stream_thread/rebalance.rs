@@ -32,6 +32,13 @@ impl StreamContext {
 
 impl ClientContext for StreamContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if fac == "OFFSET" && (level as i32) <= rdkafka::config::RDKafkaLogLevel::Warning as i32 {
+            if let Some((topic, partition)) = super::input_end::reset_partition(log_message) {
+                if self.shared.offset_reset(topic, partition, log_message) {
+                    return;
+                }
+            }
+        }
         self.logging.log(level, fac, log_message)
     }
     fn error(&self, error: KafkaError, reason: &str) {

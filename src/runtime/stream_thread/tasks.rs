@@ -17,7 +17,11 @@ use crate::runtime::restore::committed_offsets;
 use crate::runtime::restore::Restorer;
 use crate::runtime::retry::{is_transient, Backoff, MAX_DELAY};
 use crate::runtime::RuntimeError;
+use crate::state::store::StoreSpec;
 use crate::state::{Backend, MemoryBackend, RocksBackend, TaskState};
+
+/// Committed input offsets by topic and partition, where a restored task starts.
+type InputOffsets = HashMap<(String, i32), i64>;
 
 /// The tasks of one stream thread (the data of Kafka Streams' `TaskManager`; creating,
 /// restoring and closing them are the methods below and the rebalance callbacks).
@@ -26,8 +30,9 @@ pub(super) struct TaskManager {
     pub running: BTreeMap<TaskId, StreamTask>,
     /// Tasks whose stores are being restored; their inputs are paused.
     pub restorer: Option<Restorer>,
-    /// First offset fetched for a partition while its task was restoring; the partition is
-    /// sought back there when the task starts.
+    /// First offset fetched for a partition while its task did not run (restoring, or not
+    /// yet created during an outage or a creation backoff); the partition is sought back
+    /// there when the task starts, whichever way it starts.
     pub held: HashMap<(usize, i32), i64>,
     /// Creating tasks failed on a transient client error: when to try again.
     pub create_backoff: Backoff,
@@ -70,26 +75,19 @@ impl Shared {
 
     /// Creates the tasks of newly assigned partitions. Stateless ones start at once;
     /// stateful ones open their stores and, if logged, restore first with their inputs
-    /// paused.
+    /// paused. Returns the input partitions sought back to held records (see
+    /// [`Shared::start_task`]).
     pub(super) fn ensure_tasks(
         &self,
         consumer: &StreamConsumer,
         st: &mut LoopState,
         now: i64,
-    ) -> Result<(), RuntimeError> {
-        if !st.tasks.create_backoff.due() || st.outage {
-            return Ok(());
+    ) -> Result<Vec<(usize, i32)>, RuntimeError> {
+        let mut sought = Vec::new();
+        if !st.tasks.create_backoff.due() || st.outage || hooks::task_creation_deferred() {
+            return Ok(sought);
         }
-        let wanted: std::collections::BTreeSet<TaskId> = st
-            .checkpoint
-            .partitions
-            .keys()
-            .map(|&(i, p)| TaskId {
-                subtopology: self.sources[i].subtopology,
-                partition: p,
-            })
-            .collect();
-        for id in wanted {
+        for id in self.assigned_tasks(st) {
             if st.tasks.owns(&id) {
                 continue;
             }
@@ -98,108 +96,203 @@ impl Shared {
             task.count_processed(|name| counters.with_label_values(&[name]));
             let specs = self.topology.store_specs(id.subtopology);
             if specs.is_empty() {
-                task.init(now)?;
-                st.tasks.running.insert(id, task);
+                sought.extend(self.start_task(consumer, st, task, now)?);
                 info!(task = %id, "Task created.");
                 continue;
             }
-            let backend: Box<dyn Backend> = match (&self.stores.directory, &self.stores.rocks) {
-                (Some(dir), Some(rocks))
-                    if self.stores.settings.backend == StoreBackend::Rocksdb =>
-                {
-                    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-                    Box::new(
-                        RocksBackend::open(&dir.task_path(id), &names, rocks)
-                            .map_err(RuntimeError::State)?,
-                    )
-                }
-                _ => Box::new(MemoryBackend::new(specs.len())),
-            };
-            let state = TaskState::open_with_cache(
-                backend,
-                &specs,
-                id.partition,
-                self.stores.cache.clone(),
-            )
-            .map_err(RuntimeError::State)?;
+            let state = self.open_task_state(id, &specs)?;
             task.attach_state(state);
             let logged = specs.iter().any(|s| s.changelog.is_some());
             if st.tasks.restorer.is_none() || !logged {
-                task.init(now)?;
-                st.tasks.running.insert(id, task);
+                sought.extend(self.start_task(consumer, st, task, now)?);
                 info!(task = %id, "Task created (stores not logged).");
                 continue;
             }
-            for topic in specs.iter().filter_map(|s| s.changelog.as_deref()) {
-                self.producer
-                    .context()
-                    .forget_changelog_end(topic, id.partition);
-            }
-            let inputs = self.task_inputs(id);
-            let tpl = self.input_tpl(&inputs);
-            if let Err(e) = consumer.pause(&tpl) {
-                debug!(task = %id, error = %e, "Pause before restore failed.");
-            }
-            hooks::reach(Point::CreateTask);
-            // A broker restarting or a coordinator moving makes this fail for a while:
-            // the task is dropped (its stores close) and created again after a backoff.
-            let committed = match committed_offsets(consumer, tpl, Duration::from_secs(5)) {
-                Ok(c) => c,
-                Err(RuntimeError::Client(e)) if is_transient(&e) => {
-                    let wait = st.tasks.create_backoff.failed();
-                    if st.tasks.create_backoff.failures() == 1 || wait == MAX_DELAY {
-                        warn!(task = %id, error = %e, failures = st.tasks.create_backoff.failures(), retry_in = ?wait, "Could not read the committed offsets of a new task; retrying.");
-                    }
-                    break;
-                }
-                Err(e) => return Err(e),
+            let Some(committed) = self.before_restore(consumer, st, id, &specs)? else {
+                break;
             };
-            // A broker that lost its data comes back without the changelogs until they are
-            // created again (runtime::watch); restoring waits for them. (Reading a topic
-            // Tansu does not know also crashes librdkafka 2.12: Tansu's answer carries a
-            // leader hint with no topic name or id.)
-            let changelogs: Vec<&str> = specs
-                .iter()
-                .filter_map(|s| s.changelog.as_deref())
-                .collect();
-            match missing_topics(consumer, &changelogs) {
-                Ok(missing) if missing.is_empty() => {}
-                Ok(missing) => {
-                    let wait = st.tasks.create_backoff.failed();
-                    if st.tasks.create_backoff.failures() == 1 || wait == MAX_DELAY {
-                        warn!(task = %id, topics = %missing.join(","), retry_in = ?wait, "The changelog topics of a new task do not exist; waiting for them before restoring.");
-                    }
-                    break;
-                }
-                Err(e) if is_transient(&e) => {
-                    st.tasks.create_backoff.failed();
-                    break;
-                }
-                Err(e) => return Err(RuntimeError::Client(e)),
-            }
             st.tasks.create_backoff.succeeded();
             if let Some(restorer) = st.tasks.restorer.as_mut() {
                 restorer.add(task, committed)?;
             }
         }
         self.report_tasks(st);
-        Ok(())
+        Ok(sought)
     }
 
-    /// Counts the tasks assigned here that neither run nor restore (their creation is
-    /// being retried): `/ready` is not ready while there are any.
-    pub(super) fn update_waiting(&self, st: &LoopState) {
-        let waiting: std::collections::BTreeSet<TaskId> = st
-            .checkpoint
+    /// The tasks of the partitions assigned to this thread.
+    fn assigned_tasks(&self, st: &LoopState) -> std::collections::BTreeSet<TaskId> {
+        st.checkpoint
             .partitions
             .keys()
             .map(|&(i, p)| TaskId {
                 subtopology: self.sources[i].subtopology,
                 partition: p,
             })
-            .filter(|id| !st.tasks.owns(id))
+            .collect()
+    }
+
+    /// Opens task `id`'s stores: RocksDB under the state directory when configured, else
+    /// in memory; reads go through the thread's share of the read cache.
+    fn open_task_state(&self, id: TaskId, specs: &[StoreSpec]) -> Result<TaskState, RuntimeError> {
+        let backend: Box<dyn Backend> = match (&self.stores.directory, &self.stores.rocks) {
+            (Some(dir), Some(rocks)) if self.stores.settings.backend == StoreBackend::Rocksdb => {
+                let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+                Box::new(
+                    RocksBackend::open(&dir.task_path(id), &names, rocks)
+                        .map_err(RuntimeError::State)?,
+                )
+            }
+            _ => Box::new(MemoryBackend::new(specs.len())),
+        };
+        TaskState::open_with_cache(backend, specs, id.partition, self.stores.cache.clone())
+            .map_err(RuntimeError::State)
+    }
+
+    /// Readies task `id` for its restore: forgets its changelogs' known ends, pauses its
+    /// inputs, reads their committed offsets and checks its changelogs exist. `None` when
+    /// the broker is not ready for it: creating tasks backs off.
+    fn before_restore(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        id: TaskId,
+        specs: &[StoreSpec],
+    ) -> Result<Option<InputOffsets>, RuntimeError> {
+        for topic in specs.iter().filter_map(|s| s.changelog.as_deref()) {
+            self.producer
+                .context()
+                .forget_changelog_end(topic, id.partition);
+        }
+        let inputs = self.task_inputs(id);
+        let tpl = self.input_tpl(&inputs);
+        if let Err(e) = consumer.pause(&tpl) {
+            debug!(task = %id, error = %e, "Pause before restore failed.");
+        }
+        hooks::reach(Point::CreateTask);
+        // A broker restarting or a coordinator moving makes this fail for a while:
+        // the task is dropped (its stores close) and created again after a backoff.
+        let committed = match committed_offsets(consumer, tpl, Duration::from_secs(5)) {
+            Ok(c) => c,
+            Err(RuntimeError::Client(e)) if is_transient(&e) => {
+                let wait = st.tasks.create_backoff.failed();
+                if st.tasks.create_backoff.failures() == 1 || wait == MAX_DELAY {
+                    warn!(task = %id, error = %e, failures = st.tasks.create_backoff.failures(), retry_in = ?wait, "Could not read the committed offsets of a new task; retrying.");
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        // A broker that lost its data comes back without the changelogs until they are
+        // created again (runtime::watch); restoring waits for them. (Reading a topic
+        // Tansu does not know also crashes librdkafka 2.12: Tansu's answer carries a
+        // leader hint with no topic name or id.)
+        let changelogs: Vec<&str> = specs
+            .iter()
+            .filter_map(|s| s.changelog.as_deref())
             .collect();
-        self.gauges.waiting.set(waiting.len() as i64);
+        match missing_topics(consumer, &changelogs) {
+            Ok(missing) if missing.is_empty() => {}
+            Ok(missing) => {
+                let wait = st.tasks.create_backoff.failed();
+                if st.tasks.create_backoff.failures() == 1 || wait == MAX_DELAY {
+                    warn!(task = %id, topics = %missing.join(","), retry_in = ?wait, "The changelog topics of a new task do not exist; waiting for them before restoring.");
+                }
+                return Ok(None);
+            }
+            Err(e) if is_transient(&e) => {
+                st.tasks.create_backoff.failed();
+                return Ok(None);
+            }
+            Err(e) => return Err(RuntimeError::Client(e)),
+        }
+        Ok(Some(committed))
+    }
+
+    /// Starts `task`: it runs from now on. Records of its inputs polled while it did not
+    /// run were held (not processed): each such input is sought back to the first of them,
+    /// and returned, so that the rest of the batch in hand is skipped and comes again in
+    /// order. Inputs paused for a restore are resumed unless fetching is paused as a whole.
+    fn start_task(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        mut task: StreamTask,
+        now: i64,
+    ) -> Result<Vec<(usize, i32)>, RuntimeError> {
+        let id = task.id();
+        task.init(now)?;
+        st.tasks.running.insert(id, task);
+        let inputs = self.task_inputs(id);
+        let sought = self.seek_back_held(consumer, st, &inputs);
+        if !st.paused && !st.outage {
+            let tpl = self.input_tpl(&inputs);
+            if let Err(e) = consumer.resume(&tpl) {
+                warn!(task = %id, error = %e, "Resume of a starting task's inputs failed.");
+            }
+        }
+        Ok(sought)
+    }
+
+    /// Counts the tasks assigned here that neither run nor restore (their creation is
+    /// being retried): `/ready` is not ready while there are any.
+    pub(super) fn update_waiting(&self, st: &LoopState) {
+        let waiting = self.assigned_tasks(st);
+        let waiting = waiting.iter().filter(|id| !st.tasks.owns(id)).count();
+        self.gauges.waiting.set(waiting as i64);
+    }
+
+    /// Seeks each of `inputs` that has held records back to the first of them; returns
+    /// them (the rest of the batch in hand is skipped: it comes again after the seek). A
+    /// failed seek keeps the partition held: its records are not processed until a later
+    /// turn's seek succeeds ([`Shared::retry_held`]), or they would be skipped for good.
+    fn seek_back_held(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+        inputs: &[(usize, i32)],
+    ) -> Vec<(usize, i32)> {
+        let mut sought = Vec::new();
+        for &(i, p) in inputs {
+            let Some(&offset) = st.tasks.held.get(&(i, p)) else {
+                continue;
+            };
+            sought.push((i, p));
+            let topic = &self.sources[i].name;
+            match consumer.seek(topic, p, Offset::Offset(offset), Duration::from_secs(10)) {
+                Ok(()) => {
+                    st.tasks.held.remove(&(i, p));
+                }
+                Err(e) => {
+                    warn!(topic = %topic, partition = p, offset, error = %e, "Seek back to held records failed; its records wait for the next try.");
+                }
+            }
+        }
+        sought
+    }
+
+    /// Tries again the seeks back to held records that failed for running tasks.
+    pub(super) fn retry_held(
+        &self,
+        consumer: &StreamConsumer,
+        st: &mut LoopState,
+    ) -> Vec<(usize, i32)> {
+        let waiting: Vec<(usize, i32)> = st
+            .tasks
+            .held
+            .keys()
+            .filter(|&&(i, p)| {
+                st.tasks.running.contains_key(&TaskId {
+                    subtopology: self.sources[i].subtopology,
+                    partition: p,
+                })
+            })
+            .copied()
+            .collect();
+        if waiting.is_empty() {
+            return waiting;
+        }
+        self.seek_back_held(consumer, st, &waiting)
     }
 
     /// Restores for up to `budget`; starts the tasks that are done and resumes their inputs
@@ -235,30 +328,9 @@ impl Shared {
             }
         }
         let now = now_ms();
-        for mut task in done {
+        for task in done {
             let id = task.id();
-            task.init(now)?;
-            st.tasks.running.insert(id, task);
-            let inputs = self.task_inputs(id);
-            for &(i, p) in &inputs {
-                if let Some(offset) = st.tasks.held.remove(&(i, p)) {
-                    sought.push((i, p));
-                    if let Err(e) = consumer.seek(
-                        &self.sources[i].name,
-                        p,
-                        Offset::Offset(offset),
-                        Duration::from_secs(10),
-                    ) {
-                        warn!(topic = %self.sources[i].name, partition = p, offset, error = %e, "Seek after restore failed.");
-                    }
-                }
-            }
-            if !st.paused && !st.outage {
-                let tpl = self.input_tpl(&inputs);
-                if let Err(e) = consumer.resume(&tpl) {
-                    warn!(task = %id, error = %e, "Resume after restore failed.");
-                }
-            }
+            sought.extend(self.start_task(consumer, st, task, now)?);
             info!(task = %id, "Task running.");
         }
         self.report_tasks(st);

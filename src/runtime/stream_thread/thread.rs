@@ -16,7 +16,8 @@ use tracing::{debug, error, info, warn};
 
 use super::rebalance::StreamContext;
 use super::{now_ms, Committed, LoopState, Shared, StreamConsumer};
-use crate::engine::{Headers, Record, SourcePosition, StreamTask, TaskId};
+use crate::engine::{Headers, Record, SinkRecord, SourcePosition, StreamTask, TaskId};
+use crate::runtime::hooks::{self, Point};
 use crate::runtime::undecodable::UndecodableWatch;
 use crate::runtime::RuntimeError;
 
@@ -58,7 +59,7 @@ struct StreamThread<'c> {
     consumer: &'c StreamConsumer,
     /// Records polled this turn, processed in the process phase.
     batch: Vec<BorrowedMessage<'c>>,
-    /// Partitions sought back during this turn (see `drive_restore`).
+    /// Partitions sought back to held records during this turn (see `Shared::start_task`).
     stale: HashSet<(usize, i32)>,
     undecodable: UndecodableWatch,
     /// Input partitions that stopped advancing, compared with their ends (`input_end`).
@@ -190,9 +191,15 @@ impl<'c> StreamThread<'c> {
     fn restore(&mut self) -> Result<(), RuntimeError> {
         let shared = self.shared;
         let mut st = shared.lock();
-        if let Err(e) = shared.ensure_tasks(self.consumer, &mut st, now_ms()) {
-            error!(error = %e, "Could not create tasks; stopping.");
-            return Err(e);
+        if !st.tasks.held.is_empty() {
+            self.stale.extend(shared.retry_held(self.consumer, &mut st));
+        }
+        match shared.ensure_tasks(self.consumer, &mut st, now_ms()) {
+            Ok(sought) => self.stale.extend(sought),
+            Err(e) => {
+                error!(error = %e, "Could not create tasks; stopping.");
+                return Err(e);
+            }
         }
         let budget = if self.batch.is_empty() {
             Duration::from_millis(50)
@@ -280,8 +287,8 @@ impl<'c> StreamThread<'c> {
             }
             return;
         }
-        let due = self.last_commit.elapsed() >= interval;
         let mut st = shared.lock();
+        let due = self.last_commit.elapsed() >= interval || shared.write_set_full(&st);
         let in_flight = st.checkpoint.in_flight.is_some();
         shared.maybe_commit(self.consumer, &mut st, due);
         if due && !in_flight {
@@ -356,17 +363,7 @@ impl Shared {
             subtopology: source.subtopology,
             partition,
         };
-        if !st.checkpoint.partitions.contains_key(&(ti, partition)) {
-            debug!(
-                topic = m.topic(),
-                partition, offset, "Skipping record of a revoked partition."
-            );
-            return Ok(());
-        }
-        if !st.tasks.running.contains_key(&id) {
-            // Its task is restoring: come back to this record when it starts.
-            let held = st.tasks.held.entry((ti, partition)).or_insert(offset);
-            *held = (*held).min(offset);
+        if !Self::runs_now(st, m.topic(), (ti, partition), id, offset) {
             return Ok(());
         }
         st.checkpoint.advance((ti, partition), offset);
@@ -409,15 +406,52 @@ impl Shared {
             .record_process_seconds
             .observe(started.elapsed().as_secs_f64());
         task.drain_outputs_into(&mut st.collector.scratch);
+        self.observe_e2e(&st.collector.scratch, now, record_time);
+        self.collect_scratch(st);
+        Ok(())
+    }
+
+    /// Whether a polled record at `offset` of input `tp` is processed now. Records of a
+    /// revoked partition are skipped (the new owner has them); records of a task that does
+    /// not run yet are held, and come again when it starts.
+    fn runs_now(
+        st: &mut LoopState,
+        topic: &str,
+        tp: (usize, i32),
+        id: TaskId,
+        offset: i64,
+    ) -> bool {
+        if !st.checkpoint.partitions.contains_key(&tp) {
+            debug!(
+                topic,
+                partition = tp.1,
+                offset,
+                "Skipping record of a revoked partition."
+            );
+            return false;
+        }
+        if !st.tasks.running.contains_key(&id) {
+            // Its task is restoring or not created yet: come back to this record when it
+            // starts.
+            let held = st.tasks.held.entry(tp).or_insert(offset);
+            *held = (*held).min(offset);
+            hooks::reach(Point::HoldRecord);
+            return false;
+        }
+        // Its task runs, but the seek back to its held records failed: this record comes
+        // again, in order, once a seek succeeds.
+        st.tasks.held.is_empty() || !st.tasks.held.contains_key(&tp)
+    }
+
+    /// End-to-end latency of the results an input record at `record_time` gave.
+    fn observe_e2e(&self, outputs: &[SinkRecord], now: i64, record_time: i64) {
         let app = self.topology.application_id();
-        for out in &st.collector.scratch {
-            if crate::metrics::latency::is_output_topic(&out.topic, app) {
+        for out in outputs {
+            if crate::metrics::latency::is_output(out, app) {
                 let m = &self.metrics.latency;
                 m.observe_e2e(now, out.record.timestamp, record_time);
             }
         }
-        self.collect_scratch(st);
-        Ok(())
     }
 }
 

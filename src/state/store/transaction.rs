@@ -19,6 +19,10 @@ const CHANGELOG_PREFIX: &str = "changelog/";
 /// Read cache of a task opened without a shared budget (tests, tools).
 const DEFAULT_TASK_CACHE_BYTES: usize = 8 << 20;
 
+/// What a dirty entry costs beyond its key and value bytes: the map node, two `Vec`
+/// headers, allocator rounding.
+pub(super) const DIRTY_ENTRY_OVERHEAD: usize = 96;
+
 /// One store of a task, as the task sees it.
 #[derive(Clone, Debug)]
 pub struct StoreSpec {
@@ -48,6 +52,9 @@ pub(super) struct StoreSlot {
     pub(super) changelog: Option<Arc<str>>,
     /// Writes since the last commit point; `None` is a delete.
     pub(super) dirty: Pending,
+    /// About what `dirty` holds in bytes: each entry's key and value when first written,
+    /// plus [`DIRTY_ENTRY_OVERHEAD`] ([`TaskState::uncommitted_bytes`]).
+    pub(super) dirty_bytes: usize,
     /// Writes of a prepared commit point whose changelog records are not acknowledged yet:
     /// not in the backend, but what reads must see (they sit between `dirty` and the
     /// cache). Processing goes on while a commit is in flight.
@@ -124,6 +131,7 @@ impl TaskState {
                     name: s.name.clone(),
                     changelog: s.changelog.as_deref().map(Arc::from),
                     dirty: pending(),
+                    dirty_bytes: 0,
                     staged: pending(),
                     cache: RefCell::new(StoreCache::new(cache.clone())),
                     metrics: cache.metrics().cloned(),
@@ -207,6 +215,13 @@ impl TaskState {
         })
     }
 
+    /// About how many bytes the writes since the last commit point hold (they are copied
+    /// again into changelog records when the point is prepared). The runtime prepares a
+    /// point early when its tasks' writes reach its share of the memory budget.
+    pub fn uncommitted_bytes(&self) -> usize {
+        self.stores.iter().map(|s| s.dirty_bytes).sum()
+    }
+
     /// Turns buffered writes into changelog records (appended to `out`) and stages them with
     /// the input positions reached: a commit point. Nothing is written locally until
     /// [`finish_commit`](Self::finish_commit); meanwhile reads see the staged values and
@@ -223,6 +238,7 @@ impl TaskState {
         out.reserve(dirty);
         for store in self.stores.iter_mut() {
             let dirty = std::mem::replace(&mut store.dirty, pending());
+            store.dirty_bytes = 0;
             if let Some(topic) = &store.changelog {
                 // In key order, as they always were (the dirty map was ordered before).
                 let mut in_order: Vec<_> = dirty.iter().collect();

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::transaction::StoreSlot;
+use super::transaction::{StoreSlot, DIRTY_ENTRY_OVERHEAD};
 use crate::state::backend::Backend;
 use crate::state::codec::{
     decode_key, decode_value, encode_key, encode_key_into, encode_value_into, prefix_end,
@@ -75,6 +75,7 @@ where
             }
             Some(deleted) => *deleted = Some(slot.value_buf.clone()),
             None => {
+                slot.dirty_bytes += k.len() + slot.value_buf.len() + DIRTY_ENTRY_OVERHEAD;
                 slot.dirty.insert(k.clone(), Some(slot.value_buf.clone()));
             }
         }
@@ -88,6 +89,7 @@ where
         match slot.dirty.get_mut(k.as_slice()) {
             Some(entry) => *entry = None,
             None => {
+                slot.dirty_bytes += k.len() + DIRTY_ENTRY_OVERHEAD;
                 slot.dirty.insert(k.clone(), None);
             }
         }
@@ -124,6 +126,7 @@ where
         let keys = self.merged(from, Some(to))?;
         let n = keys.len();
         for (k, _) in keys {
+            self.slot.dirty_bytes += k.len() + DIRTY_ENTRY_OVERHEAD;
             self.slot.dirty.insert(k, None);
         }
         Ok(n)
