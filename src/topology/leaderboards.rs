@@ -12,7 +12,7 @@
 //!   [`CLOSED_RETENTION_MS`], then deleted. A record with no value is a tick from a game
 //!   task (see `game`): it only moves this task's stream time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,6 +132,13 @@ pub struct LeaderboardProcessor {
     results: Option<Child>,
     /// Keys with `pending` set; `None` until read back from the store after a (re)start.
     pending: Option<BTreeSet<String>>,
+    /// Decoded boards as this task's store holds them (uncommitted writes included), for
+    /// `process` only: decoding a whole stored top N for every total was a fifth of the full
+    /// topology's instructions (issue 15), and most totals change nothing. This processor is
+    /// the only writer of its task's store and is dropped with the task's uncommitted
+    /// writes (rewind, revocation), so the copy cannot go stale; punctuations, which
+    /// write through the store directly, clear it.
+    decoded: HashMap<String, BoardPeriod>,
     emit_schedule: Option<ScheduleId>,
 }
 
@@ -152,6 +159,7 @@ impl LeaderboardProcessor {
             emit_every,
             results: None,
             pending: None,
+            decoded: HashMap::new(),
             emit_schedule: None,
         }
     }
@@ -259,27 +267,38 @@ impl Processor for LeaderboardProcessor {
             return Ok(());
         };
         let key = update.key();
-        let mut store = ctx.store(&self.store)?;
-        let mut b = match store.get(&key)? {
-            Some(StoredBoard::V1(b)) => b,
-            None => BoardPeriod {
-                top: TopN::new(board.top_n),
-                period_end_ms: update.period_end_ms,
-                last: update.clone(),
-                pending: false,
-                closed: false,
+        let (mut b, stored) = match self.decoded.remove(&key) {
+            Some(b) => (b, true),
+            None => match ctx.store(&self.store)?.get(&key)? {
+                Some(StoredBoard::V1(b)) => (b, true),
+                None => (
+                    BoardPeriod {
+                        top: TopN::new(board.top_n),
+                        period_end_ms: update.period_end_ms,
+                        last: update.clone(),
+                        pending: false,
+                        closed: false,
+                    },
+                    false,
+                ),
             },
         };
-        if !b.top.apply(&update) {
-            return Ok(());
+        let changed = b.top.apply(&update);
+        if changed {
+            if let Some(m) = &self.metrics {
+                m.leaderboard_updates.with_label_values(&["changed"]).inc();
+            }
+            b.last = update;
+            b.pending = true;
+            let value = StoredBoard::V1(b);
+            ctx.store(&self.store)?.put(&key, &value)?;
+            StoredBoard::V1(b) = value;
+            self.pending_keys(ctx)?.insert(key.clone());
         }
-        if let Some(m) = &self.metrics {
-            m.leaderboard_updates.with_label_values(&["changed"]).inc();
+        // Remembered as stored; a new board that did not change was not stored.
+        if changed || stored {
+            self.decoded.insert(key, b);
         }
-        b.last = update;
-        b.pending = true;
-        store.put(&key, &StoredBoard::V1(b))?;
-        self.pending_keys(ctx)?.insert(key);
         Ok(())
     }
 
@@ -288,6 +307,8 @@ impl Processor for LeaderboardProcessor {
         ctx: &mut ProcessorContext<'_>,
         p: Punctuation,
     ) -> Result<(), ProcessorError> {
+        // Both write boards through the store: `process` decodes afresh afterwards.
+        self.decoded.clear();
         if Some(p.schedule) == self.emit_schedule {
             self.flush_pending(ctx)
         } else {
@@ -298,6 +319,7 @@ impl Processor for LeaderboardProcessor {
     fn close(&mut self, ctx: &mut ProcessorContext<'_>) -> Result<(), ProcessorError> {
         // Whatever is pending goes out with the task's last commit rather than after the
         // next owner restores it.
+        self.decoded.clear();
         self.flush_pending(ctx)
     }
 }

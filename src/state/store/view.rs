@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::ops::Bound;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -144,11 +143,11 @@ where
                 merged.insert(k.to_vec(), v.to_vec());
                 true
             })?;
-        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
         // Staged (prepared, not yet written) writes over the backend, then this batch's.
+        // Pending writes are unordered: each is checked against the range.
+        let in_range = |k: &[u8]| k >= from.as_slice() && to.as_deref().is_none_or(|to| k < to);
         for layer in [&self.slot.staged, &self.slot.dirty] {
-            for (k, v) in layer.range::<Vec<u8>, _>((Bound::Included(from.clone()), upper.clone()))
-            {
+            for (k, v) in layer.iter().filter(|(k, _)| in_range(k)) {
                 match v {
                     Some(v) => merged.insert(k.clone(), v.clone()),
                     None => merged.remove(k),
