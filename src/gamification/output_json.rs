@@ -18,7 +18,15 @@ impl GameOutput {
         w.str("event_id", self.event_id.as_str());
         w.str("occurred_at", self.occurred_at.as_str());
         w.str("rules_version", self.rules_version.as_str());
-        match &self.body {
+        self.body.write_members(&mut w);
+        w.close();
+    }
+}
+
+impl OutputBody {
+    /// The body's members, after the head's.
+    fn write_members(&self, w: &mut JsonObject<'_>) {
+        match self {
             OutputBody::ScoreUpdated {
                 score,
                 value,
@@ -40,15 +48,7 @@ impl GameOutput {
                 w.int("points", *points);
                 w.int("uncapped", *uncapped);
                 w.bool("capped", *capped);
-                let (kind, id) = match source {
-                    PointsSource::Rule(id) => ("rule", id),
-                    PointsSource::Mission(id) => ("mission", id),
-                };
-                w.key("source");
-                let mut s = JsonObject::open(w.out);
-                s.str("kind", kind);
-                s.str("id", id);
-                s.close();
+                write_source(w, source);
                 w.int("total", *total);
             }
             OutputBody::MissionProgress {
@@ -62,37 +62,8 @@ impl GameOutput {
                 w.float("progress", *progress);
                 w.float("target", *target);
             }
-            OutputBody::MissionCompleted {
-                mission,
-                name,
-                completions,
-                reward_point_type,
-                reward_points,
-                reward_badge,
-            } => {
-                w.str("mission", mission);
-                w.str("name", name);
-                w.uint("completions", (*completions).into());
-                w.opt_str("reward_point_type", reward_point_type.as_deref());
-                match reward_points {
-                    Some(p) => w.int("reward_points", *p),
-                    None => w.null("reward_points"),
-                }
-                w.opt_str("reward_badge", reward_badge.as_deref());
-            }
-            OutputBody::BadgeAwarded {
-                badge,
-                name,
-                level,
-                level_name,
-                previous_level,
-            } => {
-                w.str("badge", badge);
-                w.str("name", name);
-                w.uint("level", (*level).into());
-                w.str("level_name", level_name);
-                w.uint("previous_level", (*previous_level).into());
-            }
+            OutputBody::MissionCompleted { .. } => self.write_mission_completed(w),
+            OutputBody::BadgeAwarded { .. } => self.write_badge_awarded(w),
             OutputBody::StreakUpdated {
                 streak,
                 current,
@@ -118,8 +89,60 @@ impl GameOutput {
                 w.int("rolling_points", *rolling_points);
             }
         }
-        w.close();
     }
+}
+
+impl OutputBody {
+    fn write_mission_completed(&self, w: &mut JsonObject<'_>) {
+        let OutputBody::MissionCompleted {
+            mission,
+            name,
+            completions,
+            reward_point_type,
+            reward_points,
+            reward_badge,
+        } = self
+        else {
+            return;
+        };
+        w.str("mission", mission);
+        w.str("name", name);
+        w.uint("completions", (*completions).into());
+        w.opt_str("reward_point_type", reward_point_type.as_deref());
+        w.opt_int("reward_points", *reward_points);
+        w.opt_str("reward_badge", reward_badge.as_deref());
+    }
+
+    fn write_badge_awarded(&self, w: &mut JsonObject<'_>) {
+        let OutputBody::BadgeAwarded {
+            badge,
+            name,
+            level,
+            level_name,
+            previous_level,
+        } = self
+        else {
+            return;
+        };
+        w.str("badge", badge);
+        w.str("name", name);
+        w.uint("level", (*level).into());
+        w.str("level_name", level_name);
+        w.uint("previous_level", (*previous_level).into());
+    }
+}
+
+/// `"source":{"kind":…,"id":…}` of a points award.
+fn write_source(w: &mut JsonObject<'_>, source: &PointsSource) {
+    let (kind, id) = match source {
+        PointsSource::Rule(id) => ("rule", id),
+        PointsSource::Mission(id) => ("mission", id),
+    };
+    w.key("source");
+    let mut s = JsonObject::open(w.out);
+    s.str("kind", kind);
+    s.str("id", id);
+    s.close();
 }
 
 /// Writes one JSON object's members as `serde_json`'s compact formatter does. Keys are
@@ -194,6 +217,13 @@ impl<'a> JsonObject<'a> {
                 .extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
         } else {
             self.out.extend_from_slice(b"null");
+        }
+    }
+
+    fn opt_int(&mut self, key: &str, value: Option<i64>) {
+        match value {
+            Some(v) => self.int(key, v),
+            None => self.null(key),
         }
     }
 
