@@ -438,7 +438,7 @@ mod tests {
         }
     }
 
-    /// The discriminator text result ids were first defined with (issue 3): the hash
+    /// The discriminator text result ids were first defined with (DESIGN §3): the hash
     /// is fed in pieces now, and must stay the hash of this text.
     fn discriminator_text(body: &OutputBody) -> String {
         match body {
