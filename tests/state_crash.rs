@@ -83,6 +83,9 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
         producer.join().unwrap();
         *landed.entry(classify(&log)).or_default() += 1;
         assert!(!log.contains("panicked"), "round {round}:\n{log}");
+        if let Ok(dir) = std::env::var("SCORESTREAM_TEST_KEEP_LOGS") {
+            let _ = std::fs::write(format!("{dir}/round-{round:02}.log"), &log);
+        }
         warnings.extend(
             log.lines()
                 .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
@@ -110,8 +113,12 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
                 format!("{c}: expected {e:?}, dumped {:?}, live: {body}", dumped.get(c))
             })
             .collect();
+        if let Ok(dir) = std::env::var("SCORESTREAM_TEST_KEEP_LOGS") {
+            let _ = std::fs::write(format!("{dir}/final.log"), &log);
+        }
         format!(
-            "where: {}\nlive state of short customers:\n{}\nwarnings of the killed rounds (last 100):\n{}\nlast lines of the final run's log:\n{}",
+            "missing events:\n{}\nwhere: {}\nlive state of short customers:\n{}\nwarnings of the killed rounds (last 100):\n{}\nlast lines of the final run's log:\n{}",
+            s.trace_missing(&dumped, 5),
             s.locate_loss(),
             live.join("\n"),
             warnings[warnings.len().saturating_sub(100)..].join("\n"),

@@ -287,6 +287,68 @@ impl Setup {
         }
     }
 
+    /// For up to `n` customers short of one event, the event their totals lack (found by
+    /// its amount: each event adds `(i % 97) + 1`) and where it is on the input and the
+    /// repartition topic, for a failure message.
+    pub fn trace_missing(&self, got: &Totals, n: usize) -> String {
+        use rdkafka::Message;
+        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
+        let app = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("application_id = \"")
+                    .and_then(|l| l.strip_suffix('"'))
+            })
+            .unwrap_or_default()
+            .to_string();
+        let mut wanted: BTreeMap<String, (String, f64)> = BTreeMap::new();
+        for (c, e) in self
+            .expected
+            .iter()
+            .filter(|(c, e)| got.get(*c) != Some(*e))
+            .take(n)
+        {
+            let have = got.get(c).map_or(0.0, |g| g.1);
+            wanted.insert(c.clone(), (String::new(), e.1 - have));
+        }
+        for i in 0..self.next_event {
+            let customer = format!("c{}", (i * 7919) % 1000);
+            if let Some(w) = wanted.get_mut(&customer) {
+                if ((i % 97) + 1) as f64 == w.1 {
+                    w.0 = format!("ev-{i}");
+                }
+            }
+        }
+        let timeout = Duration::from_secs(30);
+        let mut lines = Vec::new();
+        for (topic, what) in [
+            (self.input.clone(), "input"),
+            (format!("{app}-events-by-customer"), "repartition"),
+        ] {
+            for m in super::consume_all(&self.bootstrap, &topic, timeout) {
+                let v = m.payload().unwrap_or_default();
+                for (c, (id, _)) in &wanted {
+                    let needle = format!("{id}\"");
+                    let bytes = id.as_bytes();
+                    let hit = v.windows(needle.len()).any(|w| w == needle.as_bytes())
+                        || v.windows(bytes.len() + 1).any(|w| {
+                            w[..bytes.len()] == *bytes && !w[bytes.len()].is_ascii_digit()
+                        });
+                    if !id.is_empty() && hit {
+                        lines.push(format!(
+                            "{c} lacks {id}: {what} {}-{} offset {} (timestamp {:?})",
+                            m.topic(),
+                            m.partition(),
+                            m.offset(),
+                            m.timestamp().to_millis()
+                        ));
+                    }
+                }
+            }
+        }
+        lines.join("\n")
+    }
+
     /// Where events went missing, for a failure message: every event id on the input
     /// compared with those on the repartition topic `<application id>-events-by-customer`.
     /// Ids absent there were lost before the stateful step (by ingest); if none is, the

@@ -24,7 +24,12 @@ impl Instance {
             .args(["run", "--config", config.to_str().unwrap()])
             .env("SCORESTREAM_STATE_DIR", state_dir)
             .env("SCORESTREAM_HTTP_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
+            // `SCORESTREAM_TEST_INSTANCE_LOG` (e.g. `info,scorestream::runtime=debug`) to
+            // see more of what an instance did.
+            .env(
+                "RUST_LOG",
+                std::env::var("SCORESTREAM_TEST_INSTANCE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
