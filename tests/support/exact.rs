@@ -349,6 +349,83 @@ impl Setup {
         lines.join("\n")
     }
 
+    /// Which customer-state changelog records a restore from scratch would skip as
+    /// uncommitted now, per partition: their offsets and the input positions in their
+    /// headers, against the group's committed offsets. For a failure message.
+    pub fn changelog_skips(&self) -> String {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::Headers;
+        use rdkafka::Message;
+        use scorestream::state::changelog::{decode_positions, is_committed, POSITIONS_HEADER};
+        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
+        let app = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("application_id = \"")
+                    .and_then(|l| l.strip_suffix('"'))
+            })
+            .unwrap_or_default()
+            .to_string();
+        let repartition = format!("{app}-events-by-customer");
+        let group: BaseConsumer = match rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", &app)
+            .create()
+        {
+            Ok(c) => c,
+            Err(e) => return format!("no group client: {e}"),
+        };
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&repartition, p);
+        }
+        let committed: std::collections::HashMap<(String, i32), i64> = match group
+            .committed_offsets(tpl, Duration::from_secs(10))
+        {
+            Ok(c) => c
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => return format!("no committed offsets: {e}"),
+        };
+        let changelog = format!("{app}-customer-state-changelog");
+        let mut skipped: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+        for m in super::consume_all(&self.bootstrap, &changelog, Duration::from_secs(30)) {
+            let positions = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == POSITIONS_HEADER)
+                    .and_then(|h| h.value)
+                    .and_then(decode_positions)
+            });
+            if let Some(p) = positions {
+                if !is_committed(&p, &committed) {
+                    skipped
+                        .entry(m.partition())
+                        .or_default()
+                        .push((m.offset(), format!("{p:?}")));
+                }
+            }
+        }
+        let mut out = vec![format!("committed: {committed:?}")];
+        for (p, records) in skipped {
+            let first = records.first().cloned().unwrap_or_default();
+            let last = records.last().cloned().unwrap_or_default();
+            out.push(format!(
+                "{changelog}-{p}: {} record(s) skipped as uncommitted, first at {} {}, last at {} {}",
+                records.len(),
+                first.0,
+                first.1,
+                last.0,
+                last.1
+            ));
+        }
+        out.join("\n")
+    }
+
     /// Where events went missing, for a failure message: every event id on the input
     /// compared with those on the repartition topic `<application id>-events-by-customer`.
     /// Ids absent there were lost before the stateful step (by ingest); if none is, the
