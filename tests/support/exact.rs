@@ -287,20 +287,25 @@ impl Setup {
         }
     }
 
-    /// For up to `n` customers short of one event, the event their totals lack (found by
-    /// its amount: each event adds `(i % 97) + 1`) and where it is on the input and the
-    /// repartition topic, for a failure message.
-    pub fn trace_missing(&self, got: &Totals, n: usize) -> String {
-        use rdkafka::Message;
+    /// The application id the config file names (the consumer group, the internal topics'
+    /// prefix).
+    pub fn app_id(&self) -> String {
         let text = std::fs::read_to_string(&self.config).unwrap_or_default();
-        let app = text
-            .lines()
+        text.lines()
             .find_map(|l| {
                 l.strip_prefix("application_id = \"")
                     .and_then(|l| l.strip_suffix('"'))
             })
             .unwrap_or_default()
-            .to_string();
+            .to_string()
+    }
+
+    /// For up to `n` customers short of one event, the event their totals lack (found by
+    /// its amount: each event adds `(i % 97) + 1`) and where it is on the input and the
+    /// repartition topic, for a failure message.
+    pub fn trace_missing(&self, got: &Totals, n: usize) -> String {
+        use rdkafka::Message;
+        let app = self.app_id();
         let mut wanted: BTreeMap<String, (String, f64)> = BTreeMap::new();
         for (c, e) in self
             .expected
@@ -357,15 +362,7 @@ impl Setup {
         use rdkafka::message::Headers;
         use rdkafka::Message;
         use scorestream::state::changelog::{decode_positions, is_committed, POSITIONS_HEADER};
-        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
-        let app = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("application_id = \"")
-                    .and_then(|l| l.strip_suffix('"'))
-            })
-            .unwrap_or_default()
-            .to_string();
+        let app = self.app_id();
         let repartition = format!("{app}-events-by-customer");
         let group: BaseConsumer = match rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
@@ -431,13 +428,7 @@ impl Setup {
     /// Ids absent there were lost before the stateful step (by ingest); if none is, the
     /// loss is in the stateful step.
     pub fn locate_loss(&self) -> String {
-        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
-        let Some(app) = text.lines().find_map(|l| {
-            l.strip_prefix("application_id = \"")
-                .and_then(|l| l.strip_suffix('"'))
-        }) else {
-            return "no application_id in the config".into();
-        };
+        let app = self.app_id();
         // The id's bytes, in the input's JSON and in the repartition record's encoding.
         let id_of = |m: &rdkafka::message::OwnedMessage| {
             use rdkafka::Message;
