@@ -20,7 +20,6 @@ use tracing::{error, warn};
 
 use super::checkpoint::PartitionState;
 use super::{LoopState, Shared, StreamConsumer};
-use crate::engine::TaskId;
 use crate::runtime::restore::{cached_watermarks, committed_offsets};
 
 /// A partition is compared with its end once it has been fetched for this long (the end is
@@ -86,10 +85,7 @@ impl InputEnds {
             if let Some(end) = cached {
                 self.last_end.insert((ti, p), end);
             }
-            let id = TaskId {
-                subtopology: shared.sources[ti].subtopology,
-                partition: p,
-            };
+            let id = shared.task_of((ti, p));
             let fetching = st.tasks.running.contains_key(&id) && !st.paused && !st.outage;
             if ps.position >= 0 {
                 self.restarted.remove(&(ti, p));
@@ -195,10 +191,7 @@ fn forget_position(shared: &Shared, st: &mut LoopState, ti: usize, p: i32) {
     st.checkpoint
         .partitions
         .insert((ti, p), PartitionState::NEW);
-    let id = TaskId {
-        subtopology: shared.sources[ti].subtopology,
-        partition: p,
-    };
+    let id = shared.task_of((ti, p));
     if let Some(state) = st.tasks.running.get_mut(&id).and_then(|t| t.state_mut()) {
         state.forget_applied(&shared.sources[ti].name, p);
     }

@@ -288,10 +288,7 @@ impl Shared {
         let Some(ti) = self.topic_index(topic) else {
             return Ok(LocalRead::NotOwned);
         };
-        let id = TaskId {
-            subtopology: self.sources[ti].subtopology,
-            partition,
-        };
+        let id = self.task_of((ti, partition));
         let st = self.lock();
         if let Some(task) = st.tasks.running.get(&id) {
             return match task.state() {
@@ -382,6 +379,14 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, LoopState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The task that input partition `p` of source `ti` belongs to.
+    fn task_of(&self, (ti, p): (usize, i32)) -> TaskId {
+        TaskId {
+            subtopology: self.sources[ti].subtopology,
+            partition: p,
+        }
     }
 
     fn topic_index(&self, topic: &str) -> Option<usize> {

@@ -118,10 +118,7 @@ impl Shared {
             .partitions
             .keys()
             .filter(|k| !revoked.contains(k))
-            .map(|&(i, p)| TaskId {
-                subtopology: self.sources[i].subtopology,
-                partition: p,
-            })
+            .map(|&tp| self.task_of(tp))
             .collect();
         let closing: Vec<TaskId> = st
             .tasks

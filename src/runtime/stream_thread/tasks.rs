@@ -12,6 +12,7 @@ use tracing::{debug, error, info, warn};
 use super::{now_ms, LoopState, Shared, StreamConsumer};
 use crate::config::StoreBackend;
 use crate::engine::{StreamTask, TaskId};
+use crate::runtime::client::due;
 use crate::runtime::hooks::{self, Point};
 use crate::runtime::restore::committed_offsets;
 use crate::runtime::restore::Restorer;
@@ -125,10 +126,7 @@ impl Shared {
         st.checkpoint
             .partitions
             .keys()
-            .map(|&(i, p)| TaskId {
-                subtopology: self.sources[i].subtopology,
-                partition: p,
-            })
+            .map(|&tp| self.task_of(tp))
             .collect()
     }
 
@@ -264,7 +262,10 @@ impl Shared {
                     st.tasks.held.remove(&(i, p));
                 }
                 Err(e) => {
-                    warn!(topic = %topic, partition = p, offset, error = %e, "Seek back to held records failed; its records wait for the next try.");
+                    // Tried again every loop turn: said at most once per 10 s.
+                    if let Some(repeated) = due(format!("seek back {topic}-{p}")) {
+                        warn!(topic = %topic, partition = p, offset, error = %e, repeated, "Seek back to held records failed; its records wait for the next try.");
+                    }
                 }
             }
         }
@@ -281,12 +282,7 @@ impl Shared {
             .tasks
             .held
             .keys()
-            .filter(|&&(i, p)| {
-                st.tasks.running.contains_key(&TaskId {
-                    subtopology: self.sources[i].subtopology,
-                    partition: p,
-                })
-            })
+            .filter(|&&tp| st.tasks.running.contains_key(&self.task_of(tp)))
             .copied()
             .collect();
         if waiting.is_empty() {
@@ -361,10 +357,12 @@ pub(crate) fn housekeeping(threads: &[Arc<Shared>]) {
             owned.extend(r.task_ids());
         }
         // A task between assignment and creation is owned too.
-        owned.extend(st.checkpoint.partitions.keys().map(|&(i, p)| TaskId {
-            subtopology: shared.sources[i].subtopology,
-            partition: p,
-        }));
+        owned.extend(
+            st.checkpoint
+                .partitions
+                .keys()
+                .map(|&tp| shared.task_of(tp)),
+        );
     }
     for (name, n) in sizes {
         first

@@ -359,10 +359,7 @@ impl Shared {
         let partition = m.partition();
         let offset = m.offset();
         let source = &self.sources[ti];
-        let id = TaskId {
-            subtopology: source.subtopology,
-            partition,
-        };
+        let id = self.task_of((ti, partition));
         if !Self::runs_now(st, m.topic(), (ti, partition), id, offset) {
             return Ok(());
         }
