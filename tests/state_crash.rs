@@ -117,9 +117,10 @@ fn kill_9_at_random_moments_never_loses_or_double_counts() {
             let _ = std::fs::write(format!("{dir}/final.log"), &log);
         }
         format!(
-            "missing events:\n{}\nchangelog records a restore skips:\n{}\nwhere: {}\nlive state of short customers:\n{}\nwarnings of the killed rounds (last 100):\n{}\nlast lines of the final run's log:\n{}",
+            "missing events:\n{}\nchangelog records a restore skips:\n{}\nchangelog history of short customers:\n{}\nwhere: {}\nlive state of short customers:\n{}\nwarnings of the killed rounds (last 100):\n{}\nlast lines of the final run's log:\n{}",
             s.trace_missing(&dumped, 5),
             s.changelog_skips(),
+            s.changelog_history(&dumped, 5),
             s.locate_loss(),
             live.join("\n"),
             warnings[warnings.len().saturating_sub(100)..].join("\n"),

@@ -423,6 +423,52 @@ impl Setup {
         out.join("\n")
     }
 
+    /// Every customer-state changelog record of up to `n` short customers: offset and the
+    /// input positions in its header, oldest first. For a failure message: which write
+    /// lost the event, and from which input positions.
+    pub fn changelog_history(&self, got: &Totals, n: usize) -> String {
+        use rdkafka::message::Headers;
+        use rdkafka::Message;
+        use scorestream::state::changelog::{decode_positions, POSITIONS_HEADER};
+        let short: Vec<&String> = self
+            .expected
+            .iter()
+            .filter(|(c, e)| got.get(*c) != Some(*e))
+            .map(|(c, _)| c)
+            .take(n)
+            .collect();
+        let changelog = format!("{}-customer-state-changelog", self.app_id());
+        let mut lines: BTreeMap<&String, Vec<String>> = BTreeMap::new();
+        for m in super::consume_all(&self.bootstrap, &changelog, Duration::from_secs(30)) {
+            let key = m.key().unwrap_or_default();
+            let Some(c) = short.iter().find(|c| {
+                let id = c.as_bytes();
+                key.windows(id.len()).enumerate().any(|(i, w)| {
+                    w == id && key.get(i + id.len()).is_none_or(|b| !b.is_ascii_digit())
+                })
+            }) else {
+                continue;
+            };
+            let positions = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == POSITIONS_HEADER)
+                    .and_then(|h| h.value)
+                    .and_then(decode_positions)
+            });
+            lines.entry(c).or_default().push(format!(
+                "{}@{} {:?}",
+                m.partition(),
+                m.offset(),
+                positions
+            ));
+        }
+        lines
+            .into_iter()
+            .map(|(c, l)| format!("{c}: {}", l.join(", ")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Where events went missing, for a failure message: every event id on the input
     /// compared with those on the repartition topic `<application id>-events-by-customer`.
     /// Ids absent there were lost before the stateful step (by ingest); if none is, the
