@@ -24,6 +24,10 @@ use crate::state::changelog::{decode_positions, is_committed, POSITIONS_HEADER};
 
 type Tp = (String, i32);
 
+/// A task whose stores are restored, and the group's committed offsets of its inputs the
+/// restore filtered with: its state holds exactly the effects of the inputs before them.
+pub(crate) type Restored = (StreamTask, HashMap<Tp, i64>);
+
 /// A fetch of a partition being restored comes back within this (`fetch.wait.max.ms` is
 /// 50 ms) while the broker answers.
 const OWN_FETCH_WITHIN: Duration = Duration::from_secs(5);
@@ -127,6 +131,7 @@ impl Restorer {
         };
         let changelogs = state.changelogs().map_err(RuntimeError::State)?;
         let partition = state.partition();
+        debug!(task = %id, committed = ?committed, applied = ?state.applied_positions(), "Restore filter: the group's committed input offsets, and the input positions the local state holds.");
         let mut tpl = TopicPartitionList::new();
         for (store, topic, from) in changelogs {
             let offset = from.map_or(Offset::Beginning, Offset::Offset);
@@ -229,8 +234,9 @@ impl Restorer {
     }
 
     /// Reads and applies changelog records for up to `budget`. Returns the tasks whose
-    /// stores reached the end, ready to be initialised.
-    pub(crate) fn poll(&mut self, budget: Duration) -> Result<Vec<StreamTask>, RuntimeError> {
+    /// stores reached the end, ready to be initialised, each with the committed input
+    /// offsets its restore kept records up to: where its processing must start.
+    pub(crate) fn poll(&mut self, budget: Duration) -> Result<Vec<Restored>, RuntimeError> {
         if self.tasks.is_empty() {
             return Ok(Vec::new());
         }
@@ -432,7 +438,7 @@ impl Restorer {
         self.remaining.set(remaining_total);
     }
 
-    fn finish_done(&mut self) -> Vec<StreamTask> {
+    fn finish_done(&mut self) -> Vec<Restored> {
         let done: Vec<TaskId> = self
             .tasks
             .keys()
@@ -456,7 +462,7 @@ impl Restorer {
                     secs = format!("{:.2}", t.started.elapsed().as_secs_f64()),
                     "Restored."
                 );
-                out.push(t.task);
+                out.push((t.task, t.committed));
             }
         }
         self.restoring.set(self.tasks.len() as i64);
@@ -522,6 +528,7 @@ fn take(
             topic = m.topic(),
             partition = m.partition(),
             offset = m.offset(),
+            positions = ?positions,
             "Changelog record of uncommitted input skipped."
         );
     }

@@ -363,6 +363,18 @@ impl Shared {
         if !Self::runs_now(st, m.topic(), (ti, partition), id, offset) {
             return Ok(());
         }
+        if tracing::enabled!(tracing::Level::DEBUG)
+            && st
+                .checkpoint
+                .partitions
+                .get(&(ti, partition))
+                .is_some_and(|ps| ps.base < 0)
+        {
+            debug!(
+                topic = m.topic(),
+                partition, offset, "First record of an input partition this assignment."
+            );
+        }
         st.checkpoint.advance((ti, partition), offset);
         source.consumed.inc();
         let headers = match m.headers() {

@@ -176,6 +176,11 @@ impl TaskState {
             .map(|&(_, _, next)| next)
     }
 
+    /// Every stored input position (topic, partition, next offset not applied yet).
+    pub fn applied_positions(&self) -> &[(String, i32, i64)] {
+        &self.applied
+    }
+
     /// Forgets the stored position of input `topic`/`partition`: that partition is shorter
     /// than it (the broker lost it, or it was re-created), so its records are new, not
     /// replays. The next commit stores the position reached from there.
