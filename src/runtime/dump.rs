@@ -109,7 +109,7 @@ pub fn restore_all(
                 "reading changelogs: {finished} of {expected} task partitions finished"
             )));
         }
-        for (task, _) in restorer.poll(Duration::from_millis(100))? {
+        for task in restorer.poll(Duration::from_millis(100))? {
             finished += 1;
             if let Some(state) = task.state() {
                 done(state)?;

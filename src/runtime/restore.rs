@@ -24,10 +24,6 @@ use crate::state::changelog::{decode_positions, is_committed, POSITIONS_HEADER};
 
 type Tp = (String, i32);
 
-/// A task whose stores are restored, and the group's committed offsets of its inputs the
-/// restore filtered with: its state holds exactly the effects of the inputs before them.
-pub(crate) type Restored = (StreamTask, HashMap<Tp, i64>);
-
 /// A fetch of a partition being restored comes back within this (`fetch.wait.max.ms` is
 /// 50 ms) while the broker answers.
 const OWN_FETCH_WITHIN: Duration = Duration::from_secs(5);
@@ -234,9 +230,8 @@ impl Restorer {
     }
 
     /// Reads and applies changelog records for up to `budget`. Returns the tasks whose
-    /// stores reached the end, ready to be initialised, each with the committed input
-    /// offsets its restore kept records up to: where its processing must start.
-    pub(crate) fn poll(&mut self, budget: Duration) -> Result<Vec<Restored>, RuntimeError> {
+    /// stores reached the end, ready to be initialised.
+    pub(crate) fn poll(&mut self, budget: Duration) -> Result<Vec<StreamTask>, RuntimeError> {
         if self.tasks.is_empty() {
             return Ok(Vec::new());
         }
@@ -438,7 +433,7 @@ impl Restorer {
         self.remaining.set(remaining_total);
     }
 
-    fn finish_done(&mut self) -> Vec<Restored> {
+    fn finish_done(&mut self) -> Vec<StreamTask> {
         let done: Vec<TaskId> = self
             .tasks
             .keys()
@@ -462,7 +457,7 @@ impl Restorer {
                     secs = format!("{:.2}", t.started.elapsed().as_secs_f64()),
                     "Restored."
                 );
-                out.push((t.task, t.committed));
+                out.push(t.task);
             }
         }
         self.restoring.set(self.tasks.len() as i64);

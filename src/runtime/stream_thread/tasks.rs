@@ -32,9 +32,8 @@ pub(super) struct TaskManager {
     /// Tasks whose stores are being restored; their inputs are paused.
     pub restorer: Option<Restorer>,
     /// First offset fetched for a partition while its task did not run (restoring, or not
-    /// yet created during an outage or a creation backoff), or the committed offset a
-    /// restored task's state stops at; the partition is sought back there when the task
-    /// starts, whichever way it starts.
+    /// yet created during an outage or a creation backoff); the partition is sought back
+    /// there when the task starts, whichever way it starts.
     pub held: HashMap<(usize, i32), i64>,
     /// Creating tasks failed on a transient client error: when to try again.
     pub create_backoff: Backoff,
@@ -277,7 +276,7 @@ impl Shared {
             };
             sought.push((i, p));
             let topic = &self.sources[i].name;
-            match consumer.seek(topic, p, Offset::from_raw(offset), Duration::from_secs(10)) {
+            match consumer.seek(topic, p, Offset::Offset(offset), Duration::from_secs(10)) {
                 Ok(()) => {
                     st.tasks.held.remove(&(i, p));
                 }
@@ -290,29 +289,6 @@ impl Shared {
             }
         }
         sought
-    }
-
-    /// A restored task's state holds the effects of exactly its inputs before `committed`,
-    /// the offsets its restore filtered with (none: nothing committed, from the
-    /// beginning): its inputs must start there, not where librdkafka stands. Pausing them
-    /// for the restore dropped what librdkafka had fetched already, and with nothing
-    /// consumed yet it may resume after those records (seen with two stream threads: the
-    /// records between the committed offset and the first one processed were never
-    /// applied). So each input is held from there, and [`Shared::start_task`] seeks it.
-    fn hold_from_committed(
-        &self,
-        st: &mut LoopState,
-        id: TaskId,
-        committed: &HashMap<(String, i32), i64>,
-    ) {
-        for (i, p) in self.task_inputs(id) {
-            let from = committed
-                .get(&(self.sources[i].name.to_string(), p))
-                .copied()
-                .unwrap_or_else(|| Offset::Beginning.to_raw().unwrap_or(-2));
-            let held = st.tasks.held.entry((i, p)).or_insert(from);
-            *held = (*held).min(from);
-        }
     }
 
     /// Tries again the seeks back to held records that failed for running tasks.
@@ -367,9 +343,8 @@ impl Shared {
             }
         }
         let now = now_ms();
-        for (task, committed) in done {
+        for task in done {
             let id = task.id();
-            self.hold_from_committed(st, id, &committed);
             sought.extend(self.start_task(consumer, st, task, now)?);
             info!(task = %id, "Task running.");
         }
