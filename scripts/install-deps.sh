@@ -53,18 +53,27 @@ else
   echo "install-deps: Tansu linked at $SCORESTREAM_CACHE/bin/tansu ($("$BIN" --version))"
 fi
 
-# Tansu 0.6.0 built from its crates.io sources with SQLite storage and one fix of ours
-# (scripts/tansu-leader-on-leave.patch): its group coordinator keeps a member that left during
-# a rebalance as the group's leader, and the group then never forms again, which a clean stop
-# of an instance with several stream threads (several members leaving at once) triggers.
-# For the tests that restart a broker keeping its data and those with several stream threads
-# (tests/support/tansu.rs). Built once into the cache: `cargo install` from crates.io (11+ min
-# of CPU, in a target directory of its own; it also fetches the sources), then the patched
-# crate rebuilt on top (a few minutes).
+# Tansu 0.6.0 built from its crates.io sources with SQLite storage and two fixes of ours:
+# - scripts/tansu-leader-on-leave.patch (tansu-broker): its group coordinator keeps a member
+#   that left during a rebalance as the group's leader, and the group then never forms again,
+#   which a clean stop of an instance with several stream threads (several members leaving at
+#   once) triggers.
+# - scripts/tansu-fetch-mid-batch.patch (tansu-storage), upstream's fix 87db6ea backported:
+#   the memory storage answers a fetch from an offset inside a record batch without the rest
+#   of that batch, so a consumer starting at a committed offset there never sees those
+#   records (the kill -9 suite lost them, mostly with two stream threads).
+# For the tests that restart a broker keeping its data, those with several stream threads and
+# the crash suites (tests/support/tansu.rs). Built once into the cache, again when a patch
+# changes: `cargo install` from crates.io (11+ min of CPU, in a target directory of its own;
+# it also fetches the sources), then the patched crates rebuilt on top (a few minutes).
 PATCHED_TANSU="$SCORESTREAM_CACHE/tansu-patched/bin/tansu"
+PATCHES="scripts/tansu-leader-on-leave.patch scripts/tansu-fetch-mid-batch.patch"
+PATCH_STAMP="$SCORESTREAM_CACHE/tansu-patched/patches.sha256"
+# shellcheck disable=SC2086
+PATCH_SUM=$(cat $PATCHES | sha256sum | cut -d' ' -f1)
 if [ -n "${TANSU_SQLITE_BIN:-}" ] && [ -x "$TANSU_SQLITE_BIN" ]; then
   echo "install-deps: Tansu (SQLite storage, patched) at $TANSU_SQLITE_BIN"
-elif [ -x "$PATCHED_TANSU" ]; then
+elif [ -x "$PATCHED_TANSU" ] && [ "$(cat "$PATCH_STAMP" 2>/dev/null)" = "$PATCH_SUM" ]; then
   echo "install-deps: Tansu (SQLite storage, patched) at $PATCHED_TANSU"
 else
   TANSU_BUILD="$HOME/.cache/tansu-build"
@@ -75,16 +84,20 @@ else
       --features libsql,dynostore --root "$SCORESTREAM_CACHE/tansu-sqlite"
     REGISTRY_SRC=$(ls -d "$HOME"/.cargo/registry/src/*/tansu-broker-0.6.0 | head -1)
   fi
-  echo "install-deps: building Tansu 0.6.0 with scripts/tansu-leader-on-leave.patch"
+  REGISTRY=$(dirname "$REGISTRY_SRC")
+  echo "install-deps: building Tansu 0.6.0 with $PATCHES"
   SRC="$SCORESTREAM_CACHE/tansu-patch-src"
   rm -rf "$SRC" && mkdir -p "$SRC"
-  cp -r "$(dirname "$REGISTRY_SRC")/tansu-0.6.0" "$SRC/tansu"
+  cp -r "$REGISTRY/tansu-0.6.0" "$SRC/tansu"
   cp -r "$REGISTRY_SRC" "$SRC/tansu-broker"
+  cp -r "$REGISTRY/tansu-storage-0.6.0" "$SRC/tansu-storage"
   patch -d "$SRC/tansu-broker" -p1 --quiet <"$PWD/scripts/tansu-leader-on-leave.patch"
-  printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker" }\n' >>"$SRC/tansu/Cargo.toml"
+  patch -d "$SRC/tansu-storage" -p1 --quiet <"$PWD/scripts/tansu-fetch-mid-batch.patch"
+  printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker" }\ntansu-storage = { path = "../tansu-storage" }\n' >>"$SRC/tansu/Cargo.toml"
   (cd "$SRC/tansu" && CARGO_TARGET_DIR="$TANSU_BUILD" cargo build --release --features libsql,dynostore)
   mkdir -p "$(dirname "$PATCHED_TANSU")"
   cp "$TANSU_BUILD/release/tansu" "$PATCHED_TANSU"
+  echo "$PATCH_SUM" >"$PATCH_STAMP"
 fi
 
 # Python packages, each skipped when importable: kubernetes-validate ships the Kubernetes

