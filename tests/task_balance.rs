@@ -85,15 +85,13 @@ fn scale_out_and_back(instances: usize, threads: usize, leave: bool) {
     if !leave {
         s.check_boards(Duration::from_secs(60));
         for i in running {
-            let log = i.stop();
-            assert!(!log.contains("panicked"), "{log}");
+            check_log(&i.stop());
         }
         return;
     }
 
     let leaving = running.pop().expect("at least one instance");
-    let log = leaving.stop();
-    assert!(!log.contains("panicked"), "{log}");
+    check_log(&leaving.stop());
     let views = wait_balanced(
         &ports[..instances - 1],
         "the remaining instances own every task",
@@ -103,9 +101,21 @@ fn scale_out_and_back(instances: usize, threads: usize, leave: bool) {
     s.wait_exact(Duration::from_secs(120), "after one instance left");
     s.check_boards(Duration::from_secs(60));
     for i in running {
-        let log = i.stop();
-        assert!(!log.contains("panicked"), "{log}");
+        check_log(&i.stop());
     }
+}
+
+/// An instance's log: no panic, and no local state judged ahead of the broker — the
+/// broker lost nothing here, so that would be a false alarm (and a needless full restore):
+/// a task that comes back to a thread after a rebalance is restored again by a consumer
+/// that read its changelogs before.
+fn check_log(log: &str) {
+    assert!(!log.contains("panicked"), "{log}");
+    let ahead: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ahead of the broker"))
+        .collect();
+    assert!(ahead.is_empty(), "false alarm:\n{}", ahead.join("\n"));
 }
 
 #[test]

@@ -40,9 +40,21 @@ struct Reading {
     batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     positions: HashMap<Tp, i64>,
     /// The partition's end cached before this reading fetched anything (an earlier
-    /// assignment's), and when it began: see [`Restorer::check_beyond_end`].
+    /// assignment's), and when it began: see [`Reading::own_end`].
     cached_before: Option<i64>,
     began: Instant,
+    /// A record of this reading arrived: the partition's cached end is from a fetch of it.
+    fetched: bool,
+}
+
+impl Reading {
+    /// Whether `high`, the partition's cached end, is this reading's own: from a fetch made
+    /// for it, not left from an earlier assignment of the partition to the same consumer.
+    /// Either no end was cached before it began, or the end changed since, or a record of
+    /// it arrived, or a fetch has had time to come back.
+    fn own_end(&self, high: i64) -> bool {
+        self.cached_before != Some(high) || self.fetched || self.began.elapsed() >= OWN_FETCH_WITHIN
+    }
 }
 
 /// A task waiting for its stores.
@@ -127,6 +139,18 @@ impl Restorer {
         };
         let changelogs = state.changelogs().map_err(RuntimeError::State)?;
         let partition = state.partition();
+        // This consumer read some of these partitions before (the task ran on this thread
+        // earlier): their ends cached then are stale, and an end-of-partition event names
+        // no topic, so one of another changelog's partition `partition` would be judged
+        // against them. An idle restorer starts over with a fresh consumer instead; a busy
+        // one waits for each reading's own end (`Reading::own_end`).
+        if self.tasks.is_empty()
+            && changelogs
+                .iter()
+                .any(|(_, topic, _)| cached_watermarks(&self.consumer, topic, partition).is_some())
+        {
+            self.reconnect()?;
+        }
         debug!(task = %id, committed = ?committed, applied = ?state.applied_positions(), "Restore filter: the group's committed input offsets, and the input positions the local state holds.");
         let mut tpl = TopicPartitionList::new();
         for (store, topic, from) in changelogs {
@@ -140,6 +164,7 @@ impl Restorer {
                 Reading {
                     cached_before,
                     began: Instant::now(),
+                    fetched: false,
                     task: id,
                     store,
                     next: from,
@@ -326,7 +351,10 @@ impl Restorer {
             let Some((low, high)) = cached_watermarks(&self.consumer, topic, *partition) else {
                 continue;
             };
-            if high < 0 {
+            // The event may be another changelog's (it names only the partition), and
+            // this partition's end may be an earlier assignment's: neither says this
+            // reading is done, nor that the local state is ahead.
+            if high < 0 || !r.own_end(high) {
                 continue;
             }
             let at = r.next.unwrap_or(low.max(0));
@@ -364,8 +392,7 @@ impl Restorer {
             let Some((_, high)) = cached_watermarks(&self.consumer, topic, *partition) else {
                 continue;
             };
-            let own = r.cached_before != Some(high) || r.began.elapsed() >= OWN_FETCH_WITHIN;
-            if own && at > high {
+            if r.own_end(high) && at > high {
                 t.ahead = Some(format!("{topic}-{partition}: local state restored up to offset {at}, the changelog ends at {high}"));
             }
         }
@@ -492,6 +519,7 @@ fn take(
         return None;
     }
     reading.next = Some(m.offset() + 1);
+    reading.fetched = true;
     let positions = m.headers().and_then(|h| {
         h.iter()
             .find(|h| h.key == POSITIONS_HEADER)
