@@ -120,10 +120,15 @@ fn bincode_encode(e: &CanonicalEvent) -> Vec<u8> {
     out
 }
 
-/// What the bincode decoder read (the version byte checked first, as before).
+/// What the bincode decoder read (the version byte checked first, as before). With a limit
+/// of 1 MiB: without one, bincode allocates whatever length a damaged record claims before
+/// reading it (a damaged length of terabytes aborted the process: the old decoder's failure,
+/// not one of the hand-written one, which checks a length against the bytes left). Every
+/// record here is far smaller, so a claim beyond the limit is beyond the record for both.
 fn bincode_decode(bytes: &[u8]) -> Option<CanonicalEvent> {
+    let config = bincode::config::standard().with_limit::<{ 1 << 20 }>();
     match bytes.split_first() {
-        Some((1, rest)) => bincode::serde::decode_from_slice(rest, bincode::config::standard())
+        Some((1, rest)) => bincode::serde::decode_from_slice(rest, config)
             .ok()
             .map(|(e, _)| e),
         _ => None,
@@ -174,6 +179,10 @@ fn damaged_records_are_errors_not_panics() {
     bytes.truncate(7);
     bytes.extend_from_slice(&[253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]);
     assert!(CanonicalEvent::decode(&bytes).is_err());
+    // A string length of terabytes: an error, for bincode too (with its limit).
+    let huge = [1, 253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f, b'x'];
+    assert!(CanonicalEvent::decode(&huge).is_err());
+    assert!(bincode_decode(&huge).is_none());
     // 254 (a 128-bit integer) and 255 are no length of 64 bits, as for bincode.
     for marker in [254, 255] {
         markers[1] = marker;
