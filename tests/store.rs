@@ -372,20 +372,24 @@ fn preparing_again_before_finishing_merges_the_staged_writes() {
         s.prepare_commit(0, &mut out);
         s.view(&f.a).unwrap().put(&"k".into(), &2).unwrap();
         s.view(&f.a).unwrap().put(&"second".into(), &20).unwrap();
+        // A new key that sorts before staged ones: the merged staged set is sorted again
+        // (`finish_commit` checks its order in debug builds).
+        s.view(&f.a).unwrap().put(&"ab".into(), &30).unwrap();
         s.view(&f.a).unwrap().delete(&"gone".into()).unwrap();
         s.prepare_commit(0, &mut out);
-        assert_eq!(out.len(), 6, "{name}: each preparation logs its own writes");
+        assert_eq!(out.len(), 7, "{name}: each preparation logs its own writes");
         // In key order: keys are length-prefixed.
         let expected = vec![
             ("k".to_string(), 2),
+            ("ab".to_string(), 30),
             ("first".to_string(), 10),
             ("second".to_string(), 20),
         ];
         assert_eq!(s.view(&f.a).unwrap().all().unwrap(), expected, "{name}");
-        s.finish_commit(&|_, _| Some(6)).unwrap();
+        s.finish_commit(&|_, _| Some(7)).unwrap();
         assert_eq!(
             s.raw_entries(0).unwrap().len(),
-            3,
+            4,
             "{name}: gone is deleted"
         );
         assert_eq!(s.view(&f.a).unwrap().all().unwrap(), expected, "{name}");

@@ -3,8 +3,6 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 use super::event::AttrValue;
 use super::event_type::normalize_event_type;
 use super::normalize::{reject, RejectReason, Rejection};
@@ -12,7 +10,7 @@ use super::raw_json::{classify, integer_literal, kind_name, Scalar};
 use super::timestamp;
 
 /// A record's top-level members, in order.
-pub(super) type Pairs<'a, 'r> = [(Cow<'a, str>, &'r RawValue)];
+pub(super) type Pairs<'a, 'r> = [(Cow<'a, str>, &'r str)];
 
 /// The rejection for a value that is not valid JSON after all (see [`Scalar::Invalid`]).
 pub(super) fn invalid_value(field: &str) -> Rejection {
@@ -34,7 +32,7 @@ fn take<'m, 'a, 'r>(
     members: &'m Pairs<'a, 'r>,
     aliases: &[String],
     used: &mut Vec<usize>,
-) -> Option<&'m (Cow<'a, str>, &'r RawValue)> {
+) -> Option<&'m (Cow<'a, str>, &'r str)> {
     let i = find(members, aliases)?;
     used.push(i);
     Some(&members[i])
@@ -46,7 +44,7 @@ fn non_blank(s: &str) -> Option<&str> {
 }
 
 /// The rejection of a member that is not a string.
-fn not_a_string<T>(name: &str, raw: &RawValue) -> Result<T, Rejection> {
+fn not_a_string<T>(name: &str, raw: &str) -> Result<T, Rejection> {
     reject(
         RejectReason::WrongType,
         format!("{name} is {}; expected a string", kind_name(raw)),
@@ -82,7 +80,7 @@ pub(super) fn customer_id(
                 t.to_string()
             }
             // An integer beyond 64 bits keeps its exact digits (never through a double).
-            Scalar::Float(_) if integer_literal(raw).is_some() => raw.get().to_string(),
+            Scalar::Float(_) if integer_literal(raw).is_some() => raw.to_string(),
             Scalar::Invalid => return Err(invalid_value(name)),
             _ => {
                 return reject(
@@ -90,7 +88,7 @@ pub(super) fn customer_id(
                     format!(
                         "{name} is {} ({}); expected a string or an integer",
                         kind_name(raw),
-                        raw.get()
+                        raw
                     ),
                 )
             }
@@ -222,7 +220,7 @@ pub(super) fn event_id(
         Scalar::Null => Ok(None),
         Scalar::Int(n) => Ok(Some(n.to_string())),
         // An integer beyond 64 bits keeps its exact digits.
-        Scalar::Float(_) if integer_literal(raw).is_some() => Ok(Some(raw.get().to_string())),
+        Scalar::Float(_) if integer_literal(raw).is_some() => Ok(Some(raw.to_string())),
         Scalar::Invalid => Err(invalid_value(name)),
         Scalar::Str(s) => Ok(non_blank(&s).map(str::to_string)),
         _ => not_a_string(name, raw),

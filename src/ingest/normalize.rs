@@ -14,12 +14,11 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, IgnoredAny};
-use serde_json::value::RawValue;
 
 use super::event::{CanonicalEvent, Origin};
 use super::fields;
 use super::mapping::NormalizerConfig;
-use super::raw_json::{flatten, InvalidAt, Members};
+use super::raw_json::{flatten, plain_object_members, InvalidAt, Members};
 use super::scan::{scan, ScanError};
 
 /// One input record as the normalizer sees it.
@@ -117,7 +116,7 @@ pub struct Normalizer {
 const DUPLICATE_SCAN_MAX: usize = 16;
 
 /// The first key that appears twice among `members`.
-fn first_duplicate<'m>(members: &'m [(Cow<'_, str>, &RawValue)]) -> Option<&'m str> {
+fn first_duplicate<'m>(members: &'m [(Cow<'_, str>, &str)]) -> Option<&'m str> {
     if members.len() <= DUPLICATE_SCAN_MAX {
         return (1..members.len())
             .find(|&i| members[..i].iter().any(|(p, _)| *p == members[i].0))
@@ -237,10 +236,7 @@ impl Normalizer {
         self.build(input, &members)
     }
 
-    fn parse_object<'t>(
-        &self,
-        text: &'t str,
-    ) -> Result<Vec<(Cow<'t, str>, &'t RawValue)>, Rejection> {
+    fn parse_object<'t>(&self, text: &'t str) -> Result<Vec<(Cow<'t, str>, &'t str)>, Rejection> {
         let first = text.trim_start().as_bytes().first().copied();
         if first != Some(b'{') {
             return match serde_json::from_str::<IgnoredAny>(text) {
@@ -260,14 +256,10 @@ impl Normalizer {
                 }
             };
         }
-        let mut de = serde_json::Deserializer::from_str(text);
-        let members = match <Members<'t> as de::Deserialize>::deserialize(&mut de) {
-            Ok(Members(m)) => m,
-            Err(e) => return reject(RejectReason::InvalidJson, format!("invalid JSON: {e}")),
+        let members = match plain_object_members(text) {
+            Some(members) => members,
+            None => Self::parse_members(text)?,
         };
-        if let Err(e) = de.end() {
-            return reject(RejectReason::InvalidJson, format!("invalid JSON: {e}"));
-        }
         // Duplicate top-level keys: two different customer ids must never be guessed between.
         if let Some(k) = first_duplicate(&members) {
             return reject(
@@ -278,10 +270,24 @@ impl Normalizer {
         Ok(members)
     }
 
+    /// The members by serde_json: any object the plain reader leaves (escapes, deep
+    /// nesting), and the wording of every invalid-JSON rejection.
+    fn parse_members(text: &str) -> Result<Vec<(Cow<'_, str>, &str)>, Rejection> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let members = match <Members<'_> as de::Deserialize>::deserialize(&mut de) {
+            Ok(Members(m)) => m,
+            Err(e) => return reject(RejectReason::InvalidJson, format!("invalid JSON: {e}")),
+        };
+        if let Err(e) = de.end() {
+            return reject(RejectReason::InvalidJson, format!("invalid JSON: {e}"));
+        }
+        Ok(members.into_iter().map(|(k, v)| (k, v.get())).collect())
+    }
+
     fn build(
         &self,
         input: &RawInput<'_>,
-        members: &[(Cow<'_, str>, &RawValue)],
+        members: &[(Cow<'_, str>, &str)],
     ) -> Result<CanonicalEvent, Rejection> {
         let aliases = self.config.mapping.for_topic(input.topic);
         // Indices of the members read as fields; the others become attributes.

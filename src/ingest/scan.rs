@@ -89,7 +89,7 @@ pub(super) fn scan(text: &[u8], max_depth: usize) -> Result<(), ScanError> {
 /// The index of the first `"` or `\\` in `text` at or after `from` (`text.len()`, or
 /// `from` if beyond it, when there is none): eight bytes at a time while a word holds
 /// neither, with the bit trick "has a zero byte" (exact), then byte by byte.
-fn string_run_end(text: &[u8], from: usize) -> usize {
+pub(super) fn string_run_end(text: &[u8], from: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
