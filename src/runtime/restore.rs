@@ -45,6 +45,11 @@ struct Reading {
     began: Instant,
     /// A record of this reading arrived: the partition's cached end is from a fetch of it.
     fetched: bool,
+    /// The changelog partition's number (the key's second half), for end-of-partition
+    /// events, which name no topic.
+    partition: i32,
+    /// An end-of-partition event of this partition number came since the reading began.
+    eof_seen: bool,
 }
 
 impl Reading {
@@ -165,6 +170,8 @@ impl Restorer {
                     cached_before,
                     began: Instant::now(),
                     fetched: false,
+                    partition,
+                    eof_seen: false,
                     task: id,
                     store,
                     next: from,
@@ -289,7 +296,20 @@ impl Restorer {
                 break;
             }
         }
-        for p in eofs {
+        // A reading stays pending from its partition's first end-of-partition event on:
+        // one seen before its end was its own comes only once, and is acted on once it is.
+        for r in self.readings.values_mut() {
+            if eofs.contains(&r.partition) {
+                r.eof_seen = true;
+            }
+        }
+        let pending: HashSet<i32> = self
+            .readings
+            .values()
+            .filter(|r| r.eof_seen && !r.done)
+            .map(|r| r.partition)
+            .collect();
+        for p in pending {
             self.check_end(p);
         }
         self.check_beyond_end();
