@@ -43,20 +43,7 @@ fn classify(log: &str) -> &'static str {
 
 #[test]
 fn kill_9_at_random_moments_never_loses_or_double_counts() {
-    kill_9_at_random_moments(stream_threads());
-}
-
-/// The same with two stream threads per instance, whatever `SCORESTREAM_TEST_STREAM_THREADS`
-/// says: tasks also move between the threads of one instance at every restart. (It lost
-/// events in about half the runs until the patched broker's fetch from inside a record
-/// batch was fixed, `scripts/tansu-fetch-mid-batch.patch`.)
-#[test]
-fn kill_9_at_random_moments_with_two_stream_threads_never_loses_or_double_counts() {
-    kill_9_at_random_moments(2);
-}
-
-fn kill_9_at_random_moments(threads: usize) {
-    let mut s = Setup::with_threads("50ms", threads);
+    let mut s = Setup::with_threads("50ms", stream_threads());
     let state = s.state_dir("crash");
     let mut rng = rand::rng();
     let mut landed: BTreeMap<&str, u32> = BTreeMap::new();
