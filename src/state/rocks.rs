@@ -59,14 +59,13 @@ impl RocksResources {
         opts.set_max_open_files(256);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
-        table.set_cache_index_and_filter_blocks(true);
-        // Filters and indexes stay in the cache while their table is in level 0, and go
-        // in at high priority (less readily evicted than data blocks) otherwise: with a
-        // budget-sized cache that also holds the memtables, every read of a customer not
-        // in the read cache re-read and re-parsed a filter block it had just evicted
-        // (~5 % of the minimal workload, BENCHMARKS.md). They are small: ~10 bits per key.
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        table.set_cache_index_and_filter_blocks_with_high_priority(true);
+        // Filters and indexes live with their open table (RocksDB's default), outside the
+        // block cache: in the cache, shared with the memtables' charge, they were evicted
+        // and read back for nearly every read of a customer missing the read cache, even
+        // pinned in level 0 and at high priority — a filter block's checksum, an index
+        // block's LZ4 and the read itself, ~8 % of the minimal workload's app CPU end to
+        // end (perf, BENCHMARKS.md stop 24). They are small: ~10 bits per key.
+        table.set_cache_index_and_filter_blocks(false);
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
         opts
