@@ -23,7 +23,8 @@ pub struct RocksResources {
 }
 
 impl RocksResources {
-    /// `block_cache_bytes` for data blocks, indexes and filters of all tasks;
+    /// `block_cache_bytes` for the data blocks of all tasks (filters and indexes stay with
+    /// their open tables);
     /// `write_buffer_bytes` for all memtables, charged against the same cache.
     pub fn new(block_cache_bytes: usize, write_buffer_bytes: usize) -> RocksResources {
         let cache = Cache::new_lru_cache(block_cache_bytes.max(1 << 20));
