@@ -22,11 +22,11 @@ use crate::engine::{StreamTask, TaskId};
 use crate::metrics::{GaugeShare, Metrics};
 use crate::state::changelog::{decode_positions, is_committed, POSITIONS_HEADER};
 
-type Tp = (String, i32);
+mod ends;
 
-/// A fetch of a partition being restored comes back within this (`fetch.wait.max.ms` is
-/// 50 ms) while the broker answers.
-const OWN_FETCH_WITHIN: Duration = Duration::from_secs(5);
+pub(crate) use ends::cached_watermarks;
+
+type Tp = (String, i32);
 
 /// One changelog partition being read.
 struct Reading {
@@ -40,26 +40,13 @@ struct Reading {
     batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     positions: HashMap<Tp, i64>,
     /// The partition's end cached before this reading fetched anything (an earlier
-    /// assignment's), and when it began: see [`Reading::own_end`].
+    /// assignment's), and when it began: see `ends.rs`.
     cached_before: Option<i64>,
     began: Instant,
     /// A record of this reading arrived: the partition's cached end is from a fetch of it.
     fetched: bool,
-    /// The changelog partition's number (the key's second half), for end-of-partition
-    /// events, which name no topic.
-    partition: i32,
     /// An end-of-partition event of this partition number came since the reading began.
     eof_seen: bool,
-}
-
-impl Reading {
-    /// Whether `high`, the partition's cached end, is this reading's own: from a fetch made
-    /// for it, not left from an earlier assignment of the partition to the same consumer.
-    /// Either no end was cached before it began, or the end changed since, or a record of
-    /// it arrived, or a fetch has had time to come back.
-    fn own_end(&self, high: i64) -> bool {
-        self.cached_before != Some(high) || self.fetched || self.began.elapsed() >= OWN_FETCH_WITHIN
-    }
 }
 
 /// A task waiting for its stores.
@@ -170,7 +157,6 @@ impl Restorer {
                     cached_before,
                     began: Instant::now(),
                     fetched: false,
-                    partition,
                     eof_seen: false,
                     task: id,
                     store,
@@ -296,23 +282,7 @@ impl Restorer {
                 break;
             }
         }
-        // A reading stays pending from its partition's first end-of-partition event on:
-        // one seen before its end was its own comes only once, and is acted on once it is.
-        for r in self.readings.values_mut() {
-            if eofs.contains(&r.partition) {
-                r.eof_seen = true;
-            }
-        }
-        let pending: HashSet<i32> = self
-            .readings
-            .values()
-            .filter(|r| r.eof_seen && !r.done)
-            .map(|r| r.partition)
-            .collect();
-        for p in pending {
-            self.check_end(p);
-        }
-        self.check_beyond_end();
+        self.check_ends(&eofs);
         self.set_aside_ahead();
         self.flush_all()?;
         self.report();
@@ -342,80 +312,6 @@ impl Restorer {
             }
         }
         self.restoring.set(self.tasks.len() as i64);
-    }
-
-    /// Marks partition-`p` readings done whose position reached the fetched high watermark.
-    /// The consumer's own position counts too: it steps over transaction markers, which
-    /// take offsets but are never delivered.
-    fn check_end(&mut self, p: i32) {
-        let positions: HashMap<Tp, i64> = self
-            .consumer
-            .position()
-            .map(|tpl| {
-                tpl.elements()
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        for ((topic, partition), r) in self.readings.iter_mut() {
-            if *partition != p || r.done {
-                continue;
-            }
-            if let Some(&pos) = positions.get(&(topic.clone(), *partition)) {
-                r.next = Some(r.next.map_or(pos, |n| n.max(pos)));
-            }
-            let Some((low, high)) = cached_watermarks(&self.consumer, topic, *partition) else {
-                continue;
-            };
-            // The event may be another changelog's (it names only the partition), and
-            // this partition's end may be an earlier assignment's: neither says this
-            // reading is done, nor that the local state is ahead.
-            if high < 0 || !r.own_end(high) {
-                continue;
-            }
-            let at = r.next.unwrap_or(low.max(0));
-            if at > high {
-                // Restore began at an offset the changelog does not reach: the broker lost
-                // records this task's local state holds (the fetch's end, not a listed one).
-                if let Some(t) = self.tasks.get_mut(&r.task) {
-                    t.ahead.get_or_insert_with(|| {
-                        format!("{topic}-{partition}: local state restored up to offset {at}, the changelog ends at {high}")
-                    });
-                }
-                continue;
-            }
-            if at >= high {
-                r.done = true;
-                r.next = Some(at);
-            }
-        }
-    }
-
-    /// Marks the tasks whose reading position is past the end of its changelog partition,
-    /// end of partition or not: Tansu answers a fetch beyond the end with no records and no
-    /// error (Kafka: offset out of range), so no end-of-partition event ever comes and the
-    /// restore would wait forever. The end is the one the last fetch returned — once it is
-    /// this reading's own (it changed since the reading began, or a fetch had time to come
-    /// back), not one cached by an earlier assignment of the partition.
-    fn check_beyond_end(&mut self) {
-        for ((topic, partition), r) in &self.readings {
-            let Some(at) = r.next.filter(|_| !r.done) else {
-                continue;
-            };
-            let Some(t) = self.tasks.get_mut(&r.task).filter(|t| t.ahead.is_none()) else {
-                continue;
-            };
-            let Some((_, high)) = cached_watermarks(&self.consumer, topic, *partition) else {
-                continue;
-            };
-            if r.own_end(high) && at > high {
-                t.ahead = Some(format!("{topic}-{partition}: local state restored up to offset {at}, the changelog ends at {high}"));
-            }
-        }
     }
 
     fn flush(&mut self, tp: &Tp) -> Result<(), RuntimeError> {
@@ -576,29 +472,6 @@ fn take(
         );
     }
     (reading.batch.len() >= batch_records).then_some(tp)
-}
-
-/// The low and high watermarks librdkafka cached from the last fetch response (no request;
-/// unlike `ListOffsets`, right on Tansu). `None` before the first fetch.
-pub(crate) fn cached_watermarks<C: rdkafka::consumer::ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    topic: &str,
-    partition: i32,
-) -> Option<(i64, i64)> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the handle is valid while `consumer` lives; the out-pointers are locals.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some((low, high))
 }
 
 /// The group's committed offsets of `tpl`, as `(topic, partition) → next offset`;
