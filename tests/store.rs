@@ -702,3 +702,66 @@ fn uncommitted_bytes_follow_the_write_set() {
         );
     }
 }
+
+/// Files of one column family below level 0 (what a level compaction has written).
+fn files_below_level_0(path: &std::path::Path, cf: &str) -> u64 {
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), path, &cfs, false)
+        .unwrap();
+    let handle = db.cf_handle(cf).unwrap();
+    (1..7)
+        .map(|l| {
+            db.property_int_value_cf(handle, format!("rocksdb.num-files-at-level{l}").as_str())
+                .unwrap()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// `state.compression` and `state.compaction` may change between runs of one state
+/// directory: the stores written with LZ4 and level compaction (the defaults before stop
+/// 25) open with no compression and universal compaction, and back again, with every entry.
+#[test]
+fn rocksdb_stores_open_after_a_change_of_compression_and_compaction() {
+    use scorestream::config::{StoreCompaction, StoreCompression};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("0_0");
+    let names = vec!["a".to_string()];
+    let open = |compression, compaction| {
+        let res = RocksResources::new(1 << 20, 1 << 20).with_layout(compression, compaction);
+        RocksBackend::open(&path, &names, &res).unwrap()
+    };
+    let value = |round: u32, i: u32| format!("{round}:{i}:{}", "x".repeat(150)).into_bytes();
+    let write_rounds = |b: &mut RocksBackend, rounds: std::ops::Range<u32>| {
+        for round in rounds {
+            let data = (0..5_000u32)
+                .map(|i| (0, format!("k{i:06}").into_bytes(), Some(value(round, i))))
+                .collect();
+            b.write(&WriteSet { data, meta: vec![] }).unwrap();
+        }
+    };
+    let check = |b: &RocksBackend, round: u32| {
+        for i in (0..5_000u32).step_by(7) {
+            let got = b.get(0, format!("k{i:06}").as_bytes()).unwrap();
+            assert_eq!(got, Some(value(round, i)), "k{i:06} after round {round}");
+        }
+    };
+    {
+        // ~20 MB through 1 MiB memtables: flushes, and compactions below level 0.
+        let mut b = open(StoreCompression::Lz4, StoreCompaction::Level);
+        write_rounds(&mut b, 0..25);
+        check(&b, 24);
+    }
+    assert!(
+        files_below_level_0(&path, "a") > 0,
+        "no level compaction ran"
+    );
+    {
+        let mut b = open(StoreCompression::None, StoreCompaction::Universal);
+        check(&b, 24);
+        write_rounds(&mut b, 25..40);
+        check(&b, 39);
+    }
+    let b = open(StoreCompression::Lz4, StoreCompaction::Level);
+    check(&b, 39);
+}
