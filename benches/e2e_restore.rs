@@ -5,7 +5,8 @@
 //!
 //! Needs a broker: `scripts/load-ingest.sh 1000000 e2e_restore` starts Tansu and runs this
 //! with `SCORESTREAM_BENCH_BOOTSTRAP` set; without it, it explains and exits 0.
-//! `SCORESTREAM_BENCH_EVENTS` sets the key count.
+//! `SCORESTREAM_BENCH_EVENTS` sets the key count; `SCORESTREAM_BENCH_EXTRA_TOML` is merged over
+//! the default configuration (e.g. `state.compression`, `state.compaction`).
 
 use std::time::{Duration, Instant};
 
@@ -47,10 +48,16 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let app_id = format!("restore-bench-{:08x}", rand::random::<u32>());
+    // `SCORESTREAM_BENCH_EXTRA_TOML`, e.g. `[state]` settings, over the defaults.
+    let base = match std::env::var("SCORESTREAM_BENCH_EXTRA_TOML") {
+        Ok(text) => Config::from_toml_with_env(Some(&text), &|_| None)
+            .expect("SCORESTREAM_BENCH_EXTRA_TOML is not a valid configuration"),
+        Err(_) => Config::default(),
+    };
     let mut config = Config {
         application_id: app_id.clone(),
         bootstrap_servers: bootstrap.clone(),
-        ..Config::default()
+        ..base
     };
     config.runtime.replication_factor = 1;
     let parts = topology::Components::load(&config).unwrap();
@@ -121,7 +128,8 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let plan = config.memory();
-    let resources = RocksResources::new(plan.block_cache_bytes, plan.write_buffer_bytes);
+    let resources = RocksResources::new(plan.block_cache_bytes, plan.write_buffer_bytes)
+        .with_layout(config.state.compression, config.state.compaction);
     let root = dir.path().to_path_buf();
     let make = move |id: scorestream::engine::TaskId,
                      specs: &[scorestream::state::store::StoreSpec]|
