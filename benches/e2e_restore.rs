@@ -169,5 +169,32 @@ fn main() {
         rss_before,
         peak_rss_mb()
     );
+    let (sst, all) = disk_bytes(dir.path());
+    println!(
+        "on disk: {:.1} MB in table files, {:.1} MB in all files ({:?} compression, {:?} compaction)",
+        sst as f64 / 1e6,
+        all as f64 / 1e6,
+        config.state.compression,
+        config.state.compaction
+    );
     assert_eq!(restored_keys, keys, "every key restored");
+}
+
+/// Bytes of RocksDB table files (`*.sst`) and of all files under `dir`.
+fn disk_bytes(dir: &std::path::Path) -> (u64, u64) {
+    let (mut sst, mut all) = (0, 0);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            let (s, a) = disk_bytes(&path);
+            sst += s;
+            all += a;
+        } else if let Ok(meta) = entry.metadata() {
+            all += meta.len();
+            if path.extension().is_some_and(|e| e == "sst") {
+                sst += meta.len();
+            }
+        }
+    }
+    (sst, all)
 }

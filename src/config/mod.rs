@@ -185,7 +185,8 @@ pub enum StoreBackend {
 #[serde(rename_all = "lowercase")]
 pub enum StoreCompression {
     /// Kafka Streams' choice too: every flush and compaction skips LZ4, and a read of a
-    /// block from a file skips decompressing it. The files are ~2–3x larger.
+    /// block from a file skips decompressing it. The files are larger (2.2x in the restore
+    /// bench, BENCHMARKS.md stop 25).
     #[default]
     None,
     /// Smaller files for more CPU: LZ4 in every flush and compaction and on every block
