@@ -179,7 +179,20 @@ fn kill_9_exactly_at_the_commit_points_never_loses_or_double_counts() {
         );
     }
     let inst = Instance::start(&s.config, &state);
-    let got = s.wait_exact(Duration::from_secs(60), "after kills at the commit points");
+    let got = s.wait_exact_with_log(
+        Duration::from_secs(60),
+        "after kills at the commit points",
+        || {
+            let log = inst.log();
+            let lines: Vec<&str> = log.lines().collect();
+            format!(
+                "missing events:\n{}\nwhere: {}\nlast lines of the final run's log:\n{}",
+                s.trace_missing(&s.dump(), 5),
+                s.locate_loss(),
+                lines[lines.len().saturating_sub(200)..].join("\n")
+            )
+        },
+    );
     s.check_boards(Duration::from_secs(30));
     let log = inst.stop();
     assert!(!log.contains("panicked"), "{log}");
