@@ -21,8 +21,8 @@ pub struct RocksResources {
     cache: Cache,
     write_buffers: WriteBufferManager,
     write_buffer_size: usize,
-    compression: rocksdb::DBCompressionType,
-    compaction: rocksdb::DBCompactionStyle,
+    compression: StoreCompression,
+    compaction: StoreCompaction,
 }
 
 impl RocksResources {
@@ -42,28 +42,22 @@ impl RocksResources {
             // Each store's memtable is a slice of the budget; the manager flushes early
             // when the sum goes over it.
             write_buffer_size: (write_buffer_bytes / 4).clamp(1 << 20, 64 << 20),
-            compression: rocksdb::DBCompressionType::None,
-            compaction: rocksdb::DBCompactionStyle::Universal,
+            compression: StoreCompression::default(),
+            compaction: StoreCompaction::default(),
         }
     }
 
     /// How the stores' files are compressed and compacted. The defaults are Kafka
-    /// Streams' (no compression, universal compaction): with LZ4 and level compaction,
-    /// flushes, compactions and block reads were ~11 % of the minimal workload's app CPU
-    /// and ~20 % of the full topology's end to end (perf, BENCHMARKS.md stop 25).
+    /// Streams' (no compression, universal compaction): LZ4 and level compaction cost
+    /// 21 % more app CPU per event for the minimal workload and 18 % for the full
+    /// topology end to end (BENCHMARKS.md stop 25).
     pub fn with_layout(
         mut self,
         compression: StoreCompression,
         compaction: StoreCompaction,
     ) -> RocksResources {
-        self.compression = match compression {
-            StoreCompression::None => rocksdb::DBCompressionType::None,
-            StoreCompression::Lz4 => rocksdb::DBCompressionType::Lz4,
-        };
-        self.compaction = match compaction {
-            StoreCompaction::Universal => rocksdb::DBCompactionStyle::Universal,
-            StoreCompaction::Level => rocksdb::DBCompactionStyle::Level,
-        };
+        self.compression = compression;
+        self.compaction = compaction;
         self
     }
 
@@ -75,8 +69,14 @@ impl RocksResources {
         opts.set_write_buffer_size(self.write_buffer_size);
         opts.set_max_write_buffer_number(2);
         opts.set_max_background_jobs(2);
-        opts.set_compression_type(self.compression);
-        opts.set_compaction_style(self.compaction);
+        opts.set_compression_type(match self.compression {
+            StoreCompression::None => rocksdb::DBCompressionType::None,
+            StoreCompression::Lz4 => rocksdb::DBCompressionType::Lz4,
+        });
+        opts.set_compaction_style(match self.compaction {
+            StoreCompaction::Universal => rocksdb::DBCompactionStyle::Universal,
+            StoreCompaction::Level => rocksdb::DBCompactionStyle::Level,
+        });
         opts.set_keep_log_file_num(2);
         // A whole-key bloom filter in the memtable: most reads of a customer never seen
         // before (or not since the last flush) miss, and without it each miss walks the
