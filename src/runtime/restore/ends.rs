@@ -78,25 +78,18 @@ impl Restorer {
                 continue;
             }
             let at = r.next.unwrap_or(low.max(0));
-            if at > high {
-                // Restore began at an offset the changelog does not reach: the broker lost
-                // records this task's local state holds (the fetch's end, not a listed one).
-                if let Some(t) = self.tasks.get_mut(&r.task) {
-                    t.ahead.get_or_insert_with(|| {
-                        format!("{topic}-{partition}: local state restored up to offset {at}, the changelog ends at {high}")
-                    });
-                }
-                continue;
-            }
-            if at >= high {
+            // Past the end is not done: the broker lost records this task's local state
+            // holds, which `check_beyond_end` (run right after) flags.
+            if at == high {
                 r.done = true;
                 r.next = Some(at);
             }
         }
     }
 
-    /// Marks the tasks whose reading position is past the end of its changelog partition,
-    /// end of partition or not: Tansu answers a fetch beyond the end with no records and no
+    /// Marks the tasks whose reading position is past the end of its changelog partition
+    /// (restore began at an offset the changelog does not reach: the broker lost records
+    /// this task's local state holds), end of partition or not: Tansu answers a fetch beyond the end with no records and no
     /// error (Kafka: offset out of range), so no end-of-partition event ever comes and the
     /// restore would wait forever. The end is the one the last fetch returned, once it is
     /// this reading's own.
