@@ -573,14 +573,18 @@ fn run_scorestream(run: &Run, mode: &str, round: usize) -> Measured {
         })
         .collect();
     by_type.sort();
+    let hits = last.sum("scorestream_store_cache_hits_total", &[]);
+    let misses = last.sum("scorestream_store_cache_misses_total", &[]);
     let mut note = format!(
-        "results/event {:.2} ({}); commits {} ({:.1} s in them); backpressure pauses {}; rewinds {}",
+        "results/event {:.2} ({}); commits {} ({:.1} s in them); backpressure pauses {}; rewinds {}; store reads {:.0} ({:.1} % from the read cache)",
         all / run.events as f64,
         by_type.join(", "),
         last.sum("scorestream_commits_total", &[]),
         last.sum("scorestream_commit_duration_seconds_sum", &[]),
         last.sum("scorestream_backpressure_waits_total", &[]),
         last.sum("scorestream_rewinds_total", &[]),
+        hits + misses,
+        100.0 * hits / (hits + misses).max(1.0),
     );
     let mut check_failed = false;
     if minimal {

@@ -353,14 +353,17 @@ impl Shared {
         m: &BorrowedMessage<'_>,
         now: i64,
     ) -> Result<(), RuntimeError> {
-        let Some(ti) = self.topic_index(m.topic()) else {
+        // librdkafka gives the topic as a C string: each `topic()` is a strlen and a UTF-8
+        // check, so it is taken once.
+        let topic = m.topic();
+        let Some(ti) = self.topic_index(topic) else {
             return Ok(());
         };
         let partition = m.partition();
         let offset = m.offset();
         let source = &self.sources[ti];
         let id = self.task_of((ti, partition));
-        if !Self::runs_now(st, m.topic(), (ti, partition), id, offset) {
+        if !Self::runs_now(st, topic, (ti, partition), id, offset) {
             return Ok(());
         }
         if tracing::enabled!(tracing::Level::DEBUG)
@@ -371,7 +374,7 @@ impl Shared {
                 .is_some_and(|ps| ps.base < 0)
         {
             debug!(
-                topic = m.topic(),
+                topic,
                 partition, offset, "First record of an input partition this assignment."
             );
         }
@@ -407,7 +410,7 @@ impl Shared {
         if !task.process(&source.name, record, now)? {
             self.metrics.replayed_records_skipped.inc();
             debug!(
-                topic = m.topic(),
+                topic,
                 partition, offset, "Replay skipped: the stored state already has it."
             );
         }
