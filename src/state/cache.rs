@@ -31,10 +31,13 @@ use crate::metrics::latency::StoreMetrics;
 const ENTRY_OVERHEAD: usize = 64;
 
 /// The memory shared by the caches of every store of every task of an instance. Each store
-/// of each task may hold `total / stores` bytes, recomputed as tasks come and go.
+/// of each task that has cached anything may hold `total / stores` bytes, recomputed as
+/// tasks come and go. A store nobody reads (the leaderboards' store when the rules have no
+/// boards) takes no share: counted from the start, it halved the customers' store's cache.
 #[derive(Debug)]
 pub struct CacheBudget {
     total: usize,
+    /// Caches holding a share: those that have cached an entry and are not dropped.
     stores: AtomicUsize,
     /// Hits, misses and backend latency of every store drawing on this budget, once the
     /// runtime attaches its metrics.
@@ -120,11 +123,12 @@ pub struct StoreCache {
     old: KeyMap,
     young_bytes: usize,
     old_bytes: usize,
+    /// Whether this cache holds a share of the budget (from its first entry on).
+    counted: bool,
 }
 
 impl StoreCache {
     pub fn new(budget: Arc<CacheBudget>) -> StoreCache {
-        budget.stores.fetch_add(1, Ordering::Relaxed);
         let hash = SeededKeyHash::random();
         StoreCache {
             budget,
@@ -132,6 +136,7 @@ impl StoreCache {
             old: HashMap::with_hasher(hash),
             young_bytes: 0,
             old_bytes: 0,
+            counted: false,
         }
     }
 
@@ -177,6 +182,10 @@ impl StoreCache {
     }
 
     fn insert_young(&mut self, key: Vec<u8>, value: Cached, size: usize) {
+        if !self.counted {
+            self.budget.stores.fetch_add(1, Ordering::Relaxed);
+            self.counted = true;
+        }
         let share = self.budget.share();
         if size > share / 2 {
             // Too big to cache: the key's previous entry (if young) must go too, or the next
@@ -202,7 +211,9 @@ impl StoreCache {
 
 impl Drop for StoreCache {
     fn drop(&mut self) {
-        self.budget.stores.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            self.budget.stores.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -230,7 +241,10 @@ mod tests {
     fn stays_within_its_share_of_the_budget_and_keeps_hot_keys() {
         let budget = CacheBudget::new(64 * 1024);
         let mut c = StoreCache::new(budget.clone());
-        let _other_store = StoreCache::new(budget);
+        // A store in use takes its half of the budget; one never used takes nothing.
+        let mut other_store = StoreCache::new(budget.clone());
+        other_store.put(b"x".to_vec(), None);
+        let _unused_store = StoreCache::new(budget);
         let share = 32 * 1024;
         for i in 0..10_000u32 {
             c.put(i.to_be_bytes().to_vec(), Some(vec![0; 100]));
@@ -291,6 +305,22 @@ mod tests {
         assert_eq!(c.get(b"k"), Some(&Some(vec![1; 50])));
         c.put(b"k".to_vec(), Some(vec![2; 800]));
         assert_eq!(c.get(b"k"), None, "a stale entry survived a too-big put");
+    }
+
+    #[test]
+    fn only_stores_that_cached_something_share_the_budget() {
+        let budget = CacheBudget::new(1 << 20);
+        let mut a = StoreCache::new(budget.clone());
+        let b = StoreCache::new(budget.clone());
+        a.put(b"k".to_vec(), Some(vec![1]));
+        assert_eq!(budget.share(), 1 << 20, "an unused store took a share");
+        let mut c = StoreCache::new(budget.clone());
+        c.put(b"k".to_vec(), None);
+        assert_eq!(budget.share(), 1 << 19);
+        drop((b, c));
+        assert_eq!(budget.share(), 1 << 20, "a dropped store kept its share");
+        drop(a);
+        assert_eq!(budget.stores.load(Ordering::Relaxed), 0);
     }
 
     #[test]
