@@ -127,9 +127,7 @@ fn main() {
     let rss_before = peak_rss_mb();
 
     let dir = tempfile::tempdir().unwrap();
-    let plan = config.memory();
-    let resources = RocksResources::new(plan.block_cache_bytes, plan.write_buffer_bytes)
-        .with_layout(config.state.compression, config.state.compaction);
+    let resources = RocksResources::for_config(&config);
     let root = dir.path().to_path_buf();
     let make = move |id: scorestream::engine::TaskId,
                      specs: &[scorestream::state::store::StoreSpec]|

@@ -718,17 +718,20 @@ fn files_below_level_0(path: &std::path::Path, cf: &str) -> u64 {
         .sum()
 }
 
-/// `state.compression` and `state.compaction` may change between runs of one state
-/// directory: the stores written with LZ4 and level compaction (the defaults before stop
-/// 25) open with no compression and universal compaction, and back again, with every entry.
+/// `state.compression`, `state.compaction` and `state.mmap_reads` may change between runs
+/// of one state directory: the stores written with LZ4 and level compaction (the defaults
+/// before stop 25) open with no compression and universal compaction, read through a memory
+/// map, and back again, with every entry.
 #[test]
-fn rocksdb_stores_open_after_a_change_of_compression_and_compaction() {
+fn rocksdb_stores_open_after_a_change_of_compression_compaction_and_reads() {
     use scorestream::config::{StoreCompaction, StoreCompression};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("0_0");
     let names = vec!["a".to_string()];
-    let open = |compression, compaction| {
-        let res = RocksResources::new(1 << 20, 1 << 20).with_layout(compression, compaction);
+    let open = |compression, compaction, mmap| {
+        let res = RocksResources::new(1 << 20, 1 << 20)
+            .with_layout(compression, compaction)
+            .with_mmap_reads(mmap);
         RocksBackend::open(&path, &names, &res).unwrap()
     };
     let value = |round: u32, i: u32| format!("{round}:{i}:{}", "x".repeat(150)).into_bytes();
@@ -748,7 +751,7 @@ fn rocksdb_stores_open_after_a_change_of_compression_and_compaction() {
     };
     {
         // ~20 MB through 1 MiB memtables: flushes, and compactions below level 0.
-        let mut b = open(StoreCompression::Lz4, StoreCompaction::Level);
+        let mut b = open(StoreCompression::Lz4, StoreCompaction::Level, false);
         write_rounds(&mut b, 0..25);
         check(&b, 24);
     }
@@ -757,11 +760,11 @@ fn rocksdb_stores_open_after_a_change_of_compression_and_compaction() {
         "no level compaction ran"
     );
     {
-        let mut b = open(StoreCompression::None, StoreCompaction::Universal);
+        let mut b = open(StoreCompression::None, StoreCompaction::Universal, true);
         check(&b, 24);
         write_rounds(&mut b, 25..40);
         check(&b, 39);
     }
-    let b = open(StoreCompression::Lz4, StoreCompaction::Level);
+    let b = open(StoreCompression::Lz4, StoreCompaction::Level, false);
     check(&b, 39);
 }

@@ -217,6 +217,9 @@ pub struct StateSettings {
     pub compression: StoreCompression,
     /// RocksDB's compaction style.
     pub compaction: StoreCompaction,
+    /// RocksDB reads its table files through a memory map (no `pread`, no copy into the
+    /// block cache); the mapped pages then count in the process's resident memory.
+    pub mmap_reads: bool,
     /// RocksDB block cache shared by every task of the process, in bytes; absent: a share
     /// of `memory_budget_bytes` ([`memory::MemoryPlan`]).
     #[serde(with = "size::option")]
@@ -243,6 +246,7 @@ impl Default for StateSettings {
             backend: StoreBackend::Rocksdb,
             compression: StoreCompression::None,
             compaction: StoreCompaction::Universal,
+            mmap_reads: false,
             block_cache_bytes: None,
             write_buffer_bytes: None,
             cache_bytes: None,

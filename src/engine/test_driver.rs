@@ -127,15 +127,13 @@ impl TopologyTestDriver {
 
     /// Keeps each task's stores in a RocksDB database under `dir` (one per task, as the
     /// runtime does), sharing a block cache and write buffers sized by `config`'s memory
-    /// plan, behind its read cache, instead of in memory. Call before the first record.
+    /// plan and laid out as its `state` settings say, behind its read cache, instead of in
+    /// memory. Call before the first record.
     pub fn with_rocksdb(mut self, dir: impl Into<PathBuf>, config: &crate::config::Config) -> Self {
         let plan = config.memory();
         self.rocksdb = Some(RocksStores {
             dir: dir.into(),
-            resources: crate::state::RocksResources::new(
-                plan.block_cache_bytes,
-                plan.write_buffer_bytes,
-            ),
+            resources: crate::state::RocksResources::for_config(config),
             cache: crate::state::CacheBudget::new(plan.read_cache_bytes),
         });
         self

@@ -531,8 +531,7 @@ fn state_context(
     );
     info!(path = %directory.root().display(), "State directory locked.");
     let plan = config.memory();
-    let rocks = crate::state::RocksResources::new(plan.block_cache_bytes, plan.write_buffer_bytes)
-        .with_layout(config.state.compression, config.state.compaction);
+    let rocks = crate::state::RocksResources::for_config(config);
     Ok(stream_thread::StateContext {
         cache: crate::state::CacheBudget::new(plan.read_cache_bytes),
         settings,
