@@ -8,6 +8,7 @@ pub mod event_type;
 mod fields;
 pub mod mapping;
 pub mod normalize;
+mod plain_json;
 mod raw_json;
 mod scan;
 pub mod timestamp;

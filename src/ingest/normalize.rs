@@ -18,7 +18,8 @@ use serde::de::{self, IgnoredAny};
 use super::event::{CanonicalEvent, Origin};
 use super::fields;
 use super::mapping::NormalizerConfig;
-use super::raw_json::{flatten, plain_object_members, InvalidAt, Members};
+use super::plain_json::plain_object_members;
+use super::raw_json::{flatten, InvalidAt, Members};
 use super::scan::{scan, ScanError};
 
 /// One input record as the normalizer sees it.
