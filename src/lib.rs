@@ -67,6 +67,7 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod os_memory;
 pub mod runtime;
 pub mod state;
 pub mod topology;
