@@ -244,8 +244,8 @@ impl Default for StateSettings {
     fn default() -> Self {
         StateSettings {
             backend: StoreBackend::Rocksdb,
-            compression: StoreCompression::None,
-            compaction: StoreCompaction::Universal,
+            compression: StoreCompression::default(),
+            compaction: StoreCompaction::default(),
             mmap_reads: false,
             block_cache_bytes: None,
             write_buffer_bytes: None,

@@ -89,10 +89,10 @@ impl Restorer {
 
     /// Marks the tasks whose reading position is past the end of its changelog partition
     /// (restore began at an offset the changelog does not reach: the broker lost records
-    /// this task's local state holds), end of partition or not: Tansu answers a fetch beyond the end with no records and no
-    /// error (Kafka: offset out of range), so no end-of-partition event ever comes and the
-    /// restore would wait forever. The end is the one the last fetch returned, once it is
-    /// this reading's own.
+    /// this task's local state holds), end of partition or not: Tansu answers a fetch
+    /// beyond the end with no records and no error (Kafka: offset out of range), so no
+    /// end-of-partition event ever comes and the restore would wait forever. The end is
+    /// the one the last fetch returned, once it is this reading's own.
     fn check_beyond_end(&mut self) {
         for ((topic, partition), r) in &self.readings {
             let Some(at) = r.next.filter(|_| !r.done) else {
