@@ -85,13 +85,13 @@ fn scale_out_and_back(instances: usize, threads: usize, leave: bool) {
     if !leave {
         s.check_boards(Duration::from_secs(60));
         for i in running {
-            check_log(&i.stop());
+            check_log(&i.stop(), threads);
         }
         return;
     }
 
     let leaving = running.pop().expect("at least one instance");
-    check_log(&leaving.stop());
+    check_log(&leaving.stop(), threads);
     let views = wait_balanced(
         &ports[..instances - 1],
         "the remaining instances own every task",
@@ -101,16 +101,23 @@ fn scale_out_and_back(instances: usize, threads: usize, leave: bool) {
     s.wait_exact(Duration::from_secs(120), "after one instance left");
     s.check_boards(Duration::from_secs(60));
     for i in running {
-        check_log(&i.stop());
+        check_log(&i.stop(), threads);
     }
 }
 
 /// An instance's log: no panic, and no local state judged ahead of the broker — the
 /// broker lost nothing here, so that would be a false alarm (and a needless full restore):
 /// a task that comes back to a thread after a rebalance is restored again by a consumer
-/// that read its changelogs before.
-fn check_log(log: &str) {
+/// that read its changelogs before. With several stream threads, they started processing
+/// together, once each had its partitions (not at the start deadline).
+fn check_log(log: &str, threads: usize) {
     assert!(!log.contains("panicked"), "{log}");
+    if threads > 1 {
+        assert!(
+            log.contains("Every stream thread has its partitions: processing starts."),
+            "the stream threads did not start together:\n{log}"
+        );
+    }
     let ahead: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("ahead of the broker"))

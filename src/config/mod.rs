@@ -124,8 +124,7 @@ pub struct RuntimeSettings {
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
     /// Stream threads of this instance (Kafka Streams' `num.stream.threads`): each has its
-    /// own consumer in the group, producer and tasks. 0 = one per core. Default 1: see the
-    /// known issue in docs/operations.md ("Scale out and in").
+    /// own consumer in the group, producer and tasks. 0 (the default) = one per core.
     pub stream_threads: usize,
     /// `exactly_once`: at start-up, abort one probe transaction and commit another, and
     /// refuse to run unless a `read_committed` reader sees only the committed one (Tansu and
@@ -163,7 +162,7 @@ impl Default for RuntimeSettings {
             output_partitions: 6,
             session_timeout: Duration::from_secs(45),
             startup_timeout: Duration::from_secs(300),
-            stream_threads: 1,
+            stream_threads: 0,
             verify_transactions: true,
         }
     }

@@ -273,6 +273,12 @@ fn thread_states(
     // Uncommitted writes share the read cache's budget, half of it split over the threads
     // (at least 1 MiB each): a commit point comes early when a thread's reach its share.
     let write_set_limit = (config.memory().read_cache_bytes / 2 / threads).max(1 << 20);
+    // The threads start processing together, once each has its first assignment; a
+    // thread the group has not answered within a session timeout is not waited for.
+    let start = Arc::new(stream_thread::StartGate::new(
+        threads,
+        config.runtime.session_timeout,
+    ));
     let mut shared = Vec::with_capacity(threads);
     for (thread, gauges) in stream_thread::ThreadGauges::split(metrics, threads)
         .into_iter()
@@ -296,7 +302,8 @@ fn thread_states(
                 stores.for_thread(restorer),
                 announcer.map(|a| a.for_thread(thread)),
             )
-            .with_write_set_limit(write_set_limit),
+            .with_write_set_limit(write_set_limit)
+            .with_start_gate(start.clone()),
         ));
     }
     Ok(shared)

@@ -29,9 +29,11 @@ mod commit;
 mod input_end;
 mod output;
 mod rebalance;
+mod start_gate;
 mod tasks;
 mod thread;
 
+pub(crate) use start_gate::StartGate;
 pub(crate) use tasks::housekeeping;
 pub(crate) use thread::run_loop;
 
@@ -162,6 +164,9 @@ pub(crate) struct Shared {
     /// A commit point is prepared before the interval is up once the tasks' uncommitted
     /// writes hold this many bytes ([`Shared::with_write_set_limit`]).
     write_set_limit: usize,
+    /// No task is created before every stream thread of the instance has its first
+    /// assignment ([`Shared::with_start_gate`]).
+    start: Arc<StartGate>,
 }
 
 /// What a local read of a task's store found.
@@ -197,6 +202,13 @@ impl Shared {
     /// flushes its record cache when it is full instead of waiting for the commit interval.
     pub(crate) fn with_write_set_limit(mut self, bytes: usize) -> Shared {
         self.write_set_limit = bytes;
+        self
+    }
+
+    /// The gate the instance's stream threads start processing through together (by
+    /// default this thread's own: open at once).
+    pub(crate) fn with_start_gate(mut self, gate: Arc<StartGate>) -> Shared {
+        self.start = gate;
         self
     }
 
@@ -268,6 +280,7 @@ impl Shared {
             announcer,
             recommit: AtomicBool::new(false),
             write_set_limit: usize::MAX,
+            start: Arc::new(StartGate::new(1, std::time::Duration::ZERO)),
         }
     }
 

@@ -73,8 +73,12 @@ impl ConsumerContext for StreamContext {
             self.shared.on_assign(tpl);
             // A partition paused before it was lost (an outage, backpressure) comes back
             // paused: librdkafka keeps the flag. Fetch it unless fetching is paused now.
+            // Before the instance's threads start together, nothing is fetched: its task
+            // resumes it when it starts.
             let st = self.shared.lock();
-            if !st.paused && !st.outage {
+            if !self.shared.start.is_open() {
+                let _ = consumer.pause(tpl);
+            } else if !st.paused && !st.outage {
                 let _ = consumer.resume(tpl);
             }
         }
@@ -84,6 +88,7 @@ impl ConsumerContext for StreamContext {
 impl Shared {
     pub(super) fn on_assign(&self, tpl: &TopicPartitionList) {
         self.metrics.rebalances.with_label_values(&["assign"]).inc();
+        self.start.arrive(self.thread);
         let mut st = self.lock();
         let mut added = Vec::new();
         for e in tpl.elements() {

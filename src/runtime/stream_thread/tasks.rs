@@ -74,7 +74,8 @@ impl Shared {
         tpl
     }
 
-    /// Creates the tasks of newly assigned partitions. Stateless ones start at once;
+    /// Creates the tasks of newly assigned partitions, once the instance's stream threads
+    /// start together ([`StartGate`](super::StartGate)). Stateless ones start at once;
     /// stateful ones open their stores and, if logged, restore first with their inputs
     /// paused. Returns the input partitions sought back to held records (see
     /// [`Shared::start_task`]).
@@ -85,7 +86,11 @@ impl Shared {
         now: i64,
     ) -> Result<Vec<(usize, i32)>, RuntimeError> {
         let mut sought = Vec::new();
-        if !st.tasks.create_backoff.due() || st.outage || hooks::task_creation_deferred() {
+        if !st.tasks.create_backoff.due()
+            || st.outage
+            || hooks::task_creation_deferred()
+            || !self.start.is_open()
+        {
             return Ok(sought);
         }
         for id in self.assigned_tasks(st) {
