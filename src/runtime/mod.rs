@@ -200,6 +200,9 @@ pub async fn start_with(
     advertised: Option<String>,
 ) -> Result<RuntimeHandle, RuntimeError> {
     let transactional = config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
+    // Before any client or store allocates: glibc's malloc (RocksDB, librdkafka) keeps one
+    // arena per stream thread instead of one per allocating thread.
+    crate::os_memory::limit_malloc_arenas(config.runtime.threads());
     let counts = admin::ensure_topics(
         config,
         &topology,
