@@ -35,9 +35,10 @@ pub fn keep_transparent_huge_pages_off() -> bool {
 /// (RocksDB, librdkafka). By default glibc gives each new thread that allocates an arena of
 /// its own, up to eight per core, and every arena keeps its own free memory resident. With
 /// two stream threads, their clients' and RocksDB's threads held ~69 MB in such arenas at
-/// the minimal workload's peak against ~54 MB with one. One arena per stream thread: peak
-/// RSS at 100,000 customers with two threads 150 → 138 MB (one arena: 127 MB), app CPU
-/// within the box's noise (BENCHMARKS.md stop 27).
+/// the minimal workload's peak against ~54 MB with one. One arena per stream thread, two
+/// threads, 100,000 customers: peak RSS minimal 168 / 160 → 145 / 145 MB, whole topology
+/// 184 / 194 → 157 / 165 MB; app CPU within the box's noise (docs/operations.md "Memory",
+/// BENCHMARKS.md stop 27).
 ///
 /// Call it before the stream threads and their clients start: glibc fixes the limit when
 /// it first needs one.

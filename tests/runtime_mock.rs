@@ -147,6 +147,13 @@ async fn run_reading<const N: usize>(
     metrics: &Metrics,
     reads: [(&String, i32, usize); N],
 ) -> [Vec<rdkafka::message::OwnedMessage>; N] {
+    // The runtime's log (assignments, tasks, commits), shown with a failing test's output:
+    // a two-thread run once missed one input partition's records for 20 s, and nothing
+    // told why.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("scorestream=info")
+        .with_test_writer()
+        .try_init();
     let handle = runtime::start(config, topology, metrics.clone())
         .await
         .unwrap_or_else(|e| panic!("runtime starts: {e}"));
