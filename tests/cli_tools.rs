@@ -210,11 +210,14 @@ fn reset_refuses_while_running_plans_without_yes_and_resets_with_it() {
         &config,
         format!(
             "application_id = \"{app_id}\"\nbootstrap_servers = \"{bootstrap}\"\ninputs = [\"{input}\"]\n\
-             state_dir = \"{}\"\n[runtime]\nreplication_factor = 1\nsession_timeout = \"6s\"\n",
+             state_dir = \"{}\"\n[runtime]\nstream_threads = 1\nreplication_factor = 1\nsession_timeout = \"6s\"\n",
             state.display()
         ),
     )
     .unwrap();
+    // One stream thread: the instance stops cleanly and another joins the same group after
+    // it, and stock Tansu 0.6.0 can wedge a group that several members (threads) leave at
+    // once (docs/operations.md "Scale out and in"); seen here as no partitions for 60 s.
     // Running (here, or anywhere: it announces itself on the registry topic): refused
     // before anything is touched.
     let config_arg = config.to_str().unwrap();
