@@ -22,8 +22,8 @@ pub(crate) struct StartGate {
     /// One flag per thread: it has had its first assignment.
     arrived: Vec<AtomicBool>,
     deadline: Instant,
-    /// The gate's opening was logged.
-    announced: AtomicBool,
+    /// Set once the gate has opened: from then on a check is one load, no clock read.
+    open: AtomicBool,
 }
 
 impl StartGate {
@@ -35,7 +35,7 @@ impl StartGate {
             waiting: AtomicUsize::new(threads),
             arrived: (0..threads).map(|_| AtomicBool::new(false)).collect(),
             deadline: Instant::now() + timeout,
-            announced: AtomicBool::new(false),
+            open: AtomicBool::new(false),
         }
     }
 
@@ -52,7 +52,7 @@ impl StartGate {
     /// Whether the threads may create their tasks and process: every thread has had its
     /// first assignment, or the deadline has passed. Logs the opening once.
     pub(crate) fn is_open(&self) -> bool {
-        self.is_open_at(Instant::now())
+        self.open.load(Ordering::Acquire) || self.is_open_at(Instant::now())
     }
 
     fn is_open_at(&self, now: Instant) -> bool {
@@ -60,7 +60,7 @@ impl StartGate {
         if waiting > 0 && now < self.deadline {
             return false;
         }
-        if self.threads > 1 && !self.announced.swap(true, Ordering::AcqRel) {
+        if !self.open.swap(true, Ordering::AcqRel) && self.threads > 1 {
             if waiting == 0 {
                 info!(
                     threads = self.threads,
@@ -105,6 +105,8 @@ mod tests {
         let now = Instant::now();
         assert!(!gate.is_open_at(now));
         assert!(gate.is_open_at(now + Duration::from_secs(6)));
+        // Once open, it stays open, without another look at the clock.
+        assert!(gate.is_open());
     }
 
     #[test]
