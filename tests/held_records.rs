@@ -57,6 +57,8 @@ async fn records_polled_before_a_stateless_task_exists_are_processed_once_it_sta
 
     let mut config = support::app_config(&bootstrap, &[&input]);
     config.runtime.commit_interval = Duration::from_millis(200);
+    // One stream thread on the mock cluster (see tests/runtime_mock.rs `test_config`).
+    config.runtime.stream_threads = 1;
     let mut b = TopologyBuilder::new();
     b.add_source("src", &[TopicRef::external(&input)]);
     b.add_processor("forward", || Box::new(Forward { out: None }), &["src"]);

@@ -54,6 +54,10 @@ fn scenario(bootstrap: &str, events: usize) -> Scenario {
     config.runtime.commit_interval = Duration::from_millis(300);
     config.runtime.session_timeout = Duration::from_secs(6);
     config.runtime.shutdown_timeout = Duration::from_secs(15);
+    // One stream thread: the mock cluster refuses offset commits while its group rebalances
+    // (tests/runtime_mock.rs `test_config`), and on stock Tansu an instance leaving with
+    // several threads can wedge the group (docs/operations.md). Threads: task_balance.rs.
+    config.runtime.stream_threads = 1;
     let mut g = Generator::new(GeneratorConfig {
         customers: 200,
         bad_ratio: 0.05,

@@ -190,6 +190,10 @@ fn demo_config(bootstrap: &str) -> (Config, RemoveOnDrop) {
     config.state_dir = state_dir.clone();
     config.runtime.commit_interval = Duration::from_millis(500);
     config.runtime.session_timeout = Duration::from_secs(6);
+    // One stream thread: the embedded mock cluster's group coordinator rebalances for
+    // seconds with several members and refuses offset commits meanwhile, so a demo with a
+    // thread per core would start late and repeat records (tests/runtime_mock.rs).
+    config.runtime.stream_threads = 1;
     (config, RemoveOnDrop(state_dir))
 }
 
