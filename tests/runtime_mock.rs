@@ -184,9 +184,10 @@ fn test_config(bootstrap: &str, inputs: &[&str]) -> Config {
     config.runtime.commit_interval = Duration::from_millis(200);
     config.runtime.session_timeout = Duration::from_secs(6);
     // One stream thread. The mock cluster's group coordinator answers an offset commit
-    // during a rebalance with REBALANCE_IN_PROGRESS (Apache Kafka and Tansu accept a commit
-    // of the current generation then, which is what commit-before-revoke relies on), and
-    // with two members it rebalances for several seconds under load: two threads made
+    // during a rebalance with REBALANCE_IN_PROGRESS (Apache Kafka accepts a commit of the
+    // current generation while a rebalance is being prepared, which commit-before-revoke
+    // relies on; on Tansu the two-thread suites stay exact), and with two members it
+    // rebalances for several seconds under load: two threads made
     // these tests see repeated records (a revoked partition's commit refused) or miss a
     // partition for their whole 20 s read. Several threads are tested on Tansu
     // (tests/task_balance.rs, tests/state_crash.rs).
