@@ -8,7 +8,7 @@
 //! thread of the instance has had its first assignment (an empty one counts), or until a
 //! deadline, after which the threads that have partitions go on without the rest.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -16,9 +16,6 @@ use tracing::{info, warn};
 /// Shared by the stream threads of one instance.
 #[derive(Debug)]
 pub(crate) struct StartGate {
-    threads: usize,
-    /// Threads that have not had their first assignment yet.
-    waiting: AtomicUsize,
     /// One flag per thread: it has had its first assignment.
     arrived: Vec<AtomicBool>,
     deadline: Instant,
@@ -29,23 +26,19 @@ pub(crate) struct StartGate {
 impl StartGate {
     /// A gate for `threads` stream threads that opens at the latest `timeout` from now.
     pub(crate) fn new(threads: usize, timeout: Duration) -> StartGate {
-        let threads = threads.max(1);
         StartGate {
-            threads,
-            waiting: AtomicUsize::new(threads),
-            arrived: (0..threads).map(|_| AtomicBool::new(false)).collect(),
+            arrived: (0..threads.max(1))
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             deadline: Instant::now() + timeout,
             open: AtomicBool::new(false),
         }
     }
 
-    /// Stream thread `thread` has had an assignment. Only its first one counts.
+    /// Stream thread `thread` has had an assignment (later ones change nothing).
     pub(crate) fn arrive(&self, thread: usize) {
-        let Some(flag) = self.arrived.get(thread) else {
-            return;
-        };
-        if !flag.swap(true, Ordering::AcqRel) {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        if let Some(flag) = self.arrived.get(thread) {
+            flag.store(true, Ordering::Release);
         }
     }
 
@@ -56,19 +49,24 @@ impl StartGate {
     }
 
     fn is_open_at(&self, now: Instant) -> bool {
-        let waiting = self.waiting.load(Ordering::Acquire);
+        let threads = self.arrived.len();
+        let waiting = self
+            .arrived
+            .iter()
+            .filter(|f| !f.load(Ordering::Acquire))
+            .count();
         if waiting > 0 && now < self.deadline {
             return false;
         }
-        if !self.open.swap(true, Ordering::AcqRel) && self.threads > 1 {
+        if !self.open.swap(true, Ordering::AcqRel) && threads > 1 {
             if waiting == 0 {
                 info!(
-                    threads = self.threads,
+                    threads,
                     "Every stream thread has its partitions: processing starts."
                 );
             } else {
                 warn!(
-                    threads = self.threads,
+                    threads,
                     waiting,
                     "Stream threads still without an assignment at the start deadline: the others start processing without them."
                 );
