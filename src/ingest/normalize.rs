@@ -165,12 +165,11 @@ pub fn derived_event_id(
     }
     let h = xxhash_rust::xxh3::xxh3_128(&buf[..at]);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(35);
-    id.push_str("ev-");
-    for i in (0..32).rev() {
-        id.push(HEX[((h >> (i * 4)) & 0xf) as usize] as char);
+    let mut id = *b"ev-00000000000000000000000000000000";
+    for (i, digit) in id[3..].iter_mut().enumerate() {
+        *digit = HEX[((h >> (124 - 4 * i)) & 0xf) as usize];
     }
-    id
+    String::from_utf8(id.to_vec()).expect("ASCII")
 }
 
 impl Normalizer {
@@ -209,32 +208,46 @@ impl Normalizer {
                 )
             }
         };
-        match scan(bytes, self.config.max_depth) {
-            Ok(()) => {}
-            Err(ScanError::TooDeep) => {
-                return reject(
-                    RejectReason::TooDeep,
-                    format!(
-                        "JSON nesting is deeper than {} levels",
-                        self.config.max_depth
-                    ),
-                )
+        // A plain object (the usual record) is split in one pass that also checks what the
+        // scan would; anything else is scanned, then parsed by serde_json.
+        let members = match plain_object_members(text, self.config.max_depth) {
+            Some(members) => members,
+            None => {
+                self.scan(bytes)?;
+                self.parse_object(text)?
             }
-            Err(ScanError::NumberOutOfRange(literal)) => {
-                return reject(
-                    RejectReason::InvalidJson,
-                    format!("invalid JSON: the number {literal} is beyond the range of a double"),
-                )
-            }
-            Err(ScanError::LoneSurrogate(escape)) => {
-                return reject(
-                    RejectReason::InvalidJson,
-                    format!("invalid JSON: {escape} is half of a surrogate pair, not a character"),
-                )
-            }
+        };
+        // Duplicate top-level keys: two different customer ids must never be guessed between.
+        if let Some(k) = first_duplicate(&members) {
+            return reject(
+                RejectReason::DuplicateKey,
+                format!("the key '{k}' appears more than once"),
+            );
         }
-        let members = self.parse_object(text)?;
         self.build(input, &members)
+    }
+
+    /// The checks serde_json's raw values let through: depth, out-of-range numbers, lone
+    /// surrogates ([`scan`]).
+    fn scan(&self, bytes: &[u8]) -> Result<(), Rejection> {
+        match scan(bytes, self.config.max_depth) {
+            Ok(()) => Ok(()),
+            Err(ScanError::TooDeep) => reject(
+                RejectReason::TooDeep,
+                format!(
+                    "JSON nesting is deeper than {} levels",
+                    self.config.max_depth
+                ),
+            ),
+            Err(ScanError::NumberOutOfRange(literal)) => reject(
+                RejectReason::InvalidJson,
+                format!("invalid JSON: the number {literal} is beyond the range of a double"),
+            ),
+            Err(ScanError::LoneSurrogate(escape)) => reject(
+                RejectReason::InvalidJson,
+                format!("invalid JSON: {escape} is half of a surrogate pair, not a character"),
+            ),
+        }
     }
 
     fn parse_object<'t>(&self, text: &'t str) -> Result<Vec<(Cow<'t, str>, &'t str)>, Rejection> {
@@ -257,18 +270,7 @@ impl Normalizer {
                 }
             };
         }
-        let members = match plain_object_members(text) {
-            Some(members) => members,
-            None => Self::parse_members(text)?,
-        };
-        // Duplicate top-level keys: two different customer ids must never be guessed between.
-        if let Some(k) = first_duplicate(&members) {
-            return reject(
-                RejectReason::DuplicateKey,
-                format!("the key '{k}' appears more than once"),
-            );
-        }
-        Ok(members)
+        Self::parse_members(text)
     }
 
     /// The members by serde_json: any object the plain reader leaves (escapes, deep

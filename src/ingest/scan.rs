@@ -69,10 +69,7 @@ pub(super) fn scan(text: &[u8], max_depth: usize) -> Result<(), ScanError> {
                     i += 1;
                 }
                 let literal = &text[start..i];
-                if invalid.is_none()
-                    && (exponent || literal.len() >= SAFE_PLAIN_NUMBER_LEN)
-                    && overflows(literal)
-                {
+                if invalid.is_none() && number_out_of_range(literal, exponent) {
                     let shown = String::from_utf8_lossy(&literal[..literal.len().min(40)]);
                     invalid = Some(ScanError::NumberOutOfRange(shown.into_owned()));
                 }
@@ -105,6 +102,12 @@ pub(super) fn string_run_end(text: &[u8], from: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// Whether a number literal (with an `e` or `E` in it if `exponent`) is beyond a double's
+/// range: the cheap length and exponent test first, then the parse.
+pub(super) fn number_out_of_range(literal: &[u8], exponent: bool) -> bool {
+    (exponent || literal.len() >= SAFE_PLAIN_NUMBER_LEN) && overflows(literal)
 }
 
 /// Whether a well-formed number literal reads as an infinite double. A malformed one is
