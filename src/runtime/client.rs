@@ -363,8 +363,9 @@ pub struct DeliveryContext {
     /// Records owed per commit epoch, and changelog ends (see [`super::acks`]); shared with
     /// the producers that replace this one.
     ledger: Arc<Mutex<super::acks::Ledger>>,
-    /// `records_produced` per topic, resolved once per topic instead of per record.
-    produced: Arc<Mutex<HashMap<String, prometheus::IntCounter>>>,
+    /// Per topic, resolved once instead of per record: its `records_produced` counter and
+    /// whether it is a changelog.
+    produced: Arc<Mutex<HashMap<String, (prometheus::IntCounter, bool)>>>,
     /// Set when the broker keeps refusing this producer's id (see [`forgotten`](Self::forgotten)).
     forgotten: Arc<AtomicBool>,
     /// The idempotent producer epoch in the last statistics report of this producer.
@@ -478,24 +479,23 @@ impl ProducerContext for DeliveryContext {
         self.reports.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(m) => {
-                {
+                // The topic name is a C string: each `topic()` is a strlen and a UTF-8
+                // check, so it is taken once, and looked up once.
+                let topic = m.topic();
+                let is_changelog = {
                     let mut produced = self.produced.lock().unwrap_or_else(|e| e.into_inner());
-                    match produced.get(m.topic()) {
-                        Some(c) => c.inc(),
-                        None => {
-                            let c = self
-                                .metrics
-                                .records_produced
-                                .with_label_values(&[m.topic()]);
-                            c.inc();
-                            produced.insert(m.topic().to_string(), c);
-                        }
+                    if let Some((counter, is_changelog)) = produced.get(topic) {
+                        counter.inc();
+                        *is_changelog
+                    } else {
+                        let counter = self.metrics.records_produced.with_label_values(&[topic]);
+                        counter.inc();
+                        let is_changelog = self.changelogs.contains(topic);
+                        produced.insert(topic.to_string(), (counter, is_changelog));
+                        is_changelog
                     }
-                }
-                let changelog = self
-                    .changelogs
-                    .contains(m.topic())
-                    .then(|| (m.topic(), m.partition(), m.offset()));
+                };
+                let changelog = is_changelog.then(|| (topic, m.partition(), m.offset()));
                 self.ledger().acked(epoch, changelog);
             }
             Err((e, m)) => {

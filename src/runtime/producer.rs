@@ -154,6 +154,79 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
 
+    fn mock_producer(
+        mock: &MockCluster<'static, DefaultProducerContext>,
+        context: DeliveryContext,
+    ) -> ReplaceableProducer {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("linger.ms", "0");
+        ReplaceableProducer::new(
+            config.create_with_context(context.share()).unwrap(),
+            config,
+            context,
+        )
+    }
+
+    /// Waits until the broker holds `expected` records of `topic`'s first `partitions`.
+    /// Offsets are answered on the same connection after the produce responses: once the
+    /// broker holds every record, every report is waiting in the producer's queue.
+    fn wait_stored(producer: &ReplaceableProducer, topic: &str, partitions: i32, expected: i64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stored: i64 = (0..partitions)
+                .map(|p| {
+                    producer
+                        .get()
+                        .client()
+                        .fetch_watermarks(topic, p, Duration::from_secs(5))
+                        .map_or(0, |(_, high)| high)
+                })
+                .sum();
+            if stored == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{stored} records of {topic} stored"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// An acknowledged record counts in `records_produced` of its topic, and only a
+    /// changelog's records move the changelog end a commit point writes locally.
+    #[test]
+    fn reports_count_per_topic_and_track_changelog_ends() {
+        let mock: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
+        mock.create_topic("c", 1, 1).unwrap();
+        mock.create_topic("out", 1, 1).unwrap();
+        let metrics = Metrics::new();
+        let context = DeliveryContext::new(metrics.clone(), HashSet::from(["c".to_string()]));
+        let producer = mock_producer(&mock, context);
+        for (topic, n) in [("c", 3), ("out", 2)] {
+            for _ in 0..n {
+                producer.context().ledger().sent(0);
+                let record = BaseRecord::with_opaque_to(topic, 0usize)
+                    .partition(0)
+                    .key("k")
+                    .payload("v");
+                producer.send(record).unwrap();
+            }
+        }
+        wait_stored(&producer, "c", 1, 3);
+        wait_stored(&producer, "out", 1, 2);
+        producer.serve_reports();
+        let mut ledger = producer.context().ledger();
+        assert!(ledger.settled_through(0));
+        ledger.close_through(0);
+        assert_eq!(ledger.changelog_end("c", 0), Some(3));
+        assert_eq!(ledger.changelog_end("out", 0), None);
+        let produced = |t: &str| metrics.records_produced.with_label_values(&[t]).get();
+        assert_eq!((produced("c"), produced("out")), (3, 2));
+    }
+
     /// Every report waiting is served by one call, not one produced batch per call.
     #[test]
     fn serve_reports_serves_every_batch_waiting() {
@@ -161,16 +234,7 @@ mod tests {
         const PER_PARTITION: i32 = 10;
         let mock: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
         mock.create_topic("t", PARTITIONS, 1).unwrap();
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", mock.bootstrap_servers())
-            .set("linger.ms", "0");
-        let context = DeliveryContext::new(Metrics::new(), HashSet::new());
-        let producer = ReplaceableProducer::new(
-            config.create_with_context(context.share()).unwrap(),
-            config,
-            context,
-        );
+        let producer = mock_producer(&mock, DeliveryContext::new(Metrics::new(), HashSet::new()));
         for p in 0..PARTITIONS {
             for i in 0..PER_PARTITION {
                 let value = format!("{p}-{i}");
@@ -181,25 +245,12 @@ mod tests {
                 producer.send(record).unwrap();
             }
         }
-        // Offsets are answered on the same connection after the produce responses: once
-        // the broker holds every record, every report is waiting in the producer's queue.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let stored: i64 = (0..PARTITIONS)
-                .map(|p| {
-                    producer
-                        .get()
-                        .client()
-                        .fetch_watermarks("t", p, Duration::from_secs(5))
-                        .map_or(0, |(_, high)| high)
-                })
-                .sum();
-            if stored == i64::from(PARTITIONS * PER_PARTITION) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{stored} records stored");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_stored(
+            &producer,
+            "t",
+            PARTITIONS,
+            i64::from(PARTITIONS * PER_PARTITION),
+        );
         producer.serve_reports();
         assert_eq!(
             producer.context().reports(),
