@@ -163,6 +163,16 @@ pub struct PeriodSpan {
     pub end_ms: i64,
 }
 
+impl PeriodSpan {
+    /// The one `all_time` period: no date to compute it from, and no end.
+    fn all_time() -> PeriodSpan {
+        PeriodSpan {
+            key: Period::AllTime.name().into(),
+            end_ms: i64::MAX,
+        }
+    }
+}
+
 /// Spans computed lately on this thread, newest last: every event of a day asks for the
 /// same few (one per board period), and computing one (a key formatted, the next period's
 /// first instant found in the zone's rules) was ~2 % of the full topology's instructions.
@@ -176,10 +186,7 @@ thread_local! {
 /// The key and end of the period containing `ms` in `tz`.
 pub fn period_span(period: Period, ms: i64, tz: Tz) -> PeriodSpan {
     if period == Period::AllTime {
-        return PeriodSpan {
-            key: "all_time".into(),
-            end_ms: i64::MAX,
-        };
+        return PeriodSpan::all_time();
     }
     // A span is a function of the period, the zone and the local date: remembered by those,
     // it is exact whatever the zone's transitions.
@@ -205,12 +212,7 @@ pub fn period_span(period: Period, ms: i64, tz: Tz) -> PeriodSpan {
 /// The key and end of the period containing local `date` in `tz`.
 fn span_of_date(period: Period, date: NaiveDate, tz: Tz) -> PeriodSpan {
     let (key, next_start) = match period {
-        Period::AllTime => {
-            return PeriodSpan {
-                key: "all_time".into(),
-                end_ms: i64::MAX,
-            }
-        }
+        Period::AllTime => return PeriodSpan::all_time(),
         Period::Daily => {
             let mut key = String::with_capacity(16);
             key.push_str("daily:");
