@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::time::rfc3339_ms;
 
 pub use crate::domain::envelope::{result_id, ResultId, SCHEMA_VERSION};
-use crate::domain::envelope::{result_id_hasher, Envelope};
+use crate::domain::envelope::{result_id_hasher, Envelope, ResultIdInput};
 
 /// One result for `gamification-results`, keyed by the customer id. Serialized as its
 /// [`Envelope`], `rules_version`, then the body's fields.
@@ -165,7 +165,7 @@ impl OutputBody {
     /// Feeds what distinguishes this result from others of its type for the same event to
     /// `h`, in pieces whose concatenation is the discriminator text (`rule:<id>`,
     /// `<mission>#<completions>`, ...): the same hash, without building the string.
-    fn hash_discriminator(&self, h: &mut xxhash_rust::xxh3::Xxh3) {
+    fn hash_discriminator(&self, h: &mut ResultIdInput) {
         let mut numbered = |text: &str, n: u32| {
             h.update(text.as_bytes());
             h.update(b"#");
