@@ -8,6 +8,8 @@ use std::borrow::Cow;
 
 use serde::{Serialize, Serializer};
 
+use super::inline_bytes::InlineBytes;
+
 /// The version of every output record's layout (the JSON Schemas under `schemas/`).
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -76,43 +78,19 @@ pub fn result_id_hasher(customer_id: &str, event_id: &str, output_type: &str) ->
 /// instructions; its streaming hasher (a 64-byte state, a 256-byte buffer and the
 /// digest's bookkeeping) cost ~800 per result under callgrind. Both give the same hash of
 /// the same bytes, so ids do not change.
-pub struct ResultIdInput {
-    inline: [u8; ResultIdInput::INLINE],
-    len: usize,
-    /// Everything, once it outgrew `inline` (very long customer or event ids).
-    spilled: Vec<u8>,
-}
+pub struct ResultIdInput(InlineBytes<192>);
 
 impl ResultIdInput {
-    const INLINE: usize = 192;
-
     fn new() -> ResultIdInput {
-        ResultIdInput {
-            inline: [0; Self::INLINE],
-            len: 0,
-            spilled: Vec::new(),
-        }
+        ResultIdInput(InlineBytes::new())
     }
 
     pub fn update(&mut self, bytes: &[u8]) {
-        if self.spilled.is_empty() && self.len + bytes.len() <= Self::INLINE {
-            self.inline[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-            self.len += bytes.len();
-        } else {
-            if self.spilled.is_empty() {
-                self.spilled.extend_from_slice(&self.inline[..self.len]);
-            }
-            self.spilled.extend_from_slice(bytes);
-        }
+        self.0.push(bytes);
     }
 
     fn digest(&self) -> u64 {
-        let bytes = if self.spilled.is_empty() {
-            &self.inline[..self.len]
-        } else {
-            &self.spilled
-        };
-        xxhash_rust::xxh3::xxh3_64(bytes)
+        xxhash_rust::xxh3::xxh3_64(self.0.as_bytes())
     }
 }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::rounds::Rounds;
 use super::streak::StreakState;
 use super::time::LocalDay;
+use crate::domain::inline_bytes::InlineBytes;
 
 /// What the game knows about a customer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -143,30 +144,14 @@ pub fn score_key(score: &str) -> BucketKey {
 /// A day-bucket key, `prefix` then an id (`p:<point type>`, `r:<rule>`...), held on the
 /// stack when it fits: several are looked up per event, and `format!` allocated each
 /// (issue 15 item 5). Dereferences to the key text.
-pub struct BucketKey {
-    inline: [u8; BucketKey::INLINE],
-    len: usize,
-    /// Keys longer than `INLINE` bytes.
-    heap: Option<String>,
-}
+pub struct BucketKey(InlineBytes<64>);
 
 impl BucketKey {
-    const INLINE: usize = 64;
-
     pub fn new(prefix: &str, id: &str) -> BucketKey {
-        let len = prefix.len() + id.len();
-        let mut key = BucketKey {
-            inline: [0; Self::INLINE],
-            len,
-            heap: None,
-        };
-        if len <= Self::INLINE {
-            key.inline[..prefix.len()].copy_from_slice(prefix.as_bytes());
-            key.inline[prefix.len()..len].copy_from_slice(id.as_bytes());
-        } else {
-            key.heap = Some(format!("{prefix}{id}"));
-        }
-        key
+        let mut key = InlineBytes::new();
+        key.push(prefix.as_bytes());
+        key.push(id.as_bytes());
+        BucketKey(key)
     }
 }
 
@@ -174,11 +159,8 @@ impl std::ops::Deref for BucketKey {
     type Target = str;
 
     fn deref(&self) -> &str {
-        match &self.heap {
-            Some(s) => s,
-            // Two whole `str`s copied end to end: valid UTF-8.
-            None => std::str::from_utf8(&self.inline[..self.len]).expect("two str"),
-        }
+        // Two whole `str`s copied end to end: valid UTF-8.
+        std::str::from_utf8(self.0.as_bytes()).expect("two str")
     }
 }
 
