@@ -32,8 +32,12 @@ const ENTRY_OVERHEAD: usize = 64;
 
 /// The memory shared by the caches of every store of every task of an instance. Each store
 /// of each task that has cached anything may hold `total / stores` bytes, recomputed as
-/// tasks come and go. A store nobody reads (the leaderboards' store when the rules have no
-/// boards) takes no share: counted from the start, it halved the customers' store's cache.
+/// tasks come and go. A store nobody reads by key takes no share and caches nothing: the
+/// leaderboards' store when the rules have no boards (counted from the start, it halved
+/// the customers' store's cache), and the churn branch's inactivity index, which is written
+/// on every event but only ever scanned (its committed writes took a third of the bundled
+/// topology's cache, so that a larger budget bought that topology no hits: BENCHMARKS.md
+/// stop 29).
 #[derive(Debug)]
 pub struct CacheBudget {
     total: usize,
@@ -125,6 +129,9 @@ pub struct StoreCache {
     old_bytes: usize,
     /// Whether this cache holds a share of the budget (from its first entry on).
     counted: bool,
+    /// Whether the store has been read by key: until then committed writes are not
+    /// cached (nothing would read them back).
+    read: bool,
 }
 
 impl StoreCache {
@@ -137,11 +144,13 @@ impl StoreCache {
             young_bytes: 0,
             old_bytes: 0,
             counted: false,
+            read: false,
         }
     }
 
     /// The cached entry for `key`, if cached.
     pub fn get(&mut self, key: &[u8]) -> Option<&Cached> {
+        self.read = true;
         if !self.young.contains_key(key) {
             let (k, v) = self.old.remove_entry(key)?;
             let size = entry_size(&k, &v);
@@ -151,8 +160,13 @@ impl StoreCache {
         self.young.get(key)
     }
 
-    /// Remembers the committed value of `key`.
+    /// Remembers the committed value of `key`, once the store has been read by key
+    /// ([`get`](Self::get) first). Skipping a store never read leaves nothing stale: its
+    /// cache is empty until then.
     pub fn put(&mut self, key: Vec<u8>, value: Cached) {
+        if !self.read {
+            return;
+        }
         if let Some(old) = self.old.remove(key.as_slice()) {
             self.old_bytes -= entry_size(&key, &old);
         }
@@ -225,9 +239,31 @@ fn entry_size(key: &[u8], value: &Cached) -> usize {
 mod tests {
     use super::*;
 
+    /// The cache of a store that has been read by key (a miss), so it caches commits.
+    fn read_store(budget: Arc<CacheBudget>) -> StoreCache {
+        let mut c = StoreCache::new(budget);
+        assert!(c.get(b"").is_none());
+        c
+    }
+
+    #[test]
+    fn a_store_never_read_by_key_caches_nothing_and_takes_no_share() {
+        let budget = CacheBudget::new(1 << 20);
+        let mut index = StoreCache::new(budget.clone());
+        index.put(b"k".to_vec(), Some(vec![1]));
+        index.put(b"gone".to_vec(), None);
+        assert_eq!((index.len(), index.bytes()), (0, 0));
+        assert_eq!(budget.stores.load(Ordering::Relaxed), 0, "took a share");
+        // Read once, it caches what is read and what is committed from then on.
+        assert!(index.get(b"k").is_none());
+        index.put(b"k".to_vec(), Some(vec![2]));
+        assert_eq!(index.get(b"k"), Some(&Some(vec![2])));
+        assert_eq!(budget.stores.load(Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn hits_what_was_put_and_misses_what_was_not() {
-        let mut c = StoreCache::new(CacheBudget::new(1 << 20));
+        let mut c = read_store(CacheBudget::new(1 << 20));
         c.put(b"a".to_vec(), Some(b"1".to_vec()));
         c.put(b"gone".to_vec(), None);
         assert_eq!(c.get(b"a"), Some(&Some(b"1".to_vec())));
@@ -240,9 +276,9 @@ mod tests {
     #[test]
     fn stays_within_its_share_of_the_budget_and_keeps_hot_keys() {
         let budget = CacheBudget::new(64 * 1024);
-        let mut c = StoreCache::new(budget.clone());
+        let mut c = read_store(budget.clone());
         // A store in use takes its half of the budget; one never used takes nothing.
-        let mut other_store = StoreCache::new(budget.clone());
+        let mut other_store = read_store(budget.clone());
         other_store.put(b"x".to_vec(), None);
         let _unused_store = StoreCache::new(budget);
         let share = 32 * 1024;
@@ -269,7 +305,7 @@ mod tests {
 
     #[test]
     fn byte_accounting_survives_overwrites_and_promotions() {
-        let mut c = StoreCache::new(CacheBudget::new(1 << 20));
+        let mut c = read_store(CacheBudget::new(1 << 20));
         c.put(b"k".to_vec(), Some(vec![0; 10]));
         c.put(b"k".to_vec(), Some(vec![0; 30]));
         assert_eq!(c.bytes(), ENTRY_OVERHEAD + 1 + 30);
@@ -283,7 +319,7 @@ mod tests {
     fn a_value_too_big_to_cache_evicts_the_keys_older_entry() {
         // A 1000-byte budget: 500 bytes a generation. Small values are cached, big ones are
         // not, and a big one must not leave the key's older small value behind (a stale read).
-        let mut c = StoreCache::new(CacheBudget::new(1000));
+        let mut c = read_store(CacheBudget::new(1000));
         for (round, len) in [10, 600, 20, 700, 0, 900].into_iter().enumerate() {
             let value = Some(vec![round as u8; len]);
             c.put(b"k".to_vec(), value.clone());
@@ -310,11 +346,11 @@ mod tests {
     #[test]
     fn only_stores_that_cached_something_share_the_budget() {
         let budget = CacheBudget::new(1 << 20);
-        let mut a = StoreCache::new(budget.clone());
+        let mut a = read_store(budget.clone());
         let b = StoreCache::new(budget.clone());
         a.put(b"k".to_vec(), Some(vec![1]));
         assert_eq!(budget.share(), 1 << 20, "an unused store took a share");
-        let mut c = StoreCache::new(budget.clone());
+        let mut c = read_store(budget.clone());
         c.put(b"k".to_vec(), None);
         assert_eq!(budget.share(), 1 << 19);
         drop((b, c));
@@ -325,7 +361,7 @@ mod tests {
 
     #[test]
     fn an_entry_larger_than_half_the_share_is_not_cached() {
-        let mut c = StoreCache::new(CacheBudget::new(1000));
+        let mut c = read_store(CacheBudget::new(1000));
         c.put(b"big".to_vec(), Some(vec![0; 600]));
         assert!(c.get(b"big").is_none());
     }
