@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use serde::{Serialize, Serializer};
 
-use super::inline_bytes::InlineBytes;
+use super::inline_bytes::{write_hex, InlineBytes};
 
 /// The version of every output record's layout (the JSON Schemas under `schemas/`).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -103,12 +103,8 @@ impl ResultId {
     pub fn finish(mut h: ResultIdInput) -> ResultId {
         h.update(&[0]);
         let digest = h.digest();
-        // As `format!("{:016x}")`, without the formatting machinery (one per result).
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut digits = [0u8; 16];
-        for (i, d) in digits.iter_mut().enumerate() {
-            *d = HEX[((digest >> (60 - 4 * i)) & 0xf) as usize];
-        }
+        write_hex(digest.into(), &mut digits);
         ResultId(digits)
     }
 

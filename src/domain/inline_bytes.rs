@@ -1,5 +1,17 @@
-//! Short byte strings assembled on the stack: keys and hash inputs built for every event,
-//! where a `String` or `format!` allocated each time (issue 15 item 5).
+//! Short byte strings assembled on the stack: keys, hash inputs and hex digits built for
+//! every event, where a `String` or `format!` allocated each time (issue 15 item 5).
+
+/// Writes the low `4 × digits.len()` bits of `value` into `digits` as lower-case hex, most
+/// significant first: `format!("{value:0width$x}")` for a `value` that fits the width,
+/// without the formatting machinery (result ids, derived event ids).
+#[inline]
+pub fn write_hex(value: u128, digits: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let last = digits.len().saturating_sub(1);
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((value >> (4 * (last - i))) & 0xf) as usize];
+    }
+}
 
 /// Up to `N` bytes inline; longer contents move to the heap, whole, at the first append
 /// that does not fit.
@@ -57,6 +69,26 @@ impl<const N: usize> Default for InlineBytes<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_digits_are_zero_padded_lower_hex() {
+        for value in [
+            0u128,
+            1,
+            0xabc,
+            u64::MAX as u128,
+            u128::MAX,
+            0x0123_4567_89ab_cdef,
+        ] {
+            let mut wide = [0u8; 32];
+            write_hex(value, &mut wide);
+            assert_eq!(std::str::from_utf8(&wide).unwrap(), format!("{value:032x}"));
+            let mut narrow = [0u8; 16];
+            write_hex(value & u64::MAX as u128, &mut narrow);
+            let low = value as u64;
+            assert_eq!(std::str::from_utf8(&narrow).unwrap(), format!("{low:016x}"));
+        }
+    }
 
     #[test]
     fn contents_are_the_appends_in_order_inline_or_spilled() {

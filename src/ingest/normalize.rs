@@ -21,6 +21,7 @@ use super::mapping::NormalizerConfig;
 use super::plain_json::plain_object_members;
 use super::raw_json::{flatten, InvalidAt, Members};
 use super::scan::{scan, ScanError};
+use crate::domain::inline_bytes::write_hex;
 
 /// One input record as the normalizer sees it.
 #[derive(Debug, Clone, Copy)]
@@ -164,11 +165,8 @@ pub fn derived_event_id(
         }
     }
     let h = xxhash_rust::xxh3::xxh3_128(&buf[..at]);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = *b"ev-00000000000000000000000000000000";
-    for (i, digit) in id[3..].iter_mut().enumerate() {
-        *digit = HEX[((h >> (124 - 4 * i)) & 0xf) as usize];
-    }
+    write_hex(h, &mut id[3..]);
     String::from_utf8(id.to_vec()).expect("ASCII")
 }
 
